@@ -1,0 +1,26 @@
+#!/usr/bin/env python3
+"""CDK app entry: read configuration once, validate it, build the platform.
+
+    npx cdk synth -c env=prod
+    npx cdk synth -c env=dev -c config=my-overlay.toml -c set:multi_model.instance_count=2
+"""
+import sys
+
+import aws_cdk as cdk
+
+from config import ConfigError, load_config_from_context
+from stacks.platform import build_platform
+
+
+def main() -> None:
+    app = cdk.App()
+    try:
+        cfg = load_config_from_context(app.node.get_all_context())
+    except ConfigError as exc:
+        sys.exit(f"cdk synth aborted, nothing was synthesized.\n{exc}")
+    build_platform(app, cfg)
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Thin stacks: each reads its typed configuration and composes constructs."""

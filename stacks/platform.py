@@ -1,0 +1,46 @@
+"""Compose the whole platform for one environment: the single app factory.
+
+The app entry (``app.py``) reads and validates configuration, then calls
+:func:`build_platform`. Tests call it too, with configurations of their own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from config.schema import PlatformConfig
+from stacks.storage_stack import ArtifactStorageStack
+
+
+@dataclass
+class Platform:
+    """The stacks of one environment, for tests and for wiring."""
+
+    storage: ArtifactStorageStack
+    workloads: dict[str, cdk.Stack] = field(default_factory=dict)
+
+
+def build_platform(app: cdk.App, cfg: PlatformConfig) -> Platform:
+    """Add every enabled stack of ``cfg`` to ``app`` and register cdk-nag once."""
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks())
+    env = cdk.Environment(account=cfg.account, region=cfg.region) if cfg.account else None
+
+    def name(component: str) -> str:
+        return f"{cfg.stack_prefix}-{cfg.environment}-{component}"
+
+    storage = ArtifactStorageStack(
+        app,
+        name("Storage"),
+        env=env,
+        storage=cfg.storage,
+        retain_data=cfg.retain_data,
+        description=f"ML accelerator platform ({cfg.environment}): artifact buckets",
+    )
+    platform = Platform(storage=storage)
+    # Workload stacks are added here, each guarded by its `enabled` switch.
+
+    for key, value in sorted(cfg.tags.items()):
+        cdk.Tags.of(app).add(key, value)
+    return platform

@@ -1,0 +1,98 @@
+"""The artifact storage stack, and how other stacks receive its locations.
+
+Other stacks get the buckets through exports with stable names (not CDK's
+automatic cross-stack references, whose export names carry a hash). Stable
+names keep the cdk-nag finding ids of prefix grants predictable, so each can
+be acknowledged exactly where the grant is made.
+"""
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from config.schema import StorageConfig
+from ml_constructs.storage import ArtifactLocation, ArtifactLocations, ArtifactStorage, ArtifactStorageProps
+
+_BUCKETS = {"Models": "models_bucket", "CompileCache": "compile_cache_bucket", "Training": "training_bucket"}
+
+
+class ArtifactStorageStack(cdk.Stack):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, storage: StorageConfig, retain_data: bool, **kwargs
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.storage = ArtifactStorage(
+            self,
+            "Artifacts",
+            props=ArtifactStorageProps(
+                encryption=storage.encryption,
+                retain_data=retain_data,
+                abort_incomplete_multipart_upload_days=storage.abort_incomplete_multipart_upload_days,
+                noncurrent_version_expiration_days=storage.noncurrent_version_expiration_days,
+                compile_cache_expiration_days=storage.compile_cache_expiration_days,
+                access_logs_expiration_days=storage.access_logs_expiration_days,
+            ),
+        )
+        self._imports: dict[str, str] = {}
+        for name, attr in _BUCKETS.items():
+            bucket: s3.Bucket = getattr(self.storage, attr)
+            self._imports[f"{name}BucketArn"] = self.export_value(bucket.bucket_arn, name=self._export(f"{name}BucketArn"))
+            self._imports[f"{name}BucketName"] = self.export_value(
+                bucket.bucket_name, name=self._export(f"{name}BucketName")
+            )
+        if self.storage.key is not None:
+            self._imports["KeyArn"] = self.export_value(self.storage.key.key_arn, name=self._export("KeyArn"))
+        for field, location in vars(self.storage.locations).items():
+            cdk.CfnOutput(self, _pascal(field) + "Url", value=location.s3_url, description=f"s3 URL of {field}")
+        self._shared: dict[str, ArtifactLocations] = {}
+
+    def _export(self, name: str) -> str:
+        return f"{self.stack_name}-{name}"
+
+    def locations_for(self, consumer: cdk.Stack) -> ArtifactLocations:
+        """The storage locations as seen from ``consumer`` (a stack of the same app).
+
+        Creates imported buckets (and key) in ``consumer`` once and makes it
+        depend on this stack.
+        """
+        key = consumer.node.path
+        if key in self._shared:
+            return self._shared[key]
+        consumer.add_dependency(self, "reads the artifact buckets' exports")
+        scope = Construct(consumer, "ArtifactStorage")
+        imported_key = (
+            kms.Key.from_key_arn(scope, "Key", self._imports["KeyArn"]) if "KeyArn" in self._imports else None
+        )
+        buckets = {
+            name: s3.Bucket.from_bucket_attributes(
+                scope,
+                f"{name}Bucket",
+                bucket_arn=self._imports[f"{name}BucketArn"],
+                bucket_name=self._imports[f"{name}BucketName"],
+                encryption_key=imported_key,
+            )
+            for name in _BUCKETS
+        }
+        native = self.storage.locations
+
+        def rebind(location: ArtifactLocation, bucket: str) -> ArtifactLocation:
+            return ArtifactLocation(buckets[bucket], location.prefix, location.description, imported_key)
+
+        shared = ArtifactLocations(
+            model_packages=rebind(native.model_packages, "Models"),
+            model_weights=rebind(native.model_weights, "Models"),
+            neuron_artifacts=rebind(native.neuron_artifacts, "Models"),
+            multi_model_packages=rebind(native.multi_model_packages, "Models"),
+            compile_cache=rebind(native.compile_cache, "CompileCache"),
+            training_data=rebind(native.training_data, "Training"),
+            checkpoints=rebind(native.checkpoints, "Training"),
+            training_outputs=rebind(native.training_outputs, "Training"),
+        )
+        self._shared[key] = shared
+        return shared
+
+
+def _pascal(snake: str) -> str:
+    return "".join(part.capitalize() for part in snake.split("_"))

@@ -1,0 +1,39 @@
+"""Shared test helpers: build apps the way the CDK CLI does, find resources."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+
+ROOT = Path(__file__).resolve().parent.parent
+CDK_CONTEXT: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+def new_app(outdir: Path | str | None = None, **extra_context: Any) -> cdk.App:
+    """An App with cdk.json's feature flags, as `cdk synth` would create it."""
+    kwargs: dict[str, Any] = {"context": {**CDK_CONTEXT, **extra_context}}
+    if outdir is not None:
+        kwargs["outdir"] = str(outdir)
+    return cdk.App(**kwargs)
+
+
+def new_checked_app(outdir: Path | str | None = None) -> cdk.App:
+    """An App with cdk-nag registered: unacknowledged findings make synth raise."""
+    from cdk_nag import AwsSolutionsChecks
+
+    app = new_app(outdir)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks())
+    return app
+
+
+def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
+
+
+def policy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = []
+    for policy in resources_of_type(template, "AWS::IAM::Policy").values():
+        statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return statements

@@ -1,0 +1,107 @@
+"""Every environment synthesizes through the pinned CDK CLI, lint- and nag-clean.
+
+This is what CI and users run (`npx cdk synth -c env=...`); cdk-nag and
+aws-cdk-lib's template validation run inside that synth and fail it on any
+unacknowledged finding. cfn-lint then checks every template against the
+CloudFormation resource schemas.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cfnlint.api import ManualArgs, lint_file
+
+from config import known_environments
+from tests.cfn_lint_policy import IGNORED_RULES, LINT_REGIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.cli
+
+
+def run_cdk(*args: str, outdir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env["CDK_DISABLE_CLI_TELEMETRY"] = "true"
+    return subprocess.run(
+        ["npx", "--no-install", "cdk", "synth", "--quiet", "--no-notices", "-o", str(outdir), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_assemblies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = {}
+    for env in known_environments():
+        outdir = tmp_path_factory.mktemp(f"cli-{env}")
+        result = run_cdk("-c", f"env={env}", outdir=outdir)
+        assert result.returncode == 0, f"cdk synth -c env={env} failed:\n{result.stderr[-4000:]}"
+        out[env] = outdir
+    return out
+
+
+def test_cli_version_is_the_pinned_one():
+    lock = json.loads((ROOT / "package-lock.json").read_text())
+    pinned = lock["packages"]["node_modules/aws-cdk"]["version"]
+    assert pinned.startswith("2.1148.")
+    assert json.loads((ROOT / "package.json").read_text())["devDependencies"]["aws-cdk"] == pinned
+
+
+@pytest.mark.parametrize("env", known_environments())
+def test_every_environment_synthesizes_with_its_stacks(cli_assemblies, env):
+    manifest = json.loads((cli_assemblies[env] / "manifest.json").read_text())
+    stacks = [k for k, v in manifest["artifacts"].items() if v["type"] == "aws:cloudformation:stack"]
+    assert f"MlAccel-{env}-Storage" in stacks
+    for stack in stacks:
+        assert (cli_assemblies[env] / f"{stack}.template.json").is_file()
+
+
+@pytest.mark.parametrize("env", known_environments())
+def test_cfn_lint_finds_nothing_beyond_the_ignored_rules(cli_assemblies, env):
+    templates = sorted(cli_assemblies[env].glob("*.template.json"))
+    assert templates
+    config = ManualArgs(regions=LINT_REGIONS, ignore_checks=sorted(IGNORED_RULES))
+    findings = [f"{t.name}: {m}" for t in templates for m in lint_file(t, config=config)]
+    assert findings == []
+
+
+def test_the_app_registers_cdk_nag_so_an_unacknowledged_finding_fails_synth(tmp_path: Path):
+    """A plain bucket (no SSL policy, no access logs) slipped into the app must stop synth."""
+    from aws_cdk import aws_s3 as s3
+
+    from config import load_config
+    from stacks.platform import build_platform
+    from tests.helpers import new_app
+
+    app = new_app(tmp_path)
+    platform = build_platform(app, load_config("dev"))
+    s3.Bucket(platform.storage, "Careless")
+    with pytest.raises(RuntimeError) as exc:
+        app.synth()
+    assert "AwsSolutions-S1" in str(exc.value) or "AwsSolutions-S10" in str(exc.value)
+
+
+def test_unknown_environment_fails_synth_naming_the_known_ones(tmp_path: Path):
+    result = run_cdk("-c", "env=staging", outdir=tmp_path)
+    assert result.returncode != 0
+    assert "unknown environment 'staging'; known environments: dev, prod" in result.stderr
+    assert not list(tmp_path.glob("*.template.json"))
+
+
+def test_bad_values_fail_synth_with_one_message_listing_each(tmp_path: Path):
+    result = run_cdk(
+        "-c", "env=prod", "-c", "set:storage.encryption=aes", "-c", "set:storage.compile_cache_expiration_days=0",
+        outdir=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "2 problem(s)" in result.stderr
+    assert "storage.encryption: got 'aes', allowed: 'kms', 's3' (from -c set:storage.encryption)" in result.stderr
+    assert "storage.compile_cache_expiration_days: got 0, allowed range: 1 to 3650" in result.stderr
+    assert not list(tmp_path.glob("*.template.json"))

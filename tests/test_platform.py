@@ -1,0 +1,46 @@
+"""The whole app per environment: nag-clean, deterministic, tagged."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from config import known_environments, load_config
+from stacks.platform import build_platform
+from tests.helpers import new_app
+
+
+def synth_templates(env: str, outdir) -> dict[str, str]:
+    app = new_app(outdir)
+    build_platform(app, load_config(env))
+    assembly = app.synth()
+    return {s.stack_name: json.dumps(s.template, sort_keys=True) for s in assembly.stacks}
+
+
+@pytest.mark.parametrize("env", known_environments())
+def test_two_synths_of_an_unchanged_tree_are_identical(env, tmp_path):
+    first = synth_templates(env, tmp_path / "a")
+    second = synth_templates(env, tmp_path / "b")
+    assert first == second
+    assets_a = sorted(p.name for p in (tmp_path / "a").glob("asset.*"))
+    assets_b = sorted(p.name for p in (tmp_path / "b").glob("asset.*"))
+    assert assets_a == assets_b
+
+
+def test_environment_tags_reach_the_resources(platform_synth):
+    _, assembly = platform_synth("prod")
+    template = assembly.get_stack_by_name("MlAccel-prod-Storage").template
+    bucket = next(v for v in template["Resources"].values() if v["Type"] == "AWS::S3::Bucket")
+    assert {"Key": "environment", "Value": "prod"} in bucket["Properties"]["Tags"]
+
+
+def test_account_and_region_pin_the_stack_environment(platform_synth):
+    _, assembly = platform_synth("prod", account="123456789012", region="eu-west-1")
+    stack = assembly.get_stack_by_name("MlAccel-prod-Storage")
+    assert (stack.environment.account, stack.environment.region) == ("123456789012", "eu-west-1")
+
+
+def test_without_account_the_synth_is_environment_agnostic(platform_synth):
+    _, assembly = platform_synth("dev")
+    stack = assembly.get_stack_by_name("MlAccel-dev-Storage")
+    assert stack.environment.account == "unknown-account" and stack.environment.region == "unknown-region"
