@@ -131,3 +131,14 @@ def test_asset_hash_and_template_are_stable_across_synths(package: Path, tmp_pat
     (package / "model.py").write_text("changed = True\n")
     hash_c, _ = asset_of(package, tmp_path / "c")
     assert hash_c != hash_a
+
+
+def test_render_properties_replaces_appends_and_drops_keys():
+    from ml_constructs.packaging import parse_properties, render_properties
+
+    base = "# comment\nengine=Python\noption.dtype=fp16\noption.old=1\n"
+    out = render_properties(base, {"option.dtype": "bf16", "option.old": None, "option.b": 2, "option.a": True})
+    assert out.decode() == "# comment\nengine=Python\noption.dtype=bf16\noption.a=true\noption.b=2\n"
+    assert parse_properties(out.decode()) == {"engine": "Python", "option.dtype": "bf16", "option.a": "true", "option.b": "2"}
+    with pytest.raises(ValueError, match="single-line"):
+        render_properties(base, {"x": "a\nb"})
