@@ -217,9 +217,7 @@ def test_bad_requests_get_400_with_the_reason(service, payload, reason: str):
     assert out.code == 400 and reason in out.json_body()["error"]
 
 
-def test_package_layout_and_pins():
-    names = sorted(p.name for p in (PACKAGES / "llm_deepspeed").iterdir() if p.name != "__pycache__")
-    assert names == ["model.py", "requirements.txt", "serving.properties"]
+def test_requirements_are_pinned():
     pins = [line for line in (PACKAGES / "llm_deepspeed" / "requirements.txt").read_text().splitlines()
             if line and not line.startswith("#")]
     assert [p.split("==")[0] for p in pins] == ["awscli", "boto3"] and all("==" in p for p in pins)

@@ -65,11 +65,11 @@ def test_loads_the_four_compiled_files_and_spreads_the_unet_over_the_cores(servi
 
 def test_prompt_becomes_a_png_of_the_compiled_size(service):
     svc, _ = service
-    out = svc.handle(Input(json.dumps({"prompt": "a cat sat on the mat", "parameters": {"num_inference_steps": 2, "seed": 7}})))
+    out = svc.handle(Input(json.dumps({"prompt": "a cat sat on the mat", "parameters": {"num_inference_steps": 1, "seed": 7}})))
     assert out.code == 200 and out.properties["content-type"] == "image/png"
     image = Image.open(io.BytesIO(out.body()))
     assert image.format == "PNG" and image.size == (64, 64)
-    again = svc.handle(Input(json.dumps({"prompt": "a cat sat on the mat", "parameters": {"num_inference_steps": 2, "seed": 7}})))
+    again = svc.handle(Input(json.dumps({"prompt": "a cat sat on the mat", "parameters": {"num_inference_steps": 1, "seed": 7}})))
     assert again.body() == out.body()  # the seed makes it reproducible
 
 
@@ -105,7 +105,3 @@ def test_model_folder_without_compiled_output_is_explained(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="point option.model_id at the compile step's output"):
         byo.load_pipeline({"model_dir": str(tmp_path)})
 
-
-def test_package_ships_properties_and_handler_only():
-    names = sorted(p.name for p in (PACKAGES / "stable_diffusion_inf2_byo").iterdir() if p.name != "__pycache__")
-    assert names == ["model.py", "serving.properties"]
