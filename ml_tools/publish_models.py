@@ -48,23 +48,29 @@ class PublishResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def _training_module() -> Any:
-    spec = importlib.util.spec_from_file_location("sklearn_mme_train", TRAIN_SCRIPT)
+def _module_from(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _packaging() -> tuple[Any, Any]:
+    """The foundation's tarball and properties modules (stdlib only), loaded by path:
+    importing the ``ml_constructs.packaging`` package would start aws-cdk-lib's jsii
+    runtime (Node.js) just to write tarballs."""
+    root = REPO / "ml_constructs" / "packaging"
+    return _module_from(root / "tarball.py", "_ml_tarball"), _module_from(root / "properties.py", "_ml_properties")
 
 
 def build_packages(
     count: int, *, distinct: bool = False, model_file: Path | None = None,
     min_workers: int | None = None, max_workers: int | None = None,
 ) -> list[Package]:
-    from ml_constructs.packaging.properties import render_properties
-    from ml_constructs.packaging.tarball import build_model_tarball
-
-    properties = render_properties(PACKAGE_DIR / "serving.properties",
+    tarball, props = _packaging()
+    properties = props.render_properties(PACKAGE_DIR / "serving.properties",
                                    {"minWorkers": min_workers, "maxWorkers": max_workers})
-    train = None if model_file else _training_module()
+    train = None if model_file else _module_from(TRAIN_SCRIPT, "_sklearn_mme_train")
     shared_model = model_file.read_bytes() if model_file else (None if distinct else train.model_bytes(0))
     packages, cache = [], {}
     with tempfile.TemporaryDirectory() as work:
@@ -72,7 +78,8 @@ def build_packages(
             model = shared_model if shared_model is not None else train.model_bytes(index)
             if model not in cache:
                 out = Path(work) / f"{index}.tar.gz"
-                build_model_tarball(PACKAGE_DIR, out, extra_files={"model.joblib": model, "serving.properties": properties})
+                extra = {"model.joblib": model, "serving.properties": properties}
+                tarball.build_model_tarball(PACKAGE_DIR, out, extra_files=extra)
                 cache[model] = out.read_bytes()
             packages.append(Package(f"sklearn-{index}.tar.gz", cache[model]))
     return packages

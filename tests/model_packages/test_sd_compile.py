@@ -92,7 +92,7 @@ def test_manifest_records_the_build_and_every_file(compiled, tiny_pipeline: Path
     assert {k: manifest[k] for k in ("model_id", "revision", "height", "width", "dtype", "compiler_args")} == {
         "model_id": str(tiny_pipeline), "revision": None, "height": 64, "width": 64, "dtype": "bf16",
         "compiler_args": "--model-type=unet-inference -O1"}
-    assert manifest["versions"]["torch"] == torch.__version__.split("+")[0] or manifest["versions"]["torch"] == torch.__version__
+    assert manifest["versions"]["torch"] in (torch.__version__, torch.__version__.split("+")[0])
     assert manifest["versions"]["torch-neuronx"] is None and "neuron_sdk" in manifest["versions"]
     on_disk = {p.relative_to(out).as_posix(): p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"}
     assert set(manifest["files"]) == set(on_disk)
@@ -119,7 +119,8 @@ def test_s3_source_and_upload_with_manifest_last(tiny_pipeline: Path, tmp_path: 
             if path.is_file():
                 s3.upload_file(str(path), "artifacts", f"source/sd/{path.relative_to(tiny_pipeline).as_posix()}")
         uploads: list[str] = []
-        s3.meta.events.register("before-parameter-build.s3.PutObject", lambda params, **_: uploads.append(params["Key"]))
+        s3.meta.events.register("before-parameter-build.s3.PutObject",
+                                lambda params, **_: uploads.append(params["Key"]))
         rc = compile_sd.main(["--model-id", "s3://artifacts/source/sd", *ARGS, "--output-dir", str(tmp_path / "o"),
                               "--upload-url", "s3://artifacts/neuron/sd21/"], tracer=RecordingTracer(), s3_client=s3)
         assert rc == 0
@@ -155,3 +156,14 @@ def test_bad_arguments_are_rejected(argv, message, tmp_path: Path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         compile_sd.parse_args(["--model-id", "m", "--output-dir", str(tmp_path), *argv])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_upload_failure_exits_non_zero_naming_the_cause(tiny_pipeline: Path, tmp_path: Path, capsys):
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")  # the target bucket does not exist
+        rc = compile_sd.main(["--model-id", str(tiny_pipeline), *ARGS, "--output-dir", str(tmp_path),
+                              "--no-pipeline-weights", "--upload-url", "s3://missing-bucket/sd/"],
+                             tracer=RecordingTracer(), s3_client=s3)
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "compile failed: S3UploadFailedError" in err and "NoSuchBucket" in err

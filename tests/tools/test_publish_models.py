@@ -135,3 +135,14 @@ def test_cli_lists_every_subcommand(capsys):
     help_text = capsys.readouterr().out
     for name in ("publish-models", "invoke-sd", "invoke-llm", "invoke-mme"):
         assert name in help_text
+
+
+def test_building_packages_does_not_start_the_cdk_runtime():
+    import subprocess
+    import sys
+
+    code = ("import sys; from ml_tools import publish_models as pm; pm.build_packages(1); "
+            "assert 'aws_cdk' not in sys.modules and 'jsii' not in sys.modules, 'aws_cdk imported'")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=pm.REPO)
+    assert run.returncode == 0, run.stderr
