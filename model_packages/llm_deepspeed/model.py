@@ -244,7 +244,9 @@ def load_model(settings: Settings, model_dir: Path) -> tuple[Any, Any]:
             model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float16)
         checkpoint = str(presharded)
     else:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype, low_cpu_mem_usage=True)
+        # INT8 is DeepSpeed's quantisation of fp16 weights, not a dtype to load in.
+        load_dtype = torch.float16 if dtype is torch.int8 else dtype
+        model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=load_dtype, low_cpu_mem_usage=True)
         checkpoint = None
     engine = deepspeed.init_inference(
         model,

@@ -146,3 +146,12 @@ def test_building_packages_does_not_start_the_cdk_runtime():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=pm.REPO)
     assert run.returncode == 0, run.stderr
+
+
+def test_cli_end_to_end(s3, capsys):
+    assert cli_main(["publish-models", f"s3://{BUCKET}/multi-model/cli/", "--count", "3", "--max-workers", "2"]) == 0
+    assert keys(s3, "multi-model/cli/") == [f"multi-model/cli/sklearn-{i}.tar.gz" for i in range(3)]
+    assert cli_main(["publish-models", f"s3://{BUCKET}/multi-model/cli/", "--count", "3", "--max-workers", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["uploaded 3, unchanged 0, under s3://models/multi-model/cli/",
+                   "uploaded 0, unchanged 3, under s3://models/multi-model/cli/"]
