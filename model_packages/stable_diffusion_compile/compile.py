@@ -227,7 +227,7 @@ def compile_pipeline(args: argparse.Namespace, tracer: Tracer, *, s3_client: Any
     with use_neuron_attention(*components.values()), torch.no_grad():
         for name in COMPILED_FILES:
             module = components.pop(name).eval()
-            traced = tracer(module, inputs[name], name.removesuffix(".pt"))
+            traced = tracer(module, inputs[name], name[: -len(".pt")])
             torch.jit.save(traced, str(compiled / name))
             del module, traced
             gc.collect()

@@ -41,11 +41,20 @@ def neuron_attention_scores(self, query: torch.Tensor, key: torch.Tensor, attent
     return probs.to(dtype)
 
 
+def attention_classes() -> tuple[type, type]:
+    """diffusers' attention layer and its classic processor (renamed in diffusers 0.15)."""
+    try:
+        from diffusers.models.attention_processor import Attention, AttnProcessor
+    except ImportError:  # the diffusers of older Neuron SDK images
+        from diffusers.models.cross_attention import CrossAttention as Attention
+        from diffusers.models.cross_attention import CrossAttnProcessor as AttnProcessor
+    return Attention, AttnProcessor
+
+
 @contextlib.contextmanager
 def use_neuron_attention(*modules: torch.nn.Module) -> Iterator[None]:
     """Within the block, the given modules' attention layers use ``neuron_attention_scores``."""
-    from diffusers.models.attention_processor import Attention, AttnProcessor
-
+    Attention, AttnProcessor = attention_classes()
     for module in modules:
         for layer in module.modules():
             if isinstance(layer, Attention):

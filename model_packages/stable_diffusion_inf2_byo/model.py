@@ -28,6 +28,7 @@ clients work with both package variants). Bad requests get HTTP 400 with
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -74,7 +75,10 @@ def load_pipeline(
 ) -> tuple[Any, dict[str, Any]]:
     import torch
     from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+    try:
+        from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+    except ImportError:  # diffusers before 0.25, as in the DJL 0.22-0.25 Neuron images
+        from diffusers.models.unet_2d_condition import UNet2DConditionOutput
     from transformers import CLIPTextConfig, CLIPTokenizer
 
     root = model_root(properties)
@@ -119,7 +123,10 @@ def load_pipeline(
     text_encoder = NeuronTextEncoder(
         jit_load(str(compiled / "text_encoder.pt")), CLIPTextConfig.from_pretrained(root / "text_encoder"), dtype
     )
-    with torch.device("meta"):  # the VAE's encoder is never used for text-to-image: no memory for it
+    # The VAE's encoder is never used for text-to-image: no memory for it where torch
+    # (2.0+) can create modules without storage.
+    empty = torch.device("meta") if hasattr(torch.device, "__enter__") else contextlib.nullcontext()
+    with empty:
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(root / "vae"))
     vae.decoder = jit_load(str(compiled / "vae_decoder.pt"))
     vae.post_quant_conv = jit_load(str(compiled / "vae_post_quant_conv.pt"))
