@@ -22,7 +22,8 @@ one (downloaded first). Output (the contract with the serving packages):
                                                 output (model, revision, shapes, dtype,
                                                 compiler args, versions, sha256 of every file)
 
-With ``--upload-url`` every file is uploaded under that prefix, ``manifest.json`` last.
+With ``--upload-url`` the bucket is checked first (HeadBucket), then after compiling every
+file is uploaded under that prefix, ``manifest.json`` last.
 Any failure exits non-zero with a one-line reason. Host memory: each component is
 deep-copied out of the pipeline and the pipeline is freed before tracing starts.
 """
@@ -146,6 +147,17 @@ def upload_dir(root: Path, url: str, client: Any) -> int:
     return len(files) + 1
 
 
+def check_upload_target(url: str, client: Any) -> None:
+    from botocore.exceptions import ClientError
+
+    bucket, _prefix = split_s3_url(url)
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "error")
+        raise CompileError(f"upload target {url} is not usable: HeadBucket answered {code}") from err
+
+
 def write_pipeline_files(pipe: Any, out: Path, *, weights: bool) -> None:
     if weights:
         pipe.save_pretrained(out, safe_serialization=True)
@@ -201,6 +213,9 @@ def compile_pipeline(args: argparse.Namespace, tracer: Tracer, *, s3_client: Any
     from diffusers import StableDiffusionPipeline
 
     out: Path = args.output_dir
+    if args.upload_url:
+        s3_client = s3_client or _s3()
+        check_upload_target(args.upload_url, s3_client)  # before an hour of compiling, not after
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # a stale manifest must not vouch for a new run
     with tempfile.TemporaryDirectory() as scratch:
@@ -246,7 +261,7 @@ def compile_pipeline(args: argparse.Namespace, tracer: Tracer, *, s3_client: Any
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     if args.upload_url:
-        upload_dir(out, args.upload_url, s3_client or _s3())
+        upload_dir(out, args.upload_url, s3_client)
     return out
 
 

@@ -158,12 +158,13 @@ def test_bad_arguments_are_rejected(argv, message, tmp_path: Path, capsys):
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_upload_failure_exits_non_zero_naming_the_cause(tiny_pipeline: Path, tmp_path: Path, capsys):
+def test_unusable_upload_target_fails_before_compiling(tiny_pipeline: Path, tmp_path: Path, capsys):
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")  # the target bucket does not exist
         rc = compile_sd.main(["--model-id", str(tiny_pipeline), *ARGS, "--output-dir", str(tmp_path),
                               "--no-pipeline-weights", "--upload-url", "s3://missing-bucket/sd/"],
                              tracer=RecordingTracer(), s3_client=s3)
     assert rc == 1
-    err = capsys.readouterr().err
-    assert "compile failed: S3UploadFailedError" in err and "NoSuchBucket" in err
+    assert "compile failed: upload target s3://missing-bucket/sd/ is not usable: HeadBucket answered 404" in (
+        capsys.readouterr().err)
+    assert not list(tmp_path.iterdir())  # refused before compiling anything
