@@ -11,6 +11,7 @@ AWS credentials and region come from the usual boto3 sources.
 """
 from __future__ import annotations
 
+import itertools
 import random
 import sys
 import time
@@ -36,11 +37,12 @@ def _arguments(parser) -> None:
 
 class MultiModelUser(User):
     wait_time = between(0.0, 0.01)
+    _numbers = itertools.count()  # user n draws from seed + n: repeatable with --seed
 
     def on_start(self) -> None:
         options = self.environment.parsed_options
         self.client = runtime_client(options.region)
-        self.rng = random.Random(None if options.seed is None else options.seed + id(self))
+        self.rng = random.Random(None if options.seed is None else options.seed + next(self._numbers))
 
     @task
     def invoke(self) -> None:

@@ -17,7 +17,7 @@ from tests.model_packages.tiny_models import save_tiny_sd_pipeline
 
 sys.path.insert(0, str(PACKAGES / "stable_diffusion_compile"))
 compile_sd = load_module(PACKAGES / "stable_diffusion_compile" / "compile.py")
-attention = load_module(PACKAGES / "stable_diffusion_compile" / "neuron_attention.py")
+import neuron_attention as attention  # noqa: E402  (the module compile.py imports)
 ARGS = ["--height", "64", "--width", "64", "--dtype", "bf16", "--compiler-args", "--model-type=unet-inference -O1"]
 
 
@@ -32,8 +32,7 @@ class RecordingTracer:
         from diffusers.models.attention_processor import Attention
 
         self.calls.append((name, [tuple(t.shape) for t in example_inputs], [t.dtype for t in example_inputs]))
-        self.neuron_attention_active.append(Attention.get_attention_scores is attention.neuron_attention_scores
-                                            or Attention.get_attention_scores.__name__ == "neuron_attention_scores")
+        self.neuron_attention_active.append(Attention.get_attention_scores is attention.neuron_attention_scores)
         return torch.jit.trace(module, example_inputs, check_trace=False)  # the tests run the files instead
 
 

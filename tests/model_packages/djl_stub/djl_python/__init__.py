@@ -6,7 +6,8 @@ the semantics of DJL Serving's own ``djl_python.inputs.Input`` and
 
 ``Input``
   - ``is_empty() -> bool``: True for the warm-up/ping call DJL makes with no body.
-  - ``get_as_bytes() -> bytes``: the raw request body.
+  - ``get_as_bytes() -> bytearray``: the raw request body (DJL decodes it into a
+    ``bytearray``, so handlers must not rely on ``bytes``-only behaviour).
   - ``get_properties() -> dict[str, str]``: the model's properties: the keys of
     ``serving.properties`` with the ``option.`` prefix removed, plus ``model_dir``
     (where the package was unpacked).
@@ -48,8 +49,8 @@ class Input:
     def is_empty(self) -> bool:
         return not self._body
 
-    def get_as_bytes(self) -> bytes:
-        return self._body
+    def get_as_bytes(self) -> bytearray:
+        return bytearray(self._body)
 
     def get_properties(self) -> dict[str, str]:
         return self._properties
