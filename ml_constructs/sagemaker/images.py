@@ -93,12 +93,13 @@ class ContainerImage:
                 self.tag,
             )
         stack = cdk.Stack.of(scope)
-        account = stack.regional_fact(region_info.FactName.DLC_REPOSITORY_ACCOUNT)
-        if account is None:
+        fact = region_info.FactName.DLC_REPOSITORY_ACCOUNT
+        if not cdk.Token.is_unresolved(stack.region) and region_info.Fact.find(stack.region, fact) is None:
             raise ValueError(
                 f"image {self.repository_name}:{self.tag}: AWS Deep Learning Containers have no known registry "
                 f"account in region {stack.region!r}; use ContainerImage.from_ecr_repository with a copy of the image"
             )
+        account = stack.regional_fact(fact)
         uri = f"{account}.dkr.ecr.{stack.region}.{stack.url_suffix}/{self.repository_name}:{self.tag}"
         arn = stack.format_arn(service="ecr", account=account, resource="repository", resource_name=self.repository_name)
         return BoundImage(uri, arn, self.repository_name, self.tag)

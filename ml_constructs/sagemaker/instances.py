@@ -87,7 +87,7 @@ class InstanceType:
 
     @property
     def is_burstable(self) -> bool:
-        return self.family.startswith("t")
+        return re.fullmatch(r"t\d+[a-z]*", self.family) is not None
 
     @property
     def is_cpu_only(self) -> bool:
