@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 from aws_cdk import aws_kms as kms
-from constructs import Construct
 
 from config.sagemaker_endpoint import AlarmsConfig, AutoscalingConfig
-from ml_constructs import nag
 from ml_constructs.sagemaker import EndpointAlarms, EndpointOptions, InvocationScaling, has_local_nvme
 
 
@@ -37,13 +35,3 @@ def endpoint_options(
         ),
     )
 
-
-def acknowledge_unkeyed_volume(endpoint_config: Construct, instance_type: str, key: kms.IKey | None) -> None:
-    """Without a platform key (storage.encryption = "s3") SageMaker's own key encrypts the EBS volume."""
-    if key is None and not has_local_nvme(instance_type):
-        nag.acknowledge(
-            endpoint_config,
-            "AwsSolutions-SM2",
-            "This environment sets storage.encryption = 's3' (no customer managed key); SageMaker encrypts the "
-            "ML storage volume with its AWS managed key.",
-        )

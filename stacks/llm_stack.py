@@ -10,7 +10,7 @@ from config.llm import LlmConfig, LlmModel
 from config.sagemaker_endpoint import AlarmsConfig
 from ml_constructs.packaging import ModelPackageAsset, render_properties
 from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint, VariantSettings
-from stacks.inference_common import acknowledge_unkeyed_volume, endpoint_options
+from stacks.inference_common import endpoint_options
 from stacks.storage_stack import ArtifactStorageStack
 
 PACKAGE = Path(__file__).resolve().parent.parent / "model_packages" / "llm_deepspeed"
@@ -80,5 +80,4 @@ class LlmStack(cdk.Stack):
         # reads the same prefix, and ModelData.from_s3_prefix already granted it.
         if not model.use_uncompressed_model_data:
             weights.grant_read(endpoint.role)
-        acknowledge_unkeyed_volume(endpoint.endpoint_config, model.instance_type, key)
         return endpoint

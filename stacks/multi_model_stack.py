@@ -6,7 +6,7 @@ from constructs import Construct
 
 from config.multi_model import MultiModelConfig
 from ml_constructs.sagemaker import ContainerImage, ModelData, MultiModelEndpoint, VariantSettings
-from stacks.inference_common import acknowledge_unkeyed_volume, endpoint_options
+from stacks.inference_common import endpoint_options
 from stacks.storage_stack import ArtifactStorageStack
 
 
@@ -41,4 +41,3 @@ class MultiModelStack(cdk.Stack):
                 instance_type=config.instance_type, key=prefix.key, alarms=config.alarms, autoscaling=config.autoscaling
             ),
         )
-        acknowledge_unkeyed_volume(self.endpoint.endpoint_config, config.instance_type, prefix.key)

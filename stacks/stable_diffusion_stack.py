@@ -10,7 +10,7 @@ from constructs import Construct
 from config.stable_diffusion import StableDiffusionConfig
 from ml_constructs.packaging import ModelPackageAsset, render_properties
 from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint, VariantSettings, grant_read_s3_url
-from stacks.inference_common import acknowledge_unkeyed_volume, endpoint_options
+from stacks.inference_common import endpoint_options
 from stacks.storage_stack import ArtifactStorageStack
 
 PACKAGES = Path(__file__).resolve().parent.parent / "model_packages"
@@ -89,5 +89,4 @@ class StableDiffusionStack(cdk.Stack):
             grant_read_s3_url(self.endpoint.role, config.compiled_artifacts_url)
         else:
             locations.neuron_artifacts.child(config.compiled_artifacts_key).grant_read(self.endpoint.role)
-        acknowledge_unkeyed_volume(self.endpoint.endpoint_config, config.instance_type, key)
         self.model_package = package

@@ -265,3 +265,14 @@ def test_a_given_role_is_used_as_is():
     assert resources_of_type(tj, "AWS::IAM::Role") == {}
     model = tj["Resources"][stack.get_logical_id(endpoint.model)]
     assert model["Properties"]["ExecutionRoleArn"] == "arn:aws:iam::123456789012:role/serving"
+
+
+def test_named_endpoint_scopes_its_logs_and_network_isolation_is_optional():
+    stack = bare_stack(new_checked_app())
+    endpoint = realtime(stack, options=EndpointOptions(endpoint_name="sd-prod", network_isolation=True))
+    tj = Template.from_stack(stack).to_json()
+    assert tj["Resources"][stack.get_logical_id(endpoint.endpoint)]["Properties"]["EndpointName"] == "sd-prod"
+    assert tj["Resources"][stack.get_logical_id(endpoint.model)]["Properties"]["EnableNetworkIsolation"] is True
+    logs = [s for s in statements_of(tj, stack.get_logical_id(endpoint.role.node.default_child))
+            if "logs:PutLogEvents" in s["Action"]]
+    assert str(logs[0]["Resource"]).endswith(":log-group:/aws/sagemaker/Endpoints/sd-prod:*']]}")

@@ -18,7 +18,6 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from ml_constructs import nag
 from ml_constructs.sagemaker.execution_role import create_execution_role
 from ml_constructs.sagemaker.images import ContainerImage
 from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType
@@ -120,12 +119,6 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
         # The model must not be created before its role's policy exists: SageMaker
         # checks access to the artifacts and image when the model is created.
         self.model.node.add_dependency(self.role)
-        nag.acknowledge(
-            self.model,
-            "AwsSolutions-SM1",
-            "The model reads only S3 and ECR through its least-privilege execution role; this platform "
-            "defines no VPC, and network isolation is available through EndpointOptions.network_isolation.",
-        )
 
         if options.volume_kms_key is not None:
             key_arn = options.volume_kms_key.key_arn
@@ -157,13 +150,6 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
                 )
             ],
         )
-        if options.volume_kms_key is None and instance is not None and instance.has_local_nvme:
-            nag.acknowledge(
-                self.endpoint_config,
-                "AwsSolutions-SM2",
-                f"{variant.instance_type} has local NVMe instance storage, which SageMaker encrypts with a "
-                "hardware key and which rejects an endpoint-config KMS key.",
-            )
         self.endpoint = sagemaker.CfnEndpoint(
             self, "Endpoint", endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
             endpoint_name=options.endpoint_name,

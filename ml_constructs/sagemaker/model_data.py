@@ -11,7 +11,7 @@ Three forms, matching SageMaker's container definition:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -32,7 +32,7 @@ class ModelData:
 
     url: str
     kind: Kind
-    _grant: Any  # callable(grantee) -> None
+    _grant: Callable[[iam.IGrantable], Any]
 
     @classmethod
     def from_asset(cls, asset: ModelPackageAsset) -> "ModelData":
