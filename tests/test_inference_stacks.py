@@ -1,7 +1,6 @@
 """The three inference stacks: documented prod values, dev sizes, packages, wiring; nag-clean synths."""
 from __future__ import annotations
 
-import io
 import re
 import tarfile
 from pathlib import Path
@@ -208,3 +207,23 @@ def test_invalid_endpoint_settings_fail_the_platform_synth(platform_synth):
         platform_synth("prod", **{"llm__models__bloom-176b__volume_size_gb": "100"})
     with pytest.raises(ValueError, match="instance_type: got 'ml.inf2.xlarge', allowed: a CPU instance type"):
         platform_synth("dev", multi_model__instance_type="ml.inf2.xlarge")
+
+
+def test_non_default_options_pass_cfn_lint(platform_synth):
+    from cfnlint.api import ManualArgs, lint_file
+
+    from tests.cfn_lint_policy import IGNORED_RULES, LINT_REGIONS
+
+    _, assembly = platform_synth(
+        "prod",
+        stable_diffusion__autoscaling__enabled="true",
+        stable_diffusion__compiled_artifacts_url="s3://my-bucket/sd/",
+        multi_model__model_cache="Disabled",
+        **{"llm__models__bloom-176b__use_uncompressed_model_data": "true"},
+    )
+    config = ManualArgs(regions=LINT_REGIONS, ignore_checks=sorted(IGNORED_RULES))
+    templates = sorted(Path(assembly.directory).glob("*-Llm.template.json")) + sorted(
+        Path(assembly.directory).glob("*-StableDiffusion.template.json")
+    ) + sorted(Path(assembly.directory).glob("*-MultiModel.template.json"))
+    assert len(templates) == 3
+    assert [f"{t.name}: {m}" for t in templates for m in lint_file(t, config=config)] == []
