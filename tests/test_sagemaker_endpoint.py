@@ -276,3 +276,25 @@ def test_named_endpoint_scopes_its_logs_and_network_isolation_is_optional():
     logs = [s for s in statements_of(tj, stack.get_logical_id(endpoint.role.node.default_child))
             if "logs:PutLogEvents" in s["Action"]]
     assert str(logs[0]["Resource"]).endswith(":log-group:/aws/sagemaker/Endpoints/sd-prod:*']]}")
+
+
+def test_s3_object_and_literal_url_model_data_are_read_where_they_point():
+    stack = bare_stack(new_checked_app())
+    location = weights_location(stack, "packages/")
+    from_location = realtime(stack, "FromLocation", model_data=ModelData.from_s3_object(location, "opt/model.tar.gz"))
+    from_url = realtime(stack, "FromUrl", model_data=ModelData.from_s3_url("s3://other-bucket/opt/model.tar.gz"))
+    raw = realtime(stack, "Raw", model_data=ModelData.from_s3_url("s3://other-bucket/raw/", uncompressed=True))
+    tj = Template.from_stack(stack).to_json()
+    for endpoint, url, resource in [
+        (from_location, "s3://models-bucket/packages/opt/model.tar.gz", ":s3:::models-bucket/packages/*"),
+        (from_url, "s3://other-bucket/opt/model.tar.gz", ":s3:::other-bucket/opt/model.tar.gz"),
+    ]:
+        container = tj["Resources"][stack.get_logical_id(endpoint.model)]["Properties"]["PrimaryContainer"]
+        assert container["ModelDataUrl"] == url
+        reads = [s for s in statements_of(tj, stack.get_logical_id(endpoint.role.node.default_child))
+                 if s["Action"] == "s3:GetObject"]
+        assert reads[0]["Resource"] == {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, resource]]}
+    container = tj["Resources"][stack.get_logical_id(raw.model)]["Properties"]["PrimaryContainer"]
+    assert container["ModelDataSource"]["S3DataSource"]["S3Uri"] == "s3://other-bucket/raw/"
+    listing = [s for s in statements_of(tj, stack.get_logical_id(raw.role.node.default_child)) if s["Action"] == "s3:ListBucket"]
+    assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["raw/*"]}}

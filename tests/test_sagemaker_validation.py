@@ -193,3 +193,13 @@ def test_unknown_dlc_region_is_reported():
     stack = bare_stack(env=cdk.Environment(account="123456789012", region="xx-nowhere-1"))
     with pytest.raises(ValueError, match="no known registry account in region 'xx-nowhere-1'"):
         realtime(stack, image=LMI)
+
+
+def test_tarball_model_data_must_be_one_object():
+    message = failure(lambda s: realtime(s, model_data=ModelData.from_s3_url("s3://other/models/")))
+    assert "model data URL: got 's3://other/models/', allowed: one S3 object (a .tar.gz), not a prefix" in message
+
+
+def test_literal_model_data_urls_must_be_s3_urls():
+    with pytest.raises(ValueError, match=r"S3 URL: got 'https://x/m.tar.gz', allowed: s3://<bucket>/<key or prefix>"):
+        ModelData.from_s3_url("https://x/m.tar.gz")

@@ -199,6 +199,8 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
                 problems.add("volume_size_gb", variant.volume_size_gb, nvme)
             if options.volume_kms_key is not None:
                 problems.add("volume_kms_key", "a KMS key", nvme)
+        if model_data.kind == "tarball" and model_data.url.endswith("/"):
+            problems.add("model data URL", model_data.url, "one S3 object (a .tar.gz), not a prefix")
         if model_data.kind != "tarball" and not model_data.url.endswith("/") and not _TRAILING_TOKEN.search(model_data.url):
             problems.add("model data S3 prefix URI", model_data.url, "an S3 prefix URI ending with '/'")
         if options.autoscaling is not None:

@@ -2,7 +2,7 @@
 
 Three forms, matching SageMaker's container definition:
   - a ``model.tar.gz`` built from a ``model_packages/`` folder (``from_asset``);
-  - a ``model.tar.gz`` already in S3 (``from_s3_object``);
+  - a ``model.tar.gz`` already in S3 (``from_s3_object``, or ``from_s3_url`` for a literal URL);
   - an uncompressed S3 prefix (``from_s3_prefix``): ``ModelDataSource`` with
     ``S3DataType=S3Prefix`` and ``CompressionType=None``; SageMaker copies the
     files as they are, without creating or extracting a tarball (hundreds of
@@ -43,6 +43,23 @@ class ModelData:
     def from_s3_object(cls, location: ArtifactLocation, relative_key: str) -> "ModelData":
         """A ``.tar.gz`` under an artifact location (read granted on the location's prefix)."""
         return cls(location.url_for(relative_key), "tarball", location.grant_read)
+
+    @classmethod
+    def from_s3_url(cls, url: str, *, uncompressed: bool = False) -> "ModelData":
+        """A literal ``s3://bucket/key.tar.gz`` (or, ``uncompressed``, ``s3://bucket/prefix/``) outside the platform.
+
+        Read is granted on that one object, or on that prefix only.
+        """
+        bucket, key = parse_s3_url(url)
+        if uncompressed:
+            return cls(url, "uncompressed_prefix", lambda g: grant_read_s3_url(g, url))
+
+        def grant_object(grantee: iam.IGrantable) -> None:
+            iam.Grant.add_to_principal(
+                grantee=grantee, actions=["s3:GetObject"], resource_arns=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}/{key}"]
+            )
+
+        return cls(url, "tarball", grant_object)
 
     @classmethod
     def from_s3_prefix(cls, location: ArtifactLocation) -> "ModelData":
