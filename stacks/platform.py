@@ -11,6 +11,9 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from config.schema import PlatformConfig
+from stacks.llm_stack import LlmStack
+from stacks.multi_model_stack import MultiModelStack
+from stacks.stable_diffusion_stack import StableDiffusionStack
 from stacks.storage_stack import ArtifactStorageStack
 
 
@@ -40,6 +43,21 @@ def build_platform(app: cdk.App, cfg: PlatformConfig) -> Platform:
     )
     platform = Platform(storage=storage)
     # Workload stacks are added here, each guarded by its `enabled` switch.
+    if cfg.stable_diffusion.enabled:
+        platform.workloads["stable_diffusion"] = StableDiffusionStack(
+            app, name("StableDiffusion"), env=env, config=cfg.stable_diffusion, storage=storage,
+            description=f"ML accelerator platform ({cfg.environment}): Stable Diffusion on Inferentia2 (W1)",
+        )
+    if cfg.multi_model.enabled:
+        platform.workloads["multi_model"] = MultiModelStack(
+            app, name("MultiModel"), env=env, config=cfg.multi_model, storage=storage,
+            description=f"ML accelerator platform ({cfg.environment}): multi-model endpoint (W2)",
+        )
+    if cfg.llm.enabled:
+        platform.workloads["llm"] = LlmStack(
+            app, name("Llm"), env=env, config=cfg.llm, storage=storage,
+            description=f"ML accelerator platform ({cfg.environment}): LLMs with tensor parallelism (W3)",
+        )
 
     for key, value in sorted(cfg.tags.items()):
         cdk.Tags.of(app).add(key, value)
