@@ -1,0 +1,144 @@
+"""Synth-time rules for a Neuron compilation: compiler flags, images, instance types.
+
+Pure Python (no aws-cdk-lib), shared by the configuration schema and the
+construct, so a bad value fails ``cdk synth`` with the same message wherever
+it was given.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+# neuronx-cc options that take a value, with the values the compiler accepts
+# (AWS_FACTS.md, "Neuron compiler"). `--optlevel O1` is a common mistake: the
+# valid spellings are `--optlevel 1` and `-O1`.
+VALUED_OPTIONS: dict[str, tuple[str, ...]] = {
+    "--target": ("inf2", "trn1", "trn1n", "trn2"),
+    "--model-type": ("generic", "transformer", "unet-inference"),
+    "--auto-cast": ("none", "matmult", "all"),
+    "--auto-cast-type": ("bf16", "fp16", "tf32", "fp8_e4m3"),
+    "--optlevel": ("1", "2", "3"),
+}
+# Options without a value.
+SWITCHES: tuple[str, ...] = (
+    "-O1",
+    "-O2",
+    "-O3",
+    "--enable-fast-loading-neuron-binaries",
+    "--enable-saturate-infinity",
+    "--enable-mixed-precision-accumulation",
+)
+_OPTLEVEL_SPELLINGS = ("--optlevel", "-O1", "-O2", "-O3")
+
+
+def compiler_args_problems(args: str) -> list[str]:
+    """Every problem in a ``neuronx-cc`` flag string; empty when it is valid."""
+    try:
+        tokens = shlex.split(args)
+    except ValueError as exc:
+        return [f"cannot split {args!r} into flags: {exc}"]
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        name, has_inline, inline = token.partition("=")
+        if name in VALUED_OPTIONS:
+            if has_inline:
+                value = inline
+            elif i + 1 < len(tokens) and not tokens[i + 1].startswith("-"):
+                i += 1
+                value = tokens[i]
+            else:
+                problems.append(f"{name} needs a value, one of: {', '.join(VALUED_OPTIONS[name])}")
+                i += 1
+                continue
+            if value not in VALUED_OPTIONS[name]:
+                problems.append(f"{name} got {value!r}, allowed: {', '.join(VALUED_OPTIONS[name])}")
+            key = "optimisation level" if name == "--optlevel" else name
+        elif token in SWITCHES:
+            key = "optimisation level" if token in _OPTLEVEL_SPELLINGS else token
+        else:
+            known = ", ".join(sorted(VALUED_OPTIONS) + list(SWITCHES))
+            problems.append(f"unknown neuronx-cc option {token!r}; known options: {known}")
+            i += 1
+            continue
+        if key in seen:
+            problems.append(f"{token!r} repeats {key} (already given as {seen[key]!r})")
+        seen[key] = token
+        i += 1
+    return problems
+
+
+# ---------------------------------------------------------------- instance types
+
+
+@dataclass(frozen=True)
+class CompileInstance:
+    """What a compile job may ask of one instance (ECS keeps a little memory for itself)."""
+
+    vcpus: int
+    memory_gib: int
+    neuron_devices: int
+    job_memory_mib: int
+
+
+# inf2.8xlarge: 1 Inferentia2 chip, 32 vCPU, 128 GiB (compiling Stable Diffusion needs ~128 GiB
+# host memory; it is killed on an inf2.xlarge). trn1.2xlarge: 1 Trainium chip, 8 vCPU, 32 GiB.
+COMPILE_INSTANCES: dict[str, CompileInstance] = {
+    "inf2.8xlarge": CompileInstance(vcpus=32, memory_gib=128, neuron_devices=1, job_memory_mib=120 * 1024),
+    "trn1.2xlarge": CompileInstance(vcpus=8, memory_gib=32, neuron_devices=1, job_memory_mib=29 * 1024),
+}
+
+
+# ---------------------------------------------------------------- images
+
+_SDK_IN_TAG = re.compile(r"(?:^|-)sdk(\d+\.\d+\.\d+)(?:-|$)")
+
+# Recommended compile image per serving image: the same Neuron SDK release. The
+# Neuron LMI images (djl-inference ...-neuronx-sdk...) ship torch-neuronx and
+# neuronx-cc themselves, and no PyTorch Neuron DLC was released for their exact SDK
+# (2.20.1, 2.19.1), so they compile with themselves.
+KNOWN_PAIRINGS: dict[str, str] = {
+    "djl-inference:0.30.0-neuronx-sdk2.20.1": "djl-inference:0.30.0-neuronx-sdk2.20.1",
+    "djl-inference:0.29.0-neuronx-sdk2.19.1": "djl-inference:0.29.0-neuronx-sdk2.19.1",
+    "pytorch-inference-neuronx:2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04": (
+        "pytorch-inference-neuronx:2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04"
+    ),
+    "pytorch-inference-neuronx:2.5.1-neuronx-py310-sdk2.22.0-ubuntu22.04": (
+        "pytorch-inference-neuronx:2.5.1-neuronx-py310-sdk2.22.0-ubuntu22.04"
+    ),
+}
+
+
+def neuron_sdk_of(image: str) -> str | None:
+    """The Neuron SDK version in a Deep Learning Container tag (``...-sdk2.20.1...``)."""
+    tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
+    found = _SDK_IN_TAG.search(tag)
+    return found.group(1) if found else None
+
+
+def image_problems(image: str) -> list[str]:
+    """``repository:tag`` (AWS DLC registry of the region) or a full image URI with a tag."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._/-]*(\.[a-z]+)?[a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", image):
+        return [f"got {image!r}; expected 'repository:tag' (an AWS Deep Learning Container) or a full image URI with a tag"]
+    if neuron_sdk_of(image) is None:
+        return [f"got {image!r}; its tag names no Neuron SDK version ('sdkX.Y.Z'), so the pairing "
+                "with the serving image cannot be checked"]
+    return []
+
+
+def pairing_problems(compile_image: str, serving_image: str) -> list[str]:
+    """NEFFs are tied to the compiler: the compile and serving images must carry the same Neuron SDK."""
+    compile_sdk, serving_sdk = neuron_sdk_of(compile_image), neuron_sdk_of(serving_image)
+    if serving_sdk is None:
+        return [f"serving image {serving_image!r} names no Neuron SDK version ('sdkX.Y.Z') in its tag; "
+                "the compiled artifacts cannot be matched to it"]
+    if compile_sdk != serving_sdk:
+        hint = KNOWN_PAIRINGS.get(serving_image.rpartition("/")[2])
+        suggestion = f"; use {hint!r}" if hint else ""
+        return [f"compile image {compile_image!r} has Neuron SDK {compile_sdk}, the serving image "
+                f"{serving_image!r} has {serving_sdk}; artifacts compiled by one SDK do not load on "
+                f"another{suggestion}"]
+    return []
