@@ -229,8 +229,6 @@ def _submit(compile_: Compile) -> str:
         jobQueue=props["JobQueue"],
         jobDefinition=props["JobDefinition"],
         containerOverrides={"environment": [{"name": k, "value": v} for k, v in sorted(environment.items())]},
-        tags={"neuron-compile-hash": props["Hash"]},
-        propagateTags=True,
     )
     _log(logging.INFO, "submitted compile job", job_id=response["jobId"], url=compile_.artifacts_url)
     return response["jobId"]
@@ -240,13 +238,10 @@ def _submit(compile_: Compile) -> str:
 
 
 def _manifest_exists(compile_: Compile) -> bool:
-    try:
-        _s3().head_object(Bucket=compile_.props["ArtifactsBucket"], Key=compile_.manifest_key)
-        return True
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
+    # Listing with the exact key as prefix needs only s3:ListBucket scoped to that key
+    # (HeadObject would need s3:GetObject, and answers 403, not 404, without ListBucket).
+    listed = _s3().list_objects_v2(Bucket=compile_.props["ArtifactsBucket"], Prefix=compile_.manifest_key, MaxKeys=1)
+    return any(o["Key"] == compile_.manifest_key for o in listed.get("Contents", []))
 
 
 def _active_jobs(queue: str, job_name: str) -> list[str]:

@@ -1,0 +1,272 @@
+"""NeuronCompilation: compile a model once per content hash, as part of a deploy."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import region_info
+from constructs import Construct
+
+from ml_constructs import nag
+from ml_constructs.neuron_compile.compute import CompileQueue, compile_vpc
+from ml_constructs.neuron_compile.provider import CompileProvider
+from ml_constructs.neuron_compile.rules import (
+    COMPILE_INSTANCES,
+    compiler_args_problems,
+    image_problems,
+    pairing_problems,
+)
+from ml_constructs.packaging import ModelPackageAsset
+from ml_constructs.storage import ArtifactLocation
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SCRIPT_DIR = ROOT / "model_packages" / "stable_diffusion_compile"
+ENTRYPOINT = (Path(__file__).parent / "job_entrypoint.sh").read_text(encoding="utf-8")
+DEFAULT_COMPILER_ARGS = "--target=inf2 --model-type=unet-inference"
+HASH_LENGTH = 32  # hex characters: 128 bits name the output prefix and the physical id
+_S3_PREFIX = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.*)")
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
+@dataclass(frozen=True)
+class CompileInputs:
+    """Everything that decides the compiled bytes; all of it goes into the content hash."""
+
+    model_id: str
+    revision: str
+    height: int
+    width: int
+    dtype: str
+    compiler_args: str
+    image: str
+    instance_type: str
+    script_sha256: str
+
+    def content_hash(self) -> str:
+        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:HASH_LENGTH]
+
+
+class NeuronCompilation(Construct):
+    """Ahead-of-time Neuron compilation on AWS Batch, run by a custom resource, cached by content.
+
+    Props (keyword-only)
+      artifacts: where compiled artifacts go (the storage's ``neuron_artifacts``
+        location); each compile writes only to ``<prefix><hash>/``.
+      model_id: Hugging Face hub id, or ``s3://bucket/prefix/`` of private weights
+        (read access to that prefix is granted; pass ``weights_key`` if it is KMS encrypted).
+      revision, height, width, dtype, compiler_args: the compile inputs.
+      serving_image: the image that will load the artifacts. Default compile image.
+      image: the compile image, ``repository:tag`` in the region's AWS Deep Learning
+        Containers registry or a full URI. Default: ``serving_image``. Its tag's Neuron SDK
+        (``sdkX.Y.Z``) must equal the serving image's, or synth fails.
+      instance_type: ``inf2.8xlarge`` (default, 128 GiB host memory) or ``trn1.2xlarge`` (32 GiB).
+      script_dir: the compile package (``compile.py``, optional ``requirements.txt``).
+        Default: ``model_packages/stable_diffusion_compile/``.
+      vpc / vpc_subnets: where the compile host runs (needs a route to the Hugging Face
+        hub for hub ids). Default: a small VPC is created.
+      timeout: how long a deploy waits (5-55 min; CloudFormation allows a custom resource
+        one hour). Default 50 min. job_timeout: Batch kills the job after this (default 3 h).
+      wait_for_completion: ``False`` starts the compile and completes at once with the
+        expected URL (for compiles longer than ``timeout``); a later deploy with ``True``
+        finds the manifest and completes without compiling. Default ``True``.
+      query_interval: how often the job is polled. Default 1 min.
+
+    Creates: ``queue`` (:class:`CompileQueue`: compute environment, launch template, job
+    queue), ``job_definition`` with ``job_role`` (reads the script object and the weights
+    prefix, writes its own output prefix only), ``provider`` (:class:`CompileProvider`)
+    and ``resource`` (``Custom::NeuronCompilation``, physical id = the content hash).
+
+    Attributes: ``content_hash``, ``artifacts_url`` (the resource's ``ArtifactsUrl``,
+    ``s3://<bucket>/<prefix><hash>/``, a token: depending on it orders the consumer after
+    the compile), ``expected_artifacts_url`` (the same URL, known without waiting).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        artifacts: ArtifactLocation,
+        serving_image: str,
+        model_id: str = "stabilityai/stable-diffusion-2-1-base",
+        revision: str | None = None,
+        height: int = 512,
+        width: int = 512,
+        dtype: str = "bf16",
+        compiler_args: str = DEFAULT_COMPILER_ARGS,
+        image: str | None = None,
+        instance_type: str = "inf2.8xlarge",
+        script_dir: Path | str = DEFAULT_SCRIPT_DIR,
+        weights_key: kms.IKey | None = None,
+        vpc: ec2.IVpc | None = None,
+        vpc_subnets: ec2.SubnetSelection | None = None,
+        timeout: cdk.Duration = cdk.Duration.minutes(50),
+        job_timeout: cdk.Duration = cdk.Duration.hours(3),
+        wait_for_completion: bool = True,
+        query_interval: cdk.Duration = cdk.Duration.minutes(1),
+        root_volume_gib: int = 200,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        compile_image = image or serving_image
+        _validate(model_id=model_id, revision=revision, height=height, width=width, dtype=dtype,
+                  compiler_args=compiler_args, image=compile_image, serving_image=serving_image,
+                  image_prop="image" if image else "serving_image",
+                  instance_type=instance_type, timeout=timeout, job_timeout=job_timeout,
+                  query_interval=query_interval, vpc_subnets=vpc_subnets, vpc=vpc)
+        instance = COMPILE_INSTANCES[instance_type]
+
+        self.script = ModelPackageAsset(self, "Script", source_dir=script_dir)
+        self.inputs = CompileInputs(model_id=model_id, revision=revision or "", height=height, width=width,
+                                    dtype=dtype, compiler_args=compiler_args, image=compile_image,
+                                    instance_type=instance_type, script_sha256=self.script.sha256)
+        self.content_hash = self.inputs.content_hash()
+        self.output = artifacts.child(self.content_hash, "compiled Neuron artifacts")
+        self.expected_artifacts_url = self.output.s3_url
+
+        self.vpc = vpc or compile_vpc(self, "Vpc", log_retention=_RETENTION)
+        self.queue = CompileQueue(self, "Queue", vpc=self.vpc, vpc_subnets=vpc_subnets, instance_type=instance_type,
+                                  root_volume_gib=root_volume_gib, runnable_time_limit=cdk.Duration.minutes(30))
+
+        self.job_role = iam.Role(self, "JobRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+                                 description="Neuron compile job: reads its script and weights, writes its output prefix")
+        self.script.grant_read(self.job_role)
+        self.output.grant_write(self.job_role)
+        if model_id.startswith("s3://"):
+            bucket_name, prefix = _S3_PREFIX.fullmatch(model_id).groups()
+            weights_bucket = s3.Bucket.from_bucket_name(self, "WeightsBucket", bucket_name)
+            ArtifactLocation(weights_bucket, prefix, "private weights", weights_key).grant_read(self.job_role)
+
+        self.log_group = cdk.aws_logs.LogGroup(self, "JobLogs", retention=_RETENTION,
+                                               removal_policy=cdk.RemovalPolicy.DESTROY)
+        linux = batch.LinuxParameters(self, "LinuxParameters")
+        linux.add_devices(*[
+            batch.Device(host_path=f"/dev/neuron{i}", container_path=f"/dev/neuron{i}",
+                         permissions=[batch.DevicePermission.READ, batch.DevicePermission.WRITE,
+                                      batch.DevicePermission.MKNOD])
+            for i in range(instance.neuron_devices)
+        ])
+        container = batch.EcsEc2ContainerDefinition(
+            self,
+            "Container",
+            image=_container_image(self, compile_image),
+            cpu=instance.vcpus,
+            memory=cdk.Size.mebibytes(instance.job_memory_mib),
+            command=["bash", "-c", ENTRYPOINT],
+            environment={"SCRIPT_BUCKET": self.script.bucket.bucket_name, "SCRIPT_KEY": self.script.object_key},
+            job_role=self.job_role,
+            linux_parameters=linux,
+            logging=ecs.LogDriver.aws_logs(stream_prefix="neuron-compile", log_group=self.log_group),
+        )
+        nag.acknowledge_wildcard_resources(
+            container.execution_role, ["*"],
+            "ecr:GetAuthorizationToken has no resource-level permissions; image pulls themselves are "
+            "limited to the compile image's repository.")
+        self.job_definition = batch.EcsJobDefinition(
+            self,
+            "JobDefinition",
+            container=container,
+            timeout=job_timeout,
+            retry_attempts=2,
+            retry_strategies=[
+                # A lost host or a failed image pull is worth one more try; a failed compile is not.
+                batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom(on_status_reason="Host EC2*")),
+                batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.CANNOT_PULL_CONTAINER),
+                batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
+            ],
+        )
+
+        self.provider = CompileProvider(self, "Provider", job_queue=self.queue.job_queue,
+                                        job_definition=self.job_definition, output=self.output,
+                                        total_timeout=timeout.plus(cdk.Duration.minutes(4)), query_interval=query_interval)
+        self.resource = cdk.CustomResource(
+            self,
+            "Resource",
+            service_token=self.provider.service_token,
+            resource_type="Custom::NeuronCompilation",
+            # Above the Provider's total timeout, so the Provider reports the failure, not CloudFormation.
+            service_timeout=timeout.plus(cdk.Duration.minutes(5)),
+            properties={
+                "Hash": self.content_hash,
+                "ArtifactsBucket": artifacts.bucket.bucket_name,
+                "ArtifactsPrefix": self.output.prefix,
+                "JobQueue": self.queue.job_queue.job_queue_arn,
+                "JobDefinition": self.job_definition.job_definition_arn,
+                "JobName": f"neuron-compile-{self.content_hash}",
+                "LogGroup": self.log_group.log_group_name,
+                "TimeoutSeconds": str(int(timeout.to_seconds())),
+                "WaitForCompletion": "true" if wait_for_completion else "false",
+                "Compile": {
+                    "ModelId": model_id, "Revision": revision or "", "Height": str(height), "Width": str(width),
+                    "Dtype": dtype, "CompilerArgs": compiler_args,
+                },
+            },
+        )
+        self.artifacts_url: str = self.resource.get_att_string("ArtifactsUrl")
+
+    def grant_read_artifacts(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Read (and list) this compile's artifacts, nothing else under the artifacts prefix."""
+        return self.output.grant_read(grantee)
+
+
+_RETENTION = cdk.aws_logs.RetentionDays.THREE_MONTHS
+
+
+def _container_image(scope: Construct, image: str) -> ecs.ContainerImage:
+    """``repository:tag`` names the region's AWS Deep Learning Containers registry."""
+    repository, _, tag = image.rpartition(":")
+    if "." in repository.split("/")[0]:  # a registry host: a full URI
+        return ecs.ContainerImage.from_registry(image)
+    stack = cdk.Stack.of(scope)
+    account = stack.regional_fact(region_info.FactName.DLC_REPOSITORY_ACCOUNT)
+    arn = stack.format_arn(service="ecr", account=account, resource="repository", resource_name=repository)
+    repo = ecr.Repository.from_repository_attributes(scope, "DlcRepository", repository_arn=arn,
+                                                     repository_name=repository)
+    return ecs.ContainerImage.from_ecr_repository(repo, tag)
+
+
+def _validate(*, model_id: str, revision: str | None, height: int, width: int, dtype: str, compiler_args: str,
+              image: str, serving_image: str, image_prop: str, instance_type: str, timeout: cdk.Duration,
+              job_timeout: cdk.Duration, query_interval: cdk.Duration, vpc_subnets, vpc) -> None:
+    """Every problem at once, each naming the prop, the value and what is allowed."""
+    problems: list[str] = []
+    if not (_HUB_ID.fullmatch(model_id) or (_S3_PREFIX.fullmatch(model_id) and model_id.endswith("/"))):
+        problems.append(f"model_id: got {model_id!r}; expected a Hugging Face hub id (owner/name) "
+                        "or an S3 prefix ending in '/' (s3://bucket/prefix/)")
+    if revision and model_id.startswith("s3://"):
+        problems.append(f"revision: got {revision!r}; a revision only applies to a hub id")
+    for name, value in (("height", height), ("width", width)):
+        if not 64 <= value <= 2048 or value % 8:
+            problems.append(f"{name}: got {value}; allowed: a multiple of 8 from 64 to 2048")
+    if dtype not in ("bf16", "fp16", "fp32"):
+        problems.append(f"dtype: got {dtype!r}; allowed: 'bf16', 'fp16', 'fp32'")
+    problems += [f"compiler_args: {p}" for p in compiler_args_problems(compiler_args)]
+    problems += [f"{image_prop}: {p}" for p in image_problems(image)]
+    if not image_problems(image):
+        problems += [f"{image_prop}: {p}" for p in pairing_problems(image, serving_image)]
+    if instance_type not in COMPILE_INSTANCES:
+        problems.append(f"instance_type: got {instance_type!r}; allowed: {', '.join(map(repr, COMPILE_INSTANCES))}")
+    minutes = timeout.to_seconds() / 60
+    if not 5 <= minutes <= 55:
+        problems.append(f"timeout: got {minutes:g} min; allowed: 5 to 55 min (CloudFormation waits at most 1 hour "
+                        "for a custom resource, and the Provider needs a few minutes beyond the deadline)")
+    if job_timeout.to_seconds() < timeout.to_seconds():
+        problems.append(f"job_timeout: got {job_timeout.to_seconds() / 60:g} min, below timeout ({minutes:g} min); "
+                        "the job would be killed while the deploy still waits for it")
+    if not 10 <= query_interval.to_seconds() <= 300:
+        problems.append(f"query_interval: got {query_interval.to_seconds()} s; allowed: 10 to 300 s")
+    if vpc_subnets is not None and vpc is None:
+        problems.append("vpc_subnets: given without vpc; subnets only select within a vpc you pass")
+    if problems:
+        raise ValueError("Invalid NeuronCompilation props:\n  - " + "\n  - ".join(problems))
