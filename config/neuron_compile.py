@@ -6,16 +6,11 @@ compiled on an inf2.8xlarge because compiling needs about 128 GiB of host memory
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
 from config.typed import setting
-from ml_constructs.neuron_compile.rules import compiler_args_problems, image_problems
-
-# Hugging Face hub id (owner/name) or an S3 prefix holding private weights.
-HUB_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}"
-S3_PREFIX_PATTERN = r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/([^\s]+/)?"
+from ml_constructs.neuron_compile.rules import compiler_args_problems, image_problems, model_problems, shape_problems
 
 
 @dataclass(frozen=True)
@@ -30,8 +25,8 @@ class NeuronCompileConfig:
     revision: str | None = setting(
         None, pattern=r"[A-Za-z0-9._/-]{1,100}", doc="Hub revision (commit, branch or tag); only for hub ids."
     )
-    height: int = setting(512, ge=64, le=2048, doc="Image height in pixels (a multiple of 8): a static shape.")
-    width: int = setting(512, ge=64, le=2048, doc="Image width in pixels (a multiple of 8): a static shape.")
+    height: int = setting(512, doc="Image height in pixels, a multiple of 8 from 64 to 2048: a static shape.")
+    width: int = setting(512, doc="Image width in pixels, a multiple of 8 from 64 to 2048: a static shape.")
     dtype: Literal["bf16", "fp16", "fp32"] = setting("bf16", doc="Weights' data type when tracing.")
     compiler_args: str = setting(
         "--target=inf2 --model-type=unet-inference",
@@ -56,16 +51,8 @@ class NeuronCompileConfig:
     )
 
     def problems(self) -> list[tuple[str, str]]:
-        found: list[tuple[str, str]] = []
-        is_s3 = self.model_id.startswith("s3://")
-        if not (re.fullmatch(HUB_ID_PATTERN, self.model_id) or re.fullmatch(S3_PREFIX_PATTERN, self.model_id)):
-            found.append(("model_id", f"got {self.model_id!r}; expected a Hugging Face hub id such as "
-                          "'stabilityai/stable-diffusion-2-1-base' or an S3 prefix ending in '/' (s3://bucket/prefix/)"))
-        if is_s3 and self.revision is not None:
-            found.append(("revision", f"got {self.revision!r}; a revision only applies to a hub id, not to {self.model_id!r}"))
-        for name in ("height", "width"):
-            if getattr(self, name) % 8:
-                found.append((name, f"got {getattr(self, name)}; Stable Diffusion needs a multiple of 8"))
+        found = model_problems(self.model_id, self.revision)
+        found += shape_problems("height", self.height) + shape_problems("width", self.width)
         found += [("compiler_args", p) for p in compiler_args_problems(self.compiler_args)]
         if self.image is not None:
             found += [("image", p) for p in image_problems(self.image)]

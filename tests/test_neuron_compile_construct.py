@@ -11,8 +11,9 @@ import pytest
 from aws_cdk import aws_ec2 as ec2
 from cfnlint.api import ManualArgs, lint_file
 
+from config.neuron_compile import NeuronCompileConfig
 from config.schema import StorageConfig
-from ml_constructs.neuron_compile import CompileInputs, NeuronCompilation
+from ml_constructs.neuron_compile import CompileInputs, NeuronCompilation, compilation_props
 from stacks.storage_stack import ArtifactStorageStack
 from tests.cfn_lint_policy import IGNORED_RULES, LINT_REGIONS
 from tests.helpers import new_app, new_checked_app, policy_statements, resources_of_type
@@ -275,7 +276,7 @@ def build(**props):
 @pytest.mark.parametrize("props, message", [
     ({"model_id": "just-a-name"}, "model_id: got 'just-a-name'; expected a Hugging Face hub id"),
     ({"model_id": "s3://weights/sd"}, "model_id: got 's3://weights/sd'; expected"),
-    ({"model_id": "s3://weights/sd/", "revision": "main"}, "revision: got 'main'; a revision only applies to a hub id"),
+    ({"model_id": "s3://weights/sd/", "revision": "main"}, "revision: got 'main'; a revision only applies to a hub id, not to 's3://weights/sd/'"),
     ({"height": 500}, "height: got 500; allowed: a multiple of 8 from 64 to 2048"),
     ({"width": 4096}, "width: got 4096; allowed: a multiple of 8 from 64 to 2048"),
     ({"dtype": "int8"}, "dtype: got 'int8'; allowed: 'bf16', 'fp16', 'fp32'"),
@@ -300,6 +301,16 @@ def test_bad_props_fail_with_a_message_naming_prop_value_and_allowed(props, mess
     with pytest.raises(ValueError) as exc:
         build(**props)
     assert message in str(exc.value)
+
+
+def test_the_config_section_maps_onto_the_props():
+    cfg = NeuronCompileConfig(height=768, width=768, timeout_minutes=40, wait_for_completion=False)
+    compilation = build(**compilation_props(cfg))
+    assert (compilation.inputs.height, compilation.inputs.width) == (768, 768)
+    assert compilation.inputs.model_id == cfg.model_id and compilation.inputs.compiler_args == cfg.compiler_args
+    assert compilation.inputs.image == SERVING_IMAGE  # image None: the serving image
+    props = cdk.Stack.of(compilation).resolve(compilation.resource.node.default_child._cfn_properties)
+    assert props["TimeoutSeconds"] == "2400" and props["WaitForCompletion"] == "false"
 
 
 def test_all_problems_are_reported_at_once():

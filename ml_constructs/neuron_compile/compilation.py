@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_batch as batch
@@ -23,9 +23,13 @@ from ml_constructs.neuron_compile.compute import CompileQueue, compile_vpc
 from ml_constructs.neuron_compile.provider import CompileProvider
 from ml_constructs.neuron_compile.rules import (
     COMPILE_INSTANCES,
+    DTYPES,
+    S3_PREFIX,
     compiler_args_problems,
     image_problems,
+    model_problems,
     pairing_problems,
+    shape_problems,
 )
 from ml_constructs.packaging import ModelPackageAsset
 from ml_constructs.storage import ArtifactLocation
@@ -35,8 +39,6 @@ DEFAULT_SCRIPT_DIR = ROOT / "model_packages" / "stable_diffusion_compile"
 ENTRYPOINT = (Path(__file__).parent / "job_entrypoint.sh").read_text(encoding="utf-8")
 DEFAULT_COMPILER_ARGS = "--target=inf2 --model-type=unet-inference"
 HASH_LENGTH = 32  # hex characters: 128 bits name the output prefix and the physical id
-_S3_PREFIX = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.*)")
-_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ class NeuronCompilation(Construct):
         self.script.grant_read(self.job_role)
         self.output.grant_write(self.job_role)
         if model_id.startswith("s3://"):
-            bucket_name, prefix = _S3_PREFIX.fullmatch(model_id).groups()
+            bucket_name, prefix = S3_PREFIX.fullmatch(model_id).groups()
             weights_bucket = s3.Bucket.from_bucket_name(self, "WeightsBucket", bucket_name)
             ArtifactLocation(weights_bucket, prefix, "private weights", weights_key).grant_read(self.job_role)
 
@@ -223,6 +225,27 @@ class NeuronCompilation(Construct):
 _RETENTION = cdk.aws_logs.RetentionDays.THREE_MONTHS
 
 
+def compilation_props(cfg: Any) -> dict[str, Any]:
+    """NeuronCompilation keyword arguments from a ``config.neuron_compile.NeuronCompileConfig``.
+
+    For the stack that wires it: ``NeuronCompilation(self, "Compile", artifacts=...,
+    serving_image=..., **compilation_props(cfg.stable_diffusion.compile))``.
+    """
+    return {
+        "model_id": cfg.model_id,
+        "revision": cfg.revision,
+        "height": cfg.height,
+        "width": cfg.width,
+        "dtype": cfg.dtype,
+        "compiler_args": cfg.compiler_args,
+        "image": cfg.image,
+        "instance_type": cfg.instance_type,
+        "timeout": cdk.Duration.minutes(cfg.timeout_minutes),
+        "job_timeout": cdk.Duration.minutes(cfg.job_timeout_minutes),
+        "wait_for_completion": cfg.wait_for_completion,
+    }
+
+
 def _container_image(scope: Construct, image: str) -> ecs.ContainerImage:
     """``repository:tag`` names the region's AWS Deep Learning Containers registry."""
     repository, _, tag = image.rpartition(":")
@@ -240,17 +263,10 @@ def _validate(*, model_id: str, revision: str | None, height: int, width: int, d
               image: str, serving_image: str, image_prop: str, instance_type: str, timeout: cdk.Duration,
               job_timeout: cdk.Duration, query_interval: cdk.Duration, vpc_subnets, vpc) -> None:
     """Every problem at once, each naming the prop, the value and what is allowed."""
-    problems: list[str] = []
-    if not (_HUB_ID.fullmatch(model_id) or (_S3_PREFIX.fullmatch(model_id) and model_id.endswith("/"))):
-        problems.append(f"model_id: got {model_id!r}; expected a Hugging Face hub id (owner/name) "
-                        "or an S3 prefix ending in '/' (s3://bucket/prefix/)")
-    if revision and model_id.startswith("s3://"):
-        problems.append(f"revision: got {revision!r}; a revision only applies to a hub id")
-    for name, value in (("height", height), ("width", width)):
-        if not 64 <= value <= 2048 or value % 8:
-            problems.append(f"{name}: got {value}; allowed: a multiple of 8 from 64 to 2048")
-    if dtype not in ("bf16", "fp16", "fp32"):
-        problems.append(f"dtype: got {dtype!r}; allowed: 'bf16', 'fp16', 'fp32'")
+    found = model_problems(model_id, revision) + shape_problems("height", height) + shape_problems("width", width)
+    problems = [f"{field}: {message}" for field, message in found]
+    if dtype not in DTYPES:
+        problems.append(f"dtype: got {dtype!r}; allowed: {', '.join(map(repr, DTYPES))}")
     problems += [f"compiler_args: {p}" for p in compiler_args_problems(compiler_args)]
     problems += [f"{image_prop}: {p}" for p in image_problems(image)]
     if not image_problems(image):

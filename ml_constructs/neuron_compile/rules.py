@@ -31,6 +31,30 @@ SWITCHES: tuple[str, ...] = (
 )
 _OPTLEVEL_SPELLINGS = ("--optlevel", "-O1", "-O2", "-O3")
 
+# ---------------------------------------------------------------- model and shapes
+
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+S3_PREFIX = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/([^\s]+/)")
+DTYPES = ("bf16", "fp16", "fp32")
+
+
+def model_problems(model_id: str, revision: str | None) -> list[tuple[str, str]]:
+    """(field, message) for a model id that is neither a hub id nor an S3 prefix, or a misplaced revision."""
+    found = []
+    if not (HUB_ID.fullmatch(model_id) or S3_PREFIX.fullmatch(model_id)):
+        found.append(("model_id", f"got {model_id!r}; expected a Hugging Face hub id such as "
+                      "'stabilityai/stable-diffusion-2-1-base' or an S3 prefix ending in '/' (s3://bucket/prefix/)"))
+    if revision and model_id.startswith("s3://"):
+        found.append(("revision", f"got {revision!r}; a revision only applies to a hub id, not to {model_id!r}"))
+    return found
+
+
+def shape_problems(name: str, value: int) -> list[tuple[str, str]]:
+    """Stable Diffusion's latent space is 1/8 of the image: sides are multiples of 8."""
+    if 64 <= value <= 2048 and value % 8 == 0:
+        return []
+    return [(name, f"got {value}; allowed: a multiple of 8 from 64 to 2048")]
+
 
 def compiler_args_problems(args: str) -> list[str]:
     """Every problem in a ``neuronx-cc`` flag string; empty when it is valid."""
