@@ -126,6 +126,15 @@ def test_custom_resource_carries_the_hash_inputs_and_deadlines(default):
                                 "CompilerArgs": "--target=inf2 --model-type=unet-inference"}
 
 
+def test_compile_waits_for_job_permissions_and_the_nat_route(default):
+    template, _, _ = default
+    (resource,) = resources_of_type(template, "Custom::NeuronCompilation").values()
+    depends = resource["DependsOn"]
+    assert any("JobRoleDefaultPolicy" in d for d in depends)
+    assert any("ExecutionRoleDefaultPolicy" in d for d in depends)
+    assert sum("CompileSubnet" in d and "DefaultRoute" in d for d in depends) == 2
+
+
 def test_artifacts_url_is_the_resources_attribute(default):
     _, compilation, _ = default
     resolved = cdk.Stack.of(compilation).resolve(compilation.artifacts_url)

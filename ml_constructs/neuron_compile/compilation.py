@@ -215,6 +215,10 @@ class NeuronCompilation(Construct):
                 },
             },
         )
+        # The job runs minutes after submission, but only with its permissions in place and
+        # with a route out of the private subnets (ECS registration, image pull, hub download).
+        self.resource.node.add_dependency(self.job_role, container,
+                                          self.queue.subnets.internet_connectivity_established)
         self.artifacts_url: str = self.resource.get_att_string("ArtifactsUrl")
 
     def grant_read_artifacts(self, grantee: iam.IGrantable) -> iam.Grant:

@@ -59,6 +59,8 @@ class CompileQueue(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         instance = COMPILE_INSTANCES[instance_type]
+        selection = vpc_subnets or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+        self.subnets = vpc.select_subnets(**selection._values)  # jsii struct -> keyword arguments
         user_data = ec2.MultipartUserData()  # Batch only merges MIME multi-part user data
         ecs_config = ec2.UserData.for_linux()
         # The DLC image is many GB: never pull it again when the host already has it.
@@ -79,7 +81,7 @@ class CompileQueue(Construct):
             self,
             "ComputeEnvironment",
             vpc=vpc,
-            vpc_subnets=vpc_subnets or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            vpc_subnets=selection,
             instance_types=[ec2.InstanceType(instance_type)],
             use_optimal_instance_classes=False,
             allocation_strategy=batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
