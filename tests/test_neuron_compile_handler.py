@@ -250,3 +250,24 @@ def test_delete_never_fails_when_the_queue_and_job_are_gone(aws):
 def test_delete_after_a_failed_create_keeps_the_framework_physical_id(aws):
     p = props(aws)
     assert handler.on_event(event("Delete", p, physical_id="r-1")) == {"PhysicalResourceId": "r-1"}
+
+
+def test_the_handlers_call_only_the_apis_the_construct_grants(aws, monkeypatch):
+    """Kept in step with the handler role in provider.py (asserted in test_neuron_compile_construct)."""
+    calls: set[str] = set()
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # a fresh session for this test only
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register(
+        "before-call", lambda model, **_: calls.add(f"{model.service_model.service_name}:{model.name}"))
+    p = props(aws)
+    start = event("Create", p)
+    response = handler.on_event(start)
+    make_running(response["Data"]["JobId"])
+    handler.is_complete(poll_event(start, response))
+    late = copy.deepcopy(response)
+    late["Data"]["Deadline"] = "1"
+    with pytest.raises(handler.CompileFailed):
+        handler.is_complete(poll_event(start, late))
+    handler.on_event(event("Delete", p, physical_id=p["Hash"]))
+    assert calls == {"batch:SubmitJob", "batch:ListJobs", "batch:DescribeJobs", "batch:TerminateJob",
+                     "s3:ListObjectsV2"}

@@ -169,6 +169,8 @@ class NeuronCompilation(Construct):
             environment={"SCRIPT_BUCKET": self.script.bucket.bucket_name, "SCRIPT_KEY": self.script.object_key},
             job_role=self.job_role,
             linux_parameters=linux,
+            # neuronx-cc keeps many intermediate files open at once.
+            ulimits=[batch.Ulimit(name=batch.UlimitName.NOFILE, soft_limit=65535, hard_limit=65535)],
             logging=ecs.LogDriver.aws_logs(stream_prefix="neuron-compile", log_group=self.log_group),
         )
         nag.acknowledge_wildcard_resources(
@@ -185,6 +187,8 @@ class NeuronCompilation(Construct):
                 # A lost host or a failed image pull is worth one more try; a failed compile is not.
                 batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom(on_status_reason="Host EC2*")),
                 batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.CANNOT_PULL_CONTAINER),
+                # Anything else (a compile that exited non-zero) is final: Batch retries when no rule matches.
+                batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_exit_code="*")),
                 batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
             ],
         )
