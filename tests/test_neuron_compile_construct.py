@@ -61,7 +61,7 @@ def private_weights(tmp_path_factory, script_dir):
         consumer, "Compile", artifacts=storage.locations_for(consumer).neuron_artifacts, serving_image=SERVING_IMAGE,
         script_dir=script_dir, model_id="s3://private-weights/sd21/", instance_type="trn1.2xlarge", vpc=vpc,
         vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
-        wait_for_completion=False,
+        wait_for_completion=False, weights_key=cdk.aws_kms.Key(consumer, "WeightsKey", enable_key_rotation=True),
     )
     return app.synth().get_stack_by_name("Compile").template, vpc_app_dir
 
@@ -234,6 +234,8 @@ def test_private_weights_trn1_existing_vpc_and_no_wait(private_weights):
     assert len(reads) == 1
     listing = [s for s in statements if s["Action"] == "s3:ListBucket" and "private-weights" in json.dumps(s["Resource"])]
     assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["sd21/*"]}}
+    decrypt = [s for s in statements if s["Action"] == "kms:Decrypt" and "WeightsKey" in json.dumps(s["Resource"])]
+    assert len(decrypt) == 1 and "kms:ViaService" in decrypt[0]["Condition"]["StringEquals"]
     props = only(template, "Custom::NeuronCompilation")
     assert props["WaitForCompletion"] == "false" and props["Compile"]["ModelId"] == "s3://private-weights/sd21/"
 
@@ -312,6 +314,7 @@ def build(**props):
     ({"timeout": cdk.Duration.minutes(60)}, "timeout: got 60 min; allowed: 5 to 55 min"),
     ({"job_timeout": cdk.Duration.minutes(30)}, "job_timeout: got 30 min, below timeout (50 min)"),
     ({"query_interval": cdk.Duration.seconds(5)}, "query_interval: got 5 s; allowed: 10 to 300 s"),
+    ({"root_volume_gib": 30}, "root_volume_gib: got 30; allowed: 64 to 16384"),
     ({"vpc_subnets": ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)}, "vpc_subnets: given without vpc"),
 ])
 def test_bad_props_fail_with_a_message_naming_prop_value_and_allowed(props, message):
@@ -328,6 +331,14 @@ def test_the_config_section_maps_onto_the_props():
     assert compilation.inputs.image == SERVING_IMAGE  # image None: the serving image
     props = cdk.Stack.of(compilation).resolve(compilation.resource.node.default_child._cfn_properties)
     assert props["TimeoutSeconds"] == "2400" and props["WaitForCompletion"] == "false"
+
+
+def test_a_weights_key_without_s3_weights_is_a_mistake():
+    stack = cdk.Stack(new_app(), "Keys")
+    key = cdk.aws_kms.Key(stack, "Key")
+    with pytest.raises(ValueError) as exc:
+        build(weights_key=key)
+    assert "weights_key: given, but model_id 'stabilityai/stable-diffusion-2-1-base' is not an S3 prefix" in str(exc.value)
 
 
 def test_all_problems_are_reported_at_once():

@@ -126,7 +126,8 @@ class NeuronCompilation(Construct):
                   compiler_args=compiler_args, image=compile_image, serving_image=serving_image,
                   image_prop="image" if image else "serving_image",
                   instance_type=instance_type, timeout=timeout, job_timeout=job_timeout,
-                  query_interval=query_interval, vpc_subnets=vpc_subnets, vpc=vpc)
+                  query_interval=query_interval, vpc_subnets=vpc_subnets, vpc=vpc,
+                  weights_key=weights_key, root_volume_gib=root_volume_gib)
         instance = COMPILE_INSTANCES[instance_type]
 
         self.script = ModelPackageAsset(self, "Script", source_dir=script_dir)
@@ -269,7 +270,8 @@ def _container_image(scope: Construct, image: str) -> ecs.ContainerImage:
 
 def _validate(*, model_id: str, revision: str | None, height: int, width: int, dtype: str, compiler_args: str,
               image: str, serving_image: str, image_prop: str, instance_type: str, timeout: cdk.Duration,
-              job_timeout: cdk.Duration, query_interval: cdk.Duration, vpc_subnets, vpc) -> None:
+              job_timeout: cdk.Duration, query_interval: cdk.Duration, vpc_subnets, vpc, weights_key,
+              root_volume_gib: int) -> None:
     """Every problem at once, each naming the prop, the value and what is allowed."""
     found = model_problems(model_id, revision) + shape_problems("height", height) + shape_problems("width", width)
     problems = [f"{field}: {message}" for field, message in found]
@@ -290,6 +292,12 @@ def _validate(*, model_id: str, revision: str | None, height: int, width: int, d
                         "the job would be killed while the deploy still waits for it")
     if not 10 <= query_interval.to_seconds() <= 300:
         problems.append(f"query_interval: got {query_interval.to_seconds()} s; allowed: 10 to 300 s")
+    if weights_key is not None and not model_id.startswith("s3://"):
+        problems.append(f"weights_key: given, but model_id {model_id!r} is not an S3 prefix; the key only "
+                        "decrypts private weights in S3")
+    if not 64 <= root_volume_gib <= 16384:
+        problems.append(f"root_volume_gib: got {root_volume_gib}; allowed: 64 to 16384 (the Neuron container "
+                        "image, the weights and the compiler's work files share it)")
     if vpc_subnets is not None and vpc is None:
         problems.append("vpc_subnets: given without vpc; subnets only select within a vpc you pass")
     if problems:
