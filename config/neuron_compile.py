@@ -57,6 +57,6 @@ class NeuronCompileConfig:
         if self.image is not None:
             found += [("image", p) for p in image_problems(self.image)]
         if self.job_timeout_minutes < self.timeout_minutes:
-            found.append(("job_timeout_minutes", f"got {self.job_timeout_minutes}, below timeout_minutes="
-                          f"{self.timeout_minutes}; the job would be killed while the deploy still waits for it"))
+            found.append(("job_timeout_minutes", (f"got {self.job_timeout_minutes}, below timeout_minutes="
+                          f"{self.timeout_minutes}; the job would be killed while the deploy still waits for it")))
         return found

@@ -303,9 +303,9 @@ def build(**props):
     ({"compiler_args": "--fast"}, "compiler_args: unknown neuronx-cc option '--fast'"),
     ({"image": "my/neuron:latest"}, "image: got 'my/neuron:latest'; its tag names no Neuron SDK"),
     ({"image": "pytorch-inference-neuronx:2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04"},
-     "image: compile image 'pytorch-inference-neuronx:2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04' has Neuron SDK "
+     ("image: compile image 'pytorch-inference-neuronx:2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04' has Neuron SDK "
      "2.20.2, the serving image 'djl-inference:0.30.0-neuronx-sdk2.20.1' has 2.20.1; artifacts compiled by one SDK "
-     "do not load on another; use 'djl-inference:0.30.0-neuronx-sdk2.20.1'"),
+     "do not load on another; use 'djl-inference:0.30.0-neuronx-sdk2.20.1'")),
     ({"serving_image": "djl-inference:0.30.0-cpu-full"},
      "serving_image: got 'djl-inference:0.30.0-cpu-full'; its tag names no Neuron SDK"),
     ({"serving_image": "djl-inference:0.30.0-cpu-full", "image": SERVING_IMAGE},

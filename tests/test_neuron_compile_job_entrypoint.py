@@ -76,7 +76,7 @@ def run_job(s3_server: str, package: dict[str, str], tmp_path: Path, **inputs: s
         "UPLOAD_URL": f"s3://{OUT}/neuron-artifacts/{inputs.get('hash', 'h1')}/",
     }
     env.update({k: v for k, v in inputs.items() if k != "hash"})
-    return subprocess.run(["bash", "-c", ENTRYPOINT], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(["bash", "-c", ENTRYPOINT], check=False, env=env, capture_output=True, text=True, timeout=120)
 
 
 def uploaded(s3_server: str, key: str) -> bytes:

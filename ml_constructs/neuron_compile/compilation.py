@@ -38,6 +38,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SCRIPT_DIR = ROOT / "model_packages" / "stable_diffusion_compile"
 ENTRYPOINT = (Path(__file__).parent / "job_entrypoint.sh").read_text(encoding="utf-8")
 DEFAULT_COMPILER_ARGS = "--target=inf2 --model-type=unet-inference"
+DEFAULT_TIMEOUT = cdk.Duration.minutes(50)
+DEFAULT_JOB_TIMEOUT = cdk.Duration.hours(3)
+DEFAULT_QUERY_INTERVAL = cdk.Duration.minutes(1)
 HASH_LENGTH = 32  # hex characters: 128 bits name the output prefix and the physical id
 
 
@@ -114,10 +117,10 @@ class NeuronCompilation(Construct):
         weights_key: kms.IKey | None = None,
         vpc: ec2.IVpc | None = None,
         vpc_subnets: ec2.SubnetSelection | None = None,
-        timeout: cdk.Duration = cdk.Duration.minutes(50),
-        job_timeout: cdk.Duration = cdk.Duration.hours(3),
+        timeout: cdk.Duration = DEFAULT_TIMEOUT,
+        job_timeout: cdk.Duration = DEFAULT_JOB_TIMEOUT,
         wait_for_completion: bool = True,
-        query_interval: cdk.Duration = cdk.Duration.minutes(1),
+        query_interval: cdk.Duration = DEFAULT_QUERY_INTERVAL,
         root_volume_gib: int = 200,
     ) -> None:
         super().__init__(scope, construct_id)

@@ -42,8 +42,8 @@ def model_problems(model_id: str, revision: str | None) -> list[tuple[str, str]]
     """(field, message) for a model id that is neither a hub id nor an S3 prefix, or a misplaced revision."""
     found = []
     if not (HUB_ID.fullmatch(model_id) or S3_PREFIX.fullmatch(model_id)):
-        found.append(("model_id", f"got {model_id!r}; expected a Hugging Face hub id such as "
-                      "'stabilityai/stable-diffusion-2-1-base' or an S3 prefix ending in '/' (s3://bucket/prefix/)"))
+        found.append(("model_id", (f"got {model_id!r}; expected a Hugging Face hub id such as "
+                      "'stabilityai/stable-diffusion-2-1-base' or an S3 prefix ending in '/' (s3://bucket/prefix/)")))
     if revision and model_id.startswith("s3://"):
         found.append(("revision", f"got {revision!r}; a revision only applies to a hub id, not to {model_id!r}"))
     return found
@@ -148,8 +148,8 @@ def image_problems(image: str) -> list[str]:
     if not re.fullmatch(r"[a-z0-9][a-z0-9._/-]*(\.[a-z]+)?[a-z0-9._/-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", image):
         return [f"got {image!r}; expected 'repository:tag' (an AWS Deep Learning Container) or a full image URI with a tag"]
     if neuron_sdk_of(image) is None:
-        return [f"got {image!r}; its tag names no Neuron SDK version ('sdkX.Y.Z'), so the pairing "
-                "with the serving image cannot be checked"]
+        return [(f"got {image!r}; its tag names no Neuron SDK version ('sdkX.Y.Z'), so the pairing "
+                "with the serving image cannot be checked")]
     return []
 
 
@@ -157,12 +157,12 @@ def pairing_problems(compile_image: str, serving_image: str) -> list[str]:
     """NEFFs are tied to the compiler: the compile and serving images must carry the same Neuron SDK."""
     compile_sdk, serving_sdk = neuron_sdk_of(compile_image), neuron_sdk_of(serving_image)
     if serving_sdk is None:
-        return [f"serving image {serving_image!r} names no Neuron SDK version ('sdkX.Y.Z') in its tag; "
-                "the compiled artifacts cannot be matched to it"]
+        return [(f"serving image {serving_image!r} names no Neuron SDK version ('sdkX.Y.Z') in its tag; "
+                "the compiled artifacts cannot be matched to it")]
     if compile_sdk != serving_sdk:
         hint = KNOWN_PAIRINGS.get(serving_image.rpartition("/")[2])
         suggestion = f"; use {hint!r}" if hint else ""
-        return [f"compile image {compile_image!r} has Neuron SDK {compile_sdk}, the serving image "
+        return [(f"compile image {compile_image!r} has Neuron SDK {compile_sdk}, the serving image "
                 f"{serving_image!r} has {serving_sdk}; artifacts compiled by one SDK do not load on "
-                f"another{suggestion}"]
+                f"another{suggestion}")]
     return []
