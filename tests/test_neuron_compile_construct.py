@@ -103,6 +103,8 @@ def test_job_definition_runs_the_compile_package_on_the_neuron_device(default):
     ]
     assert {r["Type"]: r["Value"] for r in container["ResourceRequirements"]} == {"VCPU": "32", "MEMORY": "122880"}
     assert container["Command"][:2] == ["bash", "-c"] and "exec python3 compile.py" in container["Command"][2]
+    # djl-inference's entrypoint runs `eval "$@"`: the script travels as one shell-quoted word.
+    assert container["Command"][2].startswith("'# Runs inside the Neuron")
     image = json.dumps(container["Image"])
     assert "DlcRepositoryAccountMap" in image and "/djl-inference:0.30.0-neuronx-sdk2.20.1" in image
     env = {e["Name"]: e["Value"] for e in container["Environment"]}

@@ -133,6 +133,30 @@ def test_create_completes_when_the_job_succeeded_and_the_manifest_is_there(aws):
     assert handler.is_complete(poll_event(start, response)) == {"IsComplete": True}
 
 
+def test_a_written_manifest_completes_and_stops_a_container_kept_alive(aws):
+    p = props(aws)
+    start = event("Create", p)
+    response = handler.on_event(start)
+    job_id = response["Data"]["JobId"]
+    make_running(job_id)  # e.g. an entrypoint that ends in "tail -f /dev/null"
+    write_manifest(aws, p)
+    assert handler.is_complete(poll_event(start, response)) == {"IsComplete": True}
+    detail = aws["batch"].describe_jobs(jobs=[job_id])["jobs"][0]
+    assert detail["statusReason"] == "compile finished (manifest.json written); stopping the container"
+
+
+def test_a_cache_hit_stops_a_finished_job_still_kept_alive(aws):
+    p = props(aws)
+    p["WaitForCompletion"] = "false"
+    job_id = handler.on_event(event("Create", p))["Data"]["JobId"] or jobs(aws)[0]["jobId"]
+    make_running(job_id)
+    write_manifest(aws, p)
+    p["WaitForCompletion"] = "true"
+    response = handler.on_event(event("Update", p, old=p, physical_id=p["Hash"]))
+    assert response["Data"]["JobId"] == ""
+    assert aws["batch"].describe_jobs(jobs=[job_id])["jobs"][0]["statusReason"].startswith("compile finished")
+
+
 def test_a_succeeded_job_without_a_manifest_fails_the_resource(aws):
     p = props(aws)
     start = event("Create", p)

@@ -3,6 +3,8 @@
 It is what runs inside the Neuron container: fetch the compile package by its
 asset key, unpack it, call compile.py with the contract's arguments. A stand-in
 compile.py records its arguments and uploads like the real one (manifest last).
+The container's own entrypoint is reproduced too: Docker's plain exec, DJL
+Serving's `eval "$@"`, and the SageMaker inference images' shlex re-split.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from ml_constructs.neuron_compile.compilation import ENTRYPOINT
+from ml_constructs.neuron_compile.compilation import job_command
 from ml_constructs.packaging import build_model_tarball
 
 BUCKET = "assets"
@@ -67,7 +69,19 @@ def aws_env(endpoint: str) -> dict[str, str]:
             "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def run_job(s3_server: str, package: dict[str, str], tmp_path: Path, **inputs: str) -> subprocess.CompletedProcess:
+# What each image family's ENTRYPOINT does with the job's command.
+ENTRYPOINTS = {
+    "exec": ("my-registry.example.com/neuron-compile:sdk2.20.1", []),
+    "djl-eval": ("djl-inference:0.30.0-neuronx-sdk2.20.1", ["bash", "-c", 'set -e; eval "$@"', "dockerd-entrypoint.sh"]),
+    "sagemaker-shlex": (
+        "pytorch-inference-neuronx:2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04",
+        [sys.executable, "-c", "import shlex, subprocess, sys; subprocess.check_call(shlex.split(' '.join(sys.argv[1:])))"],
+    ),
+}
+
+
+def run_job(s3_server: str, package: dict[str, str], tmp_path: Path, *, style: str = "djl-eval",
+            command: list[str] | None = None, **inputs: str) -> subprocess.CompletedProcess:
     env = {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
         **aws_env(s3_server), **package,
@@ -76,7 +90,8 @@ def run_job(s3_server: str, package: dict[str, str], tmp_path: Path, **inputs: s
         "UPLOAD_URL": f"s3://{OUT}/neuron-artifacts/{inputs.get('hash', 'h1')}/",
     }
     env.update({k: v for k, v in inputs.items() if k != "hash"})
-    return subprocess.run(["bash", "-c", ENTRYPOINT], check=False, env=env, capture_output=True, text=True, timeout=120)
+    image, wrapper = ENTRYPOINTS[style]
+    return subprocess.run([*wrapper, *(command or job_command(image))], check=False, env=env, capture_output=True, text=True, timeout=120)
 
 
 def uploaded(s3_server: str, key: str) -> bytes:
@@ -85,16 +100,25 @@ def uploaded(s3_server: str, key: str) -> bytes:
     return s3.get_object(Bucket=OUT, Key=key)["Body"].read()
 
 
-def test_entrypoint_runs_compile_py_with_the_contracts_arguments(s3_server, package, tmp_path):
-    result = run_job(s3_server, package, tmp_path, hash="h1")
+@pytest.mark.parametrize("style", sorted(ENTRYPOINTS))
+def test_entrypoint_runs_compile_py_with_the_contracts_arguments(s3_server, package, tmp_path, style):
+    result = run_job(s3_server, package, tmp_path, style=style, hash=f"h1-{style}")
     assert result.returncode == 0, result.stderr
-    args = json.loads(uploaded(s3_server, "neuron-artifacts/h1/args.json"))
+    args = json.loads(uploaded(s3_server, f"neuron-artifacts/h1-{style}/args.json"))
     assert args["model_id"] == "stabilityai/stable-diffusion-2-1-base"
     assert (args["height"], args["width"], args["dtype"]) == ("512", "512", "bf16")
     assert args["compiler_args"] == "--target=inf2 --model-type=unet-inference"
-    assert args["upload_url"] == f"s3://{OUT}/neuron-artifacts/h1/"
+    assert args["upload_url"] == f"s3://{OUT}/neuron-artifacts/h1-{style}/"
     assert args["revision"] is None  # an empty revision is not passed at all
-    assert uploaded(s3_server, "neuron-artifacts/h1/manifest.json") == b"{}"
+    assert uploaded(s3_server, f"neuron-artifacts/h1-{style}/manifest.json") == b"{}"
+
+
+def test_an_unquoted_script_would_not_survive_djls_eval(s3_server, package, tmp_path):
+    """Why job_command quotes the script for re-joining entrypoints."""
+    plain = job_command("my-registry.example.com/neuron-compile:sdk2.20.1")
+    result = run_job(s3_server, package, tmp_path, style="djl-eval", command=plain, hash="h5")
+    assert result.returncode != 0 and "compiling" not in result.stdout
+    assert "option requires an argument" in result.stderr  # the eval'd "# comment" ate the script
 
 
 def test_entrypoint_passes_a_revision_when_one_is_set(s3_server, package, tmp_path):
@@ -104,7 +128,7 @@ def test_entrypoint_passes_a_revision_when_one_is_set(s3_server, package, tmp_pa
 
 
 def test_a_failing_compile_fails_the_job_with_its_exit_code_and_message(s3_server, package, tmp_path):
-    result = run_job(s3_server, package, tmp_path, hash="h3", MODEL_ID="fail/please")
+    result = run_job(s3_server, package, tmp_path, style="exec", hash="h3", MODEL_ID="fail/please")
     assert result.returncode == 3
     assert "out of host memory while tracing the UNet" in result.stderr
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,11 @@ from ml_constructs.storage import ArtifactLocation
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SCRIPT_DIR = ROOT / "model_packages" / "stable_diffusion_compile"
 ENTRYPOINT = (Path(__file__).parent / "job_entrypoint.sh").read_text(encoding="utf-8")
+# Deep Learning Containers whose entrypoint joins the command's arguments with spaces and
+# parses them again: DJL Serving's (bash `eval "$@"`) and the SageMaker inference images'
+# (`shlex.split(" ".join(argv))` in Python). The script must reach `bash -c` as one quoted word.
+REJOINING_ENTRYPOINT_REPOSITORIES = ("djl-inference", "pytorch-inference-neuronx",
+                                     "huggingface-pytorch-inference-neuronx")
 DEFAULT_COMPILER_ARGS = "--target=inf2 --model-type=unet-inference"
 DEFAULT_TIMEOUT = cdk.Duration.minutes(50)
 DEFAULT_JOB_TIMEOUT = cdk.Duration.hours(3)
@@ -169,7 +175,7 @@ class NeuronCompilation(Construct):
             image=_container_image(self, compile_image),
             cpu=instance.vcpus,
             memory=cdk.Size.mebibytes(instance.job_memory_mib),
-            command=["bash", "-c", ENTRYPOINT],
+            command=job_command(compile_image),
             environment={"SCRIPT_BUCKET": self.script.bucket.bucket_name, "SCRIPT_KEY": self.script.object_key},
             job_role=self.job_role,
             linux_parameters=linux,
@@ -256,6 +262,13 @@ def compilation_props(cfg: Any) -> dict[str, Any]:
         "job_timeout": cdk.Duration.minutes(cfg.job_timeout_minutes),
         "wait_for_completion": cfg.wait_for_completion,
     }
+
+
+def job_command(image: str) -> list[str]:
+    """The container command that runs the entrypoint script whatever the image's entrypoint does."""
+    repository = image.rpartition(":")[0].rpartition("/")[2]
+    rejoined = repository in REJOINING_ENTRYPOINT_REPOSITORIES
+    return ["bash", "-c", shlex.quote(ENTRYPOINT) if rejoined else ENTRYPOINT]
 
 
 def _container_image(scope: Construct, image: str) -> ecs.ContainerImage:

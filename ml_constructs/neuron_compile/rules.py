@@ -122,8 +122,7 @@ _SDK_IN_TAG = re.compile(r"(?:^|-)sdk(\d+\.\d+\.\d+)(?:-|$)")
 
 # Recommended compile image per serving image: the same Neuron SDK release. The
 # Neuron LMI images (djl-inference ...-neuronx-sdk...) ship torch-neuronx and
-# neuronx-cc themselves, and no PyTorch Neuron DLC was released for their exact SDK
-# (2.20.1, 2.19.1), so they compile with themselves.
+# neuronx-cc themselves, so compiling with the serving image matches by construction.
 KNOWN_PAIRINGS: dict[str, str] = {
     "djl-inference:0.30.0-neuronx-sdk2.20.1": "djl-inference:0.30.0-neuronx-sdk2.20.1",
     "djl-inference:0.29.0-neuronx-sdk2.19.1": "djl-inference:0.29.0-neuronx-sdk2.19.1",

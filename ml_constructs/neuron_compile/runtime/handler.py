@@ -151,10 +151,15 @@ def is_complete(event: CustomResourceEvent, context: Any = None) -> IsCompleteRe
         return {"IsComplete": True}
     job = _describe(job_id)
     status = job["status"]
+    # The manifest is written last, so it alone says the compile is done. Some Deep Learning
+    # Container entrypoints keep the container alive after the command ("tail -f /dev/null"):
+    # such a job is stopped here instead of running into its timeout.
+    if _manifest_exists(compile_):
+        if status in ACTIVE_STATUSES:
+            _terminate(job_id, "compile finished (manifest.json written); stopping the container")
+        _log(logging.INFO, "compile succeeded", job_id=job_id, url=compile_.artifacts_url)
+        return {"IsComplete": True}
     if status == "SUCCEEDED":
-        if _manifest_exists(compile_):
-            _log(logging.INFO, "compile succeeded", job_id=job_id, url=compile_.artifacts_url)
-            return {"IsComplete": True}
         raise CompileFailed(
             f"Neuron compile job {job['jobName']} ({job_id}) succeeded but wrote no "
             f"{compile_.artifacts_url}{MANIFEST}; {_log_location(job, compile_)}"
@@ -204,6 +209,8 @@ def _start(compile_: Compile) -> OnEventResponse:
     data = {"ArtifactsUrl": compile_.artifacts_url, "JobId": "", "Deadline": ""}
     if _manifest_exists(compile_):
         _log(logging.INFO, "cache hit: artifacts already compiled", url=compile_.artifacts_url)
+        for job_id in _active_jobs(props["JobQueue"], props["JobName"]):  # a finished job kept alive
+            _terminate(job_id, "compile finished (manifest.json written); stopping the container")
         return {"PhysicalResourceId": props["Hash"], "Data": data}
     active = _active_jobs(props["JobQueue"], props["JobName"])
     job_id = active[0] if active else _submit(compile_)
