@@ -286,12 +286,16 @@ def test_script_bytes_change_the_hash(tmp_path, script_dir):
 # ---------------------------------------------------------------- validation
 
 
-def build(**props):
-    stack = cdk.Stack(new_app(), "S")
-    storage = ArtifactStorageStack(stack.node.root, "Storage", storage=StorageConfig(), retain_data=False)
-    kwargs = {"artifacts": storage.storage.locations.neuron_artifacts, "serving_image": SERVING_IMAGE,
-              "script_dir": Path(__file__).parent, **props}
-    return NeuronCompilation(storage, "Compile", **kwargs)
+@pytest.fixture
+def build(script_dir):
+    """Construct (without synthesizing) a NeuronCompilation with these props over the defaults."""
+    def construct(**props):
+        stack = cdk.Stack(new_app(), "S")
+        storage = ArtifactStorageStack(stack.node.root, "Storage", storage=StorageConfig(), retain_data=False)
+        kwargs = {"artifacts": storage.storage.locations.neuron_artifacts, "serving_image": SERVING_IMAGE,
+                  "script_dir": script_dir, **props}
+        return NeuronCompilation(storage, "Compile", **kwargs)
+    return construct
 
 
 @pytest.mark.parametrize("props, message", [
@@ -316,16 +320,17 @@ def build(**props):
     ({"timeout": cdk.Duration.minutes(60)}, "timeout: got 60 min; allowed: 5 to 55 min"),
     ({"job_timeout": cdk.Duration.minutes(30)}, "job_timeout: got 30 min, below timeout (50 min)"),
     ({"query_interval": cdk.Duration.seconds(5)}, "query_interval: got 5 s; allowed: 10 to 300 s"),
+    ({"script_dir": Path(__file__).parent}, f"script_dir: {str(Path(__file__).parent)!r} has no compile.py"),
     ({"root_volume_gib": 30}, "root_volume_gib: got 30; allowed: 64 to 16384"),
     ({"vpc_subnets": ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)}, "vpc_subnets: given without vpc"),
 ])
-def test_bad_props_fail_with_a_message_naming_prop_value_and_allowed(props, message):
+def test_bad_props_fail_with_a_message_naming_prop_value_and_allowed(build, props, message):
     with pytest.raises(ValueError) as exc:
         build(**props)
     assert message in str(exc.value)
 
 
-def test_the_config_section_maps_onto_the_props():
+def test_the_config_section_maps_onto_the_props(build):
     cfg = NeuronCompileConfig(height=768, width=768, timeout_minutes=40, wait_for_completion=False)
     compilation = build(**compilation_props(cfg))
     assert (compilation.inputs.height, compilation.inputs.width) == (768, 768)
@@ -335,7 +340,7 @@ def test_the_config_section_maps_onto_the_props():
     assert props["TimeoutSeconds"] == "2400" and props["WaitForCompletion"] == "false"
 
 
-def test_a_weights_key_without_s3_weights_is_a_mistake():
+def test_a_weights_key_without_s3_weights_is_a_mistake(build):
     stack = cdk.Stack(new_app(), "Keys")
     key = cdk.aws_kms.Key(stack, "Key")
     with pytest.raises(ValueError) as exc:
@@ -343,7 +348,7 @@ def test_a_weights_key_without_s3_weights_is_a_mistake():
     assert "weights_key: given, but model_id 'stabilityai/stable-diffusion-2-1-base' is not an S3 prefix" in str(exc.value)
 
 
-def test_all_problems_are_reported_at_once():
+def test_all_problems_are_reported_at_once(build):
     with pytest.raises(ValueError) as exc:
         build(height=500, dtype="int8", instance_type="inf2.xlarge")
     assert str(exc.value).count("\n  - ") == 3

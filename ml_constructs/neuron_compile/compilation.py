@@ -136,7 +136,7 @@ class NeuronCompilation(Construct):
                   image_prop="image" if image else "serving_image",
                   instance_type=instance_type, timeout=timeout, job_timeout=job_timeout,
                   query_interval=query_interval, vpc_subnets=vpc_subnets, vpc=vpc,
-                  weights_key=weights_key, root_volume_gib=root_volume_gib)
+                  weights_key=weights_key, root_volume_gib=root_volume_gib, script_dir=Path(script_dir))
         instance = COMPILE_INSTANCES[instance_type]
 
         self.script = ModelPackageAsset(self, "Script", source_dir=script_dir)
@@ -287,7 +287,7 @@ def _container_image(scope: Construct, image: str) -> ecs.ContainerImage:
 def _validate(*, model_id: str, revision: str | None, height: int, width: int, dtype: str, compiler_args: str,
               image: str, serving_image: str, image_prop: str, instance_type: str, timeout: cdk.Duration,
               job_timeout: cdk.Duration, query_interval: cdk.Duration, vpc_subnets, vpc, weights_key,
-              root_volume_gib: int) -> None:
+              root_volume_gib: int, script_dir: Path) -> None:
     """Every problem at once, each naming the prop, the value and what is allowed."""
     found = model_problems(model_id, revision) + shape_problems("height", height) + shape_problems("width", width)
     problems = [f"{field}: {message}" for field, message in found]
@@ -314,6 +314,8 @@ def _validate(*, model_id: str, revision: str | None, height: int, width: int, d
     if not 64 <= root_volume_gib <= 16384:
         problems.append(f"root_volume_gib: got {root_volume_gib}; allowed: 64 to 16384 (the Neuron container "
                         "image, the weights and the compiler's work files share it)")
+    if not (script_dir / "compile.py").is_file():
+        problems.append(f"script_dir: {str(script_dir)!r} has no compile.py, which the compile job runs")
     if vpc_subnets is not None and vpc is None:
         problems.append("vpc_subnets: given without vpc; subnets only select within a vpc you pass")
     if problems:
