@@ -92,7 +92,12 @@ class NeuronCompilation(Construct):
       wait_for_completion: ``False`` starts the compile and completes at once with the
         expected URL (for compiles longer than ``timeout``); a later deploy with ``True``
         finds the manifest and completes without compiling. Default ``True``.
-      query_interval: how often the job is polled. Default 1 min.
+      query_interval: how often the job is polled (10-300 s). Default 1 min.
+      root_volume_gib: the compile host's root volume (64-16384). Default 200.
+
+    Default settings: SD 2.1 base, 512x512, bf16, ``--target=inf2 --model-type=unet-inference``,
+    inf2.8xlarge on demand, scaled from zero; a deploy waits up to 50 min, then the job is
+    terminated and the stack event says so; artifacts are kept when the resource is deleted.
 
     Creates: ``queue`` (:class:`CompileQueue`: compute environment, launch template, job
     queue), ``job_definition`` with ``job_role`` (reads the script object and the weights
