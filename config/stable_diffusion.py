@@ -11,6 +11,7 @@ from config.sagemaker_endpoint import (
     AutoscalingConfig,
     capacity_problem,
 )
+from config.neuron_compile import NeuronCompileConfig
 from config.typed import setting
 
 S3_URL_PATTERN = r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/\S*"
@@ -42,13 +43,20 @@ class StableDiffusionConfig:
         doc="no-code: DJL Serving's Stable Diffusion handler (model_packages/stable_diffusion_inf2_nocode); "
         "byo-script: model.py (model_packages/stable_diffusion_inf2_byo).",
     )
+    compile: NeuronCompileConfig = setting(
+        default_factory=NeuronCompileConfig,
+        doc="The compile custom resource; its output is what the endpoint serves. Set compile.enabled=false "
+        "to serve artifacts compiled elsewhere (compiled_artifacts_key or compiled_artifacts_url).",
+    )
     compiled_artifacts_key: str = setting(
         "stable-diffusion-2-1-base/",
         pattern=RELATIVE_PREFIX_PATTERN,
-        doc="Compiled Neuron artifacts, relative to the neuron_artifacts prefix of the models bucket.",
+        doc="With compile.enabled=false: compiled Neuron artifacts, relative to the neuron_artifacts prefix.",
     )
     compiled_artifacts_url: str | None = setting(
-        None, pattern=S3_URL_PATTERN, doc="An s3:// URL that replaces compiled_artifacts_key (read access is granted on it)."
+        None,
+        pattern=S3_URL_PATTERN,
+        doc="With compile.enabled=false: an s3:// URL that replaces compiled_artifacts_key (read access is granted on it).",
     )
     image_repository: str = setting("djl-inference", pattern=r"[a-z0-9][a-z0-9._/\-]{0,255}")
     image_tag: str = setting(
@@ -70,5 +78,11 @@ class StableDiffusionConfig:
         found = []
         if self.compiled_artifacts_url is not None and not self.compiled_artifacts_url.endswith("/"):
             found.append(("compiled_artifacts_url", f"got {self.compiled_artifacts_url!r}, allowed: an S3 prefix ending with '/'"))
+        if self.compile.enabled and self.compiled_artifacts_url is not None:
+            found.append(("compiled_artifacts_url", (f"got {self.compiled_artifacts_url!r} while compile.enabled is true; "
+                          "allowed: unset, or set compile.enabled=false to serve artifacts compiled elsewhere")))
+        if self.compile.enabled and self.compile.dtype != self.dtype:
+            found.append(("compile.dtype", (f"got {self.compile.dtype!r}, allowed: {self.dtype!r} (the serving dtype); "
+                          "the endpoint loads the compiled graphs in the dtype they were traced with")))
         return found + capacity_problem(self.instance_count, self.autoscaling)
 

@@ -8,6 +8,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from config.stable_diffusion import StableDiffusionConfig
+from ml_constructs.neuron_compile import NeuronCompilation, compilation_props
 from ml_constructs.packaging import ModelPackageAsset, render_properties
 from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint, VariantSettings, grant_read_s3_url
 from stacks.inference_common import endpoint_options
@@ -28,9 +29,12 @@ def entry_point_for(image_tag: str) -> str:
 class StableDiffusionStack(cdk.Stack):
     """The model package (rendered ``serving.properties``), its endpoint, and an output of its name.
 
-    ``compiled_artifacts_url`` (possibly a token from the compile step) replaces
-    the configured location of the compiled artifacts; it reaches the container
-    as ``OPTION_MODEL_ID`` (DJL Serving maps ``OPTION_<KEY>`` onto ``option.<key>``).
+    Where the compiled artifacts come from, first match wins: the
+    ``compiled_artifacts_url`` argument; the compile custom resource
+    (``config.compile.enabled``, the default: ``self.compilation``); the configured
+    ``compiled_artifacts_url``; ``compiled_artifacts_key`` under ``neuron_artifacts``.
+    The URL reaches the container as ``OPTION_MODEL_ID`` (DJL Serving maps
+    ``OPTION_<KEY>`` onto ``option.<key>``), so a deploy-time token works.
     """
 
     def __init__(
@@ -57,8 +61,19 @@ class StableDiffusionStack(cdk.Stack):
             source_dir=folder,
             extra_files={"serving.properties": render_properties(folder / "serving.properties", properties)},
         )
+        self.compilation: NeuronCompilation | None = None
         if compiled_artifacts_url is not None:
             model_id = compiled_artifacts_url
+        elif config.compile.enabled:
+            # Compiled at deploy time, once per content hash; the endpoint waits for it.
+            self.compilation = NeuronCompilation(
+                self,
+                "Compile",
+                artifacts=locations.neuron_artifacts,
+                serving_image=f"{config.image_repository}:{config.image_tag}",
+                **compilation_props(config.compile),
+            )
+            model_id = self.compilation.artifacts_url
         elif config.compiled_artifacts_url is not None:
             model_id = config.compiled_artifacts_url
         else:
@@ -85,6 +100,8 @@ class StableDiffusionStack(cdk.Stack):
         # Read the compiled artifacts: the compile step writes under neuron_artifacts.
         if compiled_artifacts_url is not None:
             locations.neuron_artifacts.grant_read(self.endpoint.role)
+        elif self.compilation is not None:
+            self.compilation.grant_read_artifacts(self.endpoint.role)
         elif config.compiled_artifacts_url is not None:
             grant_read_s3_url(self.endpoint.role, config.compiled_artifacts_url)
         else:

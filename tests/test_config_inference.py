@@ -107,3 +107,24 @@ def test_each_bad_inference_value_names_key_value_and_allowed(overrides, expecte
     with pytest.raises(ConfigError) as exc:
         load_config("prod", overrides=overrides)
     assert expected in str(exc.value)
+
+
+def test_compile_output_and_a_configured_url_cannot_both_feed_the_endpoint():
+    with pytest.raises(ConfigError) as exc:
+        load_config("prod", overrides={"stable_diffusion.compiled_artifacts_url": "s3://b/sd/"})
+    assert "stable_diffusion.compiled_artifacts_url: got 's3://b/sd/' while compile.enabled is true" in str(exc.value)
+    cfg = load_config("prod", overrides={"stable_diffusion.compiled_artifacts_url": "s3://b/sd/",
+                                         "stable_diffusion.compile.enabled": "false"})
+    assert cfg.stable_diffusion.compiled_artifacts_url == "s3://b/sd/"
+
+
+def test_compile_dtype_must_match_the_serving_dtype():
+    with pytest.raises(ConfigError) as exc:
+        load_config("prod", overrides={"stable_diffusion.compile.dtype": "fp16"})
+    assert "stable_diffusion.compile.dtype: got 'fp16', allowed: 'bf16' (the serving dtype)" in str(exc.value)
+
+
+def test_compile_settings_are_validated_through_the_platform_config():
+    with pytest.raises(ConfigError) as exc:
+        load_config("dev", overrides={"stable_diffusion.compile.compiler_args": "--optlevel O1"})
+    assert "stable_diffusion.compile.compiler_args" in str(exc.value) and "O1" in str(exc.value)

@@ -1,6 +1,8 @@
 """The three inference stacks: documented prod values, dev sizes, packages, wiring; nag-clean synths."""
 from __future__ import annotations
 
+import json
+
 import re
 import tarfile
 from pathlib import Path
@@ -189,7 +191,8 @@ def test_compiled_artifacts_url_argument_overrides_the_configuration():
 
 
 def test_configured_compiled_artifacts_url_is_read_where_it_points():
-    _, template = sd_stack(**{"stable_diffusion.compiled_artifacts_url": "s3://other-bucket/sd21/"})
+    _, template = sd_stack(**{"stable_diffusion.compiled_artifacts_url": "s3://other-bucket/sd21/",
+                              "stable_diffusion.compile.enabled": "false"})
     env = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]
     assert env == {"OPTION_MODEL_ID": "s3://other-bucket/sd21/"}
     statements = policy_statements(template)
@@ -218,6 +221,7 @@ def test_non_default_options_pass_cfn_lint(platform_synth):
         "prod",
         stable_diffusion__autoscaling__enabled="true",
         stable_diffusion__compiled_artifacts_url="s3://my-bucket/sd/",
+        stable_diffusion__compile__enabled="false",
         multi_model__model_cache="Disabled",
         **{"llm__models__bloom-176b__use_uncompressed_model_data": "true"},
     )
@@ -227,3 +231,26 @@ def test_non_default_options_pass_cfn_lint(platform_synth):
     ) + sorted(Path(assembly.directory).glob("*-MultiModel.template.json"))
     assert len(templates) == 3
     assert [f"{t.name}: {m}" for t in templates for m in lint_file(t, config=config)] == []
+
+
+def test_prod_compiles_at_deploy_and_serves_the_compile_output(platform_synth):
+    """The compile custom resource's ArtifactsUrl is the model's OPTION_MODEL_ID, read-only to the endpoint."""
+    cfg, assembly = platform_synth("prod")
+    template = assembly.get_stack_by_name("MlAccel-prod-StableDiffusion").template
+    (compile_id, compile_resource), = [
+        (k, v) for k, v in template["Resources"].items() if v["Type"] == "Custom::NeuronCompilation"
+    ]
+    env = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]
+    assert env["OPTION_MODEL_ID"] == {"Fn::GetAtt": [compile_id, "ArtifactsUrl"]}
+    assert compile_resource["Properties"]["ModelId"] == cfg.stable_diffusion.compile.model_id
+    reads = [s for s in policy_statements(template) if s["Action"] == "s3:GetObject"]
+    content_hash = compile_resource["Properties"]["ContentHash"]
+    assert any(f"/neuron-artifacts/{content_hash}/*" in json.dumps(s["Resource"]) for s in reads)
+
+
+def test_compile_disabled_serves_the_configured_key(platform_synth):
+    _, assembly = platform_synth("prod", stable_diffusion__compile__enabled="false")
+    template = assembly.get_stack_by_name("MlAccel-prod-StableDiffusion").template
+    assert not [v for v in template["Resources"].values() if v["Type"] == "Custom::NeuronCompilation"]
+    env = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]
+    assert "/neuron-artifacts/stable-diffusion-2-1-base/" in json.dumps(env["OPTION_MODEL_ID"])
