@@ -12,6 +12,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from config.schema import PlatformConfig
 from stacks.storage_stack import ArtifactStorageStack
+from stacks.training_stack import TrainingStack
 
 
 @dataclass
@@ -40,6 +41,17 @@ def build_platform(app: cdk.App, cfg: PlatformConfig) -> Platform:
     )
     platform = Platform(storage=storage)
     # Workload stacks are added here, each guarded by its `enabled` switch.
+    if cfg.training.enabled:
+        training = TrainingStack(
+            app,
+            name("Training"),
+            env=env,
+            training=cfg.training,
+            storage=storage,
+            retain_data=cfg.retain_data,
+            description=f"ML accelerator platform ({cfg.environment}): Trainium training on AWS Batch (W4)",
+        )
+        platform.workloads["training"] = training
 
     for key, value in sorted(cfg.tags.items()):
         cdk.Tags.of(app).add(key, value)
