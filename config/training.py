@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from config.typed import setting
+from ml_constructs.trainium_batch.image import image_uri_problem
 from ml_constructs.trainium_batch.neuron_flags import neuron_cc_flag_problems
+from ml_constructs.trainium_batch.queue import fair_share_problems
 
 AZ_PATTERN = r"[a-z]{2}(-gov)?-[a-z]+-\d[a-z]"
-SHARE_IDENTIFIER_PATTERN = r"[A-Za-z0-9_]{1,255}"
-MAX_SHARE_IDENTIFIERS = 500  # active share identifiers per fair-share policy
 W4_NEURON_CC_FLAGS = "--target trn1 --auto-cast all --auto-cast-type bf16 --model-type transformer --optlevel 1"
 
 
@@ -77,7 +77,7 @@ class TrainingConfig:
     # ---- fair-share queue -------------------------------------------------
     shares: dict[str, float] = setting(
         default_factory=lambda: {"training": 1.0},
-        doc="share identifier -> weight factor (0.0001-999.9999; a lower weight gets more of the cluster).",
+        doc="share identifier (letters, digits) -> weight factor (0.0001-999.9999; lower gets more of the cluster).",
     )
     pipeline_share: str = setting("training", doc="Share the Step Functions pipeline submits under.")
     share_decay_seconds: int = setting(3600, ge=0, le=604800, doc="Time window of past usage fair share weighs.")
@@ -108,17 +108,12 @@ class TrainingConfig:
 
     def problems(self) -> list[tuple[str, str]]:
         found = []
+        if self.image_uri is not None and image_uri_problem(self.image_uri):
+            found.append(("image_uri", str(image_uri_problem(self.image_uri))))
         for problem in neuron_cc_flag_problems(self.neuron_cc_flags):
             found.append(("neuron_cc_flags", f"got {self.neuron_cc_flags!r}: {problem}"))
-        if not self.shares:
-            found.append(("shares", "at least one share identifier is required (SubmitJob must name one)"))
-        if len(self.shares) > MAX_SHARE_IDENTIFIERS:
-            found.append(("shares", f"got {len(self.shares)} share identifiers, at most {MAX_SHARE_IDENTIFIERS} are allowed"))
-        for name, weight in self.shares.items():
-            if not re.fullmatch(SHARE_IDENTIFIER_PATTERN, name):
-                found.append((f"shares.{name}", "share identifiers are 1-255 letters, digits and underscores"))
-            if not 0.0001 <= weight <= 999.9999:
-                found.append((f"shares.{name}", f"got weight {weight!r}, allowed range: 0.0001 to 999.9999"))
+        # Ranges of share_decay_seconds and compute_reservation are checked by setting().
+        found.extend(fair_share_problems(self.shares, 0, 0))
         if self.shares and self.pipeline_share not in self.shares:
             found.append(("pipeline_share", f"got {self.pipeline_share!r}, allowed: {', '.join(map(repr, self.shares))}"))
         if self.max_nodes is not None and self.max_nodes < self.node_count:

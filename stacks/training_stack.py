@@ -1,16 +1,12 @@
 """Workload W4: multi-node LLM training on Trainium with AWS Batch (a thin composition)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import aws_cdk as cdk
-from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from ml_constructs import nag
-
 from config.training import TrainingConfig
+from ml_constructs import nag
 from ml_constructs.trainium_batch import (
     ClusterNetwork,
     ExistingVpc,
@@ -22,11 +18,8 @@ from ml_constructs.trainium_batch import (
     TrainiumJobDefinitions,
     trainium_instance,
 )
+from ml_constructs.trainium_batch.image import training_image
 from stacks.storage_stack import ArtifactStorageStack
-
-RUNTIME_DIR = Path(__file__).resolve().parent.parent / "ml_constructs" / "trainium_batch" / "runtime"
-# Keep the image asset's hash a function of the shipped files only.
-RUNTIME_EXCLUDE = ["**/__pycache__", "**/*.pyc", "tests"]
 
 
 class TrainingStack(cdk.Stack):
@@ -78,11 +71,7 @@ class TrainingStack(cdk.Stack):
             compute_reservation=training.compute_reservation,
             runnable_time_limit=cdk.Duration.seconds(training.runnable_time_limit_seconds),
         )
-        image = (
-            ecs.ContainerImage.from_registry(training.image_uri)
-            if training.image_uri
-            else ecs.ContainerImage.from_asset(str(RUNTIME_DIR), exclude=RUNTIME_EXCLUDE)
-        )
+        image, pulls_from_ecr = training_image(self, training.image_uri)
         self.jobs = TrainiumJobDefinitions(
             self,
             "Jobs",
@@ -109,11 +98,11 @@ class TrainingStack(cdk.Stack):
             log_retention=retention,
             removal_policy=removal,
         )
-        if not training.image_uri:
+        if pulls_from_ecr:
             nag.acknowledge(
                 self.jobs.execution_role,
                 "AwsSolutions-IAM5[Resource::*]",
-                "ecr:GetAuthorizationToken (pulling the image built from runtime/) has no resource-level permissions.",
+                "ecr:GetAuthorizationToken (needed to pull the training image) has no resource-level permissions.",
             )
         self.pipeline = TrainingPipeline(
             self,

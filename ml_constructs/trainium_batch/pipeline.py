@@ -126,5 +126,6 @@ class TrainingPipeline(Construct):
         nag.acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",
-            "batch:DescribeJobs (used by the .sync integration) supports no resource-level permissions.",
+            "batch:DescribeJobs (the .sync integration), X-Ray tracing and CloudWatch Logs delivery "
+            "actions support no resource-level permissions.",
         )

@@ -10,7 +10,8 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 MAX_SHARES = 500
-_SHARE_ID = re.compile(r"[A-Za-z0-9_]{1,255}")
+# "limited to 255 alphanumeric characters" (Batch API reference, ShareAttributes / SubmitJob).
+_SHARE_ID = re.compile(r"[A-Za-z0-9]{1,255}")
 _STUCK_REASONS = (
     batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
     batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
@@ -18,22 +19,25 @@ _STUCK_REASONS = (
 )
 
 
-def share_problems(shares: Mapping[str, float], share_decay_seconds: int, compute_reservation: int) -> list[str]:
-    """Fair-share limits (AWS_FACTS: weights 0.0001-999.9999, decay <= 604,800 s, <= 500 shares)."""
+def fair_share_problems(
+    shares: Mapping[str, float], share_decay_seconds: int, compute_reservation: int
+) -> list[tuple[str, str]]:
+    """``(setting, message)`` for each fair-share limit broken (AWS_FACTS: weights
+    0.0001-999.9999, decay <= 604,800 s, <= 500 share identifiers, reservation 0-99 %)."""
     problems = []
     if not shares:
-        problems.append("shares: at least one share identifier is required")
+        problems.append(("shares", "at least one share identifier is required (SubmitJob must name one)"))
     if len(shares) > MAX_SHARES:
-        problems.append(f"shares: got {len(shares)}, at most {MAX_SHARES} share identifiers are allowed")
+        problems.append(("shares", f"got {len(shares)} share identifiers, at most {MAX_SHARES} are allowed"))
     for name, weight in shares.items():
         if not _SHARE_ID.fullmatch(name):
-            problems.append(f"shares: {name!r} is not a share identifier (1-255 letters, digits, underscores)")
+            problems.append((f"shares.{name}", f"{name!r} is not a share identifier: 1-255 letters and digits"))
         if not 0.0001 <= weight <= 999.9999:
-            problems.append(f"shares.{name}: got weight {weight!r}, allowed range: 0.0001 to 999.9999")
+            problems.append((f"shares.{name}", f"got weight {weight!r}, allowed range: 0.0001 to 999.9999"))
     if not 0 <= share_decay_seconds <= 604800:
-        problems.append(f"share_decay_seconds: got {share_decay_seconds}, allowed range: 0 to 604800")
+        problems.append(("share_decay_seconds", f"got {share_decay_seconds}, allowed range: 0 to 604800"))
     if not 0 <= compute_reservation <= 99:
-        problems.append(f"compute_reservation: got {compute_reservation}, allowed range: 0 to 99")
+        problems.append(("compute_reservation", f"got {compute_reservation}, allowed range: 0 to 99"))
     return problems
 
 
@@ -64,7 +68,10 @@ class FairShareJobQueue(Construct):
         runnable_time_limit: cdk.Duration = cdk.Duration.hours(1),
     ) -> None:
         super().__init__(scope, construct_id)
-        problems = share_problems(shares, int(share_decay.to_seconds()), compute_reservation)
+        problems = [
+            f"{key}: {message}"
+            for key, message in fair_share_problems(shares, int(share_decay.to_seconds()), compute_reservation)
+        ]
         limit = runnable_time_limit.to_seconds()
         if not 600 <= limit <= 86400:
             problems.append(f"runnable_time_limit: got {int(limit)} s, allowed range: 600 to 86400 s")
