@@ -17,7 +17,7 @@ import sys
 from typing import Callable, Mapping, Sequence
 
 from .launcher import LaunchError, default_local_address, launch_environment, rendezvous_from_env, torchrun_command
-from .preflight import Preflight, Runner, run_command
+from .preflight import Preflight, Runner
 
 LOG = logging.getLogger("trainium_runtime")
 DEFAULT_PROGRAM = ("-m", "trainium_runtime.train_reference", "train")
@@ -31,9 +31,10 @@ def plan(
     parser = argparse.ArgumentParser(prog="trainium_runtime.entrypoint")
     parser.add_argument("mode", choices=("train", "compile", "run"))
     parser.add_argument("--steps", type=int, default=5, help="compile: training steps to trace")
-    parser.add_argument("program", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    program = list(args.program[1:] if args.program[:1] == ["--"] else args.program) or list(DEFAULT_PROGRAM)
+    argv = list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    program = argv[split + 1 :] or list(DEFAULT_PROGRAM)
     if args.mode == "train":
         rendezvous = rendezvous_from_env(env, local_address)
         checks = Preflight.from_env(env, efa=rendezvous.num_nodes > 1, collectives=True)
@@ -48,7 +49,7 @@ def plan(
     return checks, ["python3", *program], dict(env)
 
 
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, run: Runner = run_command) -> int:
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, run: Runner | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     env = dict(os.environ if env is None else env)
     preflight_code = int(env.get("PREFLIGHT_EXIT_CODE", "75"))

@@ -55,8 +55,10 @@ class Preflight:
             collectives=collectives,
         )
 
-    def problems(self, run: Runner = run_command, find: Globber = glob.glob) -> list[str]:
+    def problems(self, run: Runner | None = None, find: Globber | None = None) -> list[str]:
         """Every failed check, in order; empty when the node is healthy."""
+        run = run or run_command
+        find = find or glob.glob
         found = []
         devices = sorted(find("/dev/neuron*"))
         if len(devices) != self.neuron_devices:
