@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -24,22 +25,24 @@ def prod_template(platform_synth):
 ECR_IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/trainium-training:1"
 
 
+# Every non-default choice at once (one synth keeps the suite fast).
+CUSTOM = dict(
+    training__instance_type="trn1n.32xlarge",
+    training__capacity_reservation_id="cr-0123456789abcdef0",
+    training__max_nodes="16",
+    training__shares='{"teamA": 0.5, "teamB": 2}',
+    training__pipeline_share="teamA",
+    training__share_decay_seconds="7200",
+    training__compute_reservation="10",
+    training__image_uri=ECR_IMAGE,
+    training__egress="nat_gateway",
+    training__availability_zone="us-west-2d",
+)
+
+
 @pytest.fixture(scope="module")
 def custom_template(platform_synth):
-    """Every non-default choice at once (one synth keeps the suite fast)."""
-    _, assembly = platform_synth(
-        "prod",
-        training__instance_type="trn1n.32xlarge",
-        training__capacity_reservation_id="cr-0123456789abcdef0",
-        training__max_nodes="16",
-        training__shares='{"teamA": 0.5, "teamB": 2}',
-        training__pipeline_share="teamA",
-        training__share_decay_seconds="7200",
-        training__compute_reservation="10",
-        training__image_uri=ECR_IMAGE,
-        training__egress="nat_gateway",
-        training__availability_zone="us-west-2d",
-    )
+    _, assembly = platform_synth("prod", **CUSTOM)
     return assembly.get_stack_by_name("MlAccel-prod-Training").template
 
 
@@ -285,13 +288,8 @@ def test_nat_gateway_egress_and_a_fixed_az(custom_template):
     assert azs == {"us-west-2d"}
 
 
-def test_existing_vpc_is_imported_without_lookups(platform_synth):
-    _, assembly = platform_synth(
-        "prod",
-        training__existing_vpc='{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0"]}',
-        training__availability_zone="us-west-2d",
-    )
-    template = assembly.get_stack_by_name("MlAccel-prod-Training").template
+def test_existing_vpc_is_imported_without_lookups(existing_vpc_assembly):
+    template = existing_vpc_assembly.get_stack_by_name("MlAccel-prod-Training").template
     assert not resources_of_type(template, "AWS::EC2::VPC")
     assert one(template, "AWS::Batch::ComputeEnvironment")["ComputeResources"]["Subnets"] == ["subnet-0123456789abcdef0"]
     assert one(template, "AWS::EC2::SecurityGroup")["VpcId"] == "vpc-0123456789abcdef0"
@@ -308,3 +306,35 @@ def test_an_ecr_image_uri_grants_pull_on_that_repository_only(custom_template):
 def test_default_image_is_built_from_the_runtime_folder(platform_synth, prod_template):
     _, node_range = training_container(prod_template)
     assert "container-assets" in json.dumps(node_range["Container"]["Image"])
+
+
+@pytest.fixture(scope="module")
+def existing_vpc_assembly(platform_synth):
+    _, assembly = platform_synth(
+        "prod",
+        training__existing_vpc='{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0"]}',
+        training__availability_zone="us-west-2d",
+    )
+    return assembly
+
+
+@pytest.mark.parametrize("variant", ["dev", "custom", "existing_vpc"])
+def test_cfn_lint_finds_nothing_in_the_variants_the_cli_test_does_not_synthesize(request, platform_synth, variant):
+    from cfnlint.api import ManualArgs, lint_file
+
+    from tests.cfn_lint_policy import IGNORED_RULES, LINT_REGIONS
+
+    if variant == "dev":
+        _, assembly = platform_synth("dev", training__enabled="true")
+    elif variant == "custom":
+        _, assembly = platform_synth("prod", **CUSTOM)
+    else:
+        assembly = request.getfixturevalue("existing_vpc_assembly")
+    stack = next(s for s in assembly.stacks if s.stack_name.endswith("-Training"))
+    ignored = set(IGNORED_RULES)
+    if variant != "dev":
+        # W3010 (hard-coded AZ) is the point of training.availability_zone: trn1 capacity exists in
+        # some AZs only, and a cluster placement group with EFA needs exactly one. Not ignored elsewhere.
+        ignored.add("W3010")
+    config = ManualArgs(regions=LINT_REGIONS, ignore_checks=sorted(ignored))
+    assert [str(m) for m in lint_file(Path(assembly.directory) / stack.template_file, config=config)] == []
