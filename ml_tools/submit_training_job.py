@@ -1,13 +1,13 @@
 """Submit a job to the Trainium fair-share queue under a team's share.
 
     python -m ml_tools.submit_training_job --queue QUEUE --job-definition DEFINITION \\
-        --share teamA --nodes 4 [--job-name NAME] [--env KEY=VALUE ...] [--region REGION]
+        --share teamA --nodes 4 [--job-name NAME] [--env KEY=VALUE ...] [--command "..."] [--region REGION]
 
 QUEUE and DEFINITION are names or ARNs (the training stack outputs the ARNs).
 ``--share`` is required: a fair-share queue rejects jobs without a share identifier,
 and IAM (``batch:ShareIdentifier``) decides which share a team may use.
 ``--nodes`` overrides the node count of a multi-node job definition; without it
-the definition's count is used, and ``--env`` goes to the single container.
+the definition's count is used, and ``--env`` / ``--command`` go to the single container.
 Prints the submitted job as JSON.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import sys
 import time
 from typing import Any, Sequence
@@ -33,6 +34,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--nodes", type=int, help=f"nodes of a multi-node job (1-{MAX_NODES})")
     parser.add_argument("--job-name", help="default: <share>-<UTC time>")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra environment, repeatable")
+    parser.add_argument("--command", help="override the container command (one shell-quoted string)")
     parser.add_argument("--scheduling-priority", type=int, help="priority within the share (0-9999, higher first)")
     parser.add_argument("--region", help="AWS region (default: the SDK's)")
     args = parser.parse_args(argv)
@@ -45,6 +47,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         problems.append(f"--job-name: got {args.job_name!r}, expected up to 128 letters, digits, '-', '_'")
     if args.scheduling_priority is not None and not 0 <= args.scheduling_priority <= 9999:
         problems.append(f"--scheduling-priority: got {args.scheduling_priority}, allowed range: 0 to 9999")
+    if args.command is not None:
+        try:
+            if not shlex.split(args.command):
+                problems.append("--command: got an empty command")
+        except ValueError as exc:
+            problems.append(f"--command: cannot split {args.command!r}: {exc}")
     for item in args.env:
         key, sep, _ = item.partition("=")
         if not sep or not ENV_NAME_PATTERN.fullmatch(key) or key.startswith("AWS_BATCH"):
@@ -65,15 +73,17 @@ def build_request(args: argparse.Namespace, now: float | None = None) -> dict[st
     }
     if args.scheduling_priority is not None:
         request["schedulingPriorityOverride"] = args.scheduling_priority
-    environment = [{"name": k, "value": v} for k, _, v in (item.partition("=") for item in args.env)]
+    overrides: dict[str, Any] = {}
+    if args.env:
+        overrides["environment"] = [{"name": k, "value": v} for k, _, v in (item.partition("=") for item in args.env)]
+    if args.command:
+        overrides["command"] = shlex.split(args.command)
     if args.nodes is not None:
         request["nodeOverrides"] = {"numNodes": args.nodes}
-        if environment:
-            request["nodeOverrides"]["nodePropertyOverrides"] = [
-                {"targetNodes": "0:", "containerOverrides": {"environment": environment}}
-            ]
-    elif environment:
-        request["containerOverrides"] = {"environment": environment}
+        if overrides:
+            request["nodeOverrides"]["nodePropertyOverrides"] = [{"targetNodes": "0:", "containerOverrides": overrides}]
+    elif overrides:
+        request["containerOverrides"] = overrides
     return request
 
 

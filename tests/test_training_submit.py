@@ -18,11 +18,8 @@ REGION = "us-east-1"
 @pytest.fixture
 def batch():
     with mock_aws(config={"batch": {"use_docker": False}}):
-        ec2 = boto3.client("ec2", region_name=REGION)
         iam = boto3.client("iam", region_name=REGION)
         client = boto3.client("batch", region_name=REGION)
-        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
         role = iam.create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         ce = client.create_compute_environment(
             computeEnvironmentName="trn1",
@@ -71,6 +68,19 @@ def test_submits_under_the_share_with_the_node_count(batch, capsys):
     assert job["jobQueue"].endswith(":job-queue/training")
 
 
+def test_multi_node_compile_on_the_training_topology(batch):
+    command = "python3 -m trainium_runtime.entrypoint compile --steps 5"
+    submit_training_job.main(
+        ["--queue", "training", "--job-definition", "train", "--share", "teamA", "--nodes", "8", "--command", command],
+        client=batch,
+    )
+    (request,) = batch.sent
+    assert request["nodeOverrides"] == {
+        "numNodes": 8,
+        "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": {"command": command.split()}}],
+    }
+
+
 def test_without_nodes_environment_goes_to_the_container(batch, capsys):
     submit_training_job.main(
         ["--queue", "training", "--job-definition", "train", "--share", "teamA", "--env", "A=1", "--scheduling-priority", "5"],
@@ -93,6 +103,8 @@ def test_without_nodes_environment_goes_to_the_container(batch, capsys):
         (["--share", "teamA", "--env", "NOVALUE"], "--env: got 'NOVALUE'"),
         (["--share", "teamA", "--job-name", "bad.name"], "--job-name: got 'bad.name'"),
         (["--share", "teamA", "--scheduling-priority", "10000"], "--scheduling-priority: got 10000"),
+        (["--share", "teamA", "--command", "echo 'open"], "--command: cannot split"),
+        (["--share", "teamA", "--command", " "], "--command: got an empty command"),
         ([], "the following arguments are required: --share"),
     ],
 )

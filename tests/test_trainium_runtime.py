@@ -236,9 +236,24 @@ def test_train_mode_checks_efa_and_launches_torchrun():
 
 
 def test_compile_mode_wraps_a_single_node_torchrun_in_neuron_parallel_compile():
-    _, command, _ = entrypoint.plan(["compile", "--steps", "4", "--", "-m", "my.train", "train"], TRAIN_ENV, lambda: "x")
+    env = {"RUN_ID": "exec-7", "NEURON_DEVICE_COUNT": "16"}
+    _, command, run_env = entrypoint.plan(["compile", "--steps", "4", "--", "-m", "my.train", "train"], env, lambda: "x")
     assert command[:3] == ["neuron_parallel_compile", "torchrun", "--nproc_per_node=32"]
     assert "--nnodes=1" in command and command[-5:] == ["-m", "my.train", "train", "--max-steps", "4"]
+    # the traced steps' checkpoint must never be what training resumes from
+    assert run_env["RUN_ID"] == "exec-7-aot-compile"
+
+
+def test_compile_mode_follows_a_multi_node_topology_when_run_as_one():
+    env = {**TRAIN_ENV, "AWS_BATCH_JOB_ID": "abc#1"}
+    checks, command, run_env = entrypoint.plan(["compile"], env, lambda: "x")
+    assert "--nnodes=2" in command and "--node_rank=1" in command and command[0] == "neuron_parallel_compile"
+    assert checks.efa_devices == 8 and run_env["RUN_ID"] == "abc-aot-compile"
+
+
+def test_compile_mode_needs_a_run_id():
+    with pytest.raises(LaunchError, match="no run id"):
+        entrypoint.plan(["compile"], {"NEURON_DEVICE_COUNT": "16"}, lambda: "x")
 
 
 def test_run_mode_runs_the_program_with_python():

@@ -1,7 +1,6 @@
 """A managed Batch compute environment of Trainium hosts with EFA in one placement group."""
 from __future__ import annotations
 
-import aws_cdk as cdk
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct

@@ -16,12 +16,14 @@ import os
 import sys
 from typing import Callable, Mapping, Sequence
 
+from .checkpoints import run_id_from_env
 from .launcher import LaunchError, default_local_address, launch_environment, rendezvous_from_env, torchrun_command
 from .preflight import Preflight, Runner
 
 LOG = logging.getLogger("trainium_runtime")
 DEFAULT_PROGRAM = ("-m", "trainium_runtime.train_reference", "train")
 CONFIG_ERROR_EXIT_CODE = 2
+COMPILE_RUN_SUFFIX = "-aot-compile"
 
 
 def plan(
@@ -35,18 +37,26 @@ def plan(
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
     program = argv[split + 1 :] or list(DEFAULT_PROGRAM)
+    if args.mode == "run":
+        return Preflight.from_env(env, efa=False, collectives=False), ["python3", *program], dict(env)
+    # train and compile: torchrun over this job's nodes (one node outside a multi-node job).
+    rendezvous = rendezvous_from_env(env, local_address)
+    multi_node = rendezvous.num_nodes > 1
     if args.mode == "train":
-        rendezvous = rendezvous_from_env(env, local_address)
-        checks = Preflight.from_env(env, efa=rendezvous.num_nodes > 1, collectives=True)
+        checks = Preflight.from_env(env, efa=multi_node, collectives=True)
         return checks, torchrun_command(rendezvous, program), launch_environment(rendezvous, env)
-    checks = Preflight.from_env(env, efa=False, collectives=False)
-    if args.mode == "compile":
-        if args.steps < 1:
-            raise LaunchError(f"--steps must be >= 1, got {args.steps}")
-        single = rendezvous_from_env({k: v for k, v in env.items() if not k.startswith("AWS_BATCH_JOB_")}, local_address)
-        command = ["neuron_parallel_compile", *torchrun_command(single, [*program, "--max-steps", str(args.steps)])]
-        return checks, command, launch_environment(single, env)
-    return checks, ["python3", *program], dict(env)
+    if args.steps < 1:
+        raise LaunchError(f"--steps must be >= 1, got {args.steps}")
+    # Run on the training's topology (a multi-node job) when the graphs must match it exactly.
+    checks = Preflight.from_env(env, efa=multi_node, collectives=False)
+    command = ["neuron_parallel_compile", *torchrun_command(rendezvous, [*program, "--max-steps", str(args.steps)])]
+    # The traced steps save a checkpoint too (its graph must be compiled), but it holds
+    # no real training: keep it out of the run's checkpoints so training never resumes from it.
+    try:
+        compile_run = f"{run_id_from_env(env)}{COMPILE_RUN_SUFFIX}"
+    except ValueError as exc:
+        raise LaunchError(str(exc)) from None
+    return checks, command, {**launch_environment(rendezvous, env), "RUN_ID": compile_run}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, run: Runner | None = None) -> int:
