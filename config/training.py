@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from config.typed import setting
-from ml_constructs.trainium_batch.image import image_uri_problem
 from ml_constructs.trainium_batch.neuron_flags import neuron_cc_flag_problems
-from ml_constructs.trainium_batch.queue import fair_share_problems
+from ml_constructs.trainium_batch.limits import fair_share_problems, image_uri_problem
 
 AZ_PATTERN = r"[a-z]{2}(-gov)?-[a-z]+-\d[a-z]"
 W4_NEURON_CC_FLAGS = "--target trn1 --auto-cast all --auto-cast-type bf16 --model-type transformer --optlevel 1"

@@ -106,3 +106,16 @@ def test_each_bad_training_value_is_named_with_what_is_allowed(overrides, expect
 )
 def test_valid_compiler_flag_spellings_are_accepted(flags):
     assert load_config("prod", overrides={"training.neuron_cc_flags": flags}).training.neuron_cc_flags == flags
+
+
+def test_loading_configuration_does_not_start_cdk():
+    """Config validation reuses the construct library's limit checks without importing CDK (jsii)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    code = "import sys, config; config.load_config('prod'); print('aws_cdk' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -1,7 +1,6 @@
 """A fair-share Batch job queue, and the grant that keeps each team to its share."""
 from __future__ import annotations
 
-import re
 from typing import Mapping
 
 import aws_cdk as cdk
@@ -9,36 +8,13 @@ from aws_cdk import aws_batch as batch
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-MAX_SHARES = 500
-# "limited to 255 alphanumeric characters" (Batch API reference, ShareAttributes / SubmitJob).
-_SHARE_ID = re.compile(r"[A-Za-z0-9]{1,255}")
+from ml_constructs.trainium_batch.limits import fair_share_problems
+
 _STUCK_REASONS = (
     batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
     batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
     batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
 )
-
-
-def fair_share_problems(
-    shares: Mapping[str, float], share_decay_seconds: int, compute_reservation: int
-) -> list[tuple[str, str]]:
-    """``(setting, message)`` for each fair-share limit broken (AWS_FACTS: weights
-    0.0001-999.9999, decay <= 604,800 s, <= 500 share identifiers, reservation 0-99 %)."""
-    problems = []
-    if not shares:
-        problems.append(("shares", "at least one share identifier is required (SubmitJob must name one)"))
-    if len(shares) > MAX_SHARES:
-        problems.append(("shares", f"got {len(shares)} share identifiers, at most {MAX_SHARES} are allowed"))
-    for name, weight in shares.items():
-        if not _SHARE_ID.fullmatch(name):
-            problems.append((f"shares.{name}", f"{name!r} is not a share identifier: 1-255 letters and digits"))
-        if not 0.0001 <= weight <= 999.9999:
-            problems.append((f"shares.{name}", f"got weight {weight!r}, allowed range: 0.0001 to 999.9999"))
-    if not 0 <= share_decay_seconds <= 604800:
-        problems.append(("share_decay_seconds", f"got {share_decay_seconds}, allowed range: 0 to 604800"))
-    if not 0 <= compute_reservation <= 99:
-        problems.append(("compute_reservation", f"got {compute_reservation}, allowed range: 0 to 99"))
-    return problems
 
 
 class FairShareJobQueue(Construct):
