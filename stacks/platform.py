@@ -15,6 +15,7 @@ from stacks.llm_stack import LlmStack
 from stacks.multi_model_stack import MultiModelStack
 from stacks.stable_diffusion_stack import StableDiffusionStack
 from stacks.storage_stack import ArtifactStorageStack
+from stacks.training_stack import TrainingStack
 
 
 @dataclass
@@ -57,6 +58,11 @@ def build_platform(app: cdk.App, cfg: PlatformConfig) -> Platform:
         platform.workloads["llm"] = LlmStack(
             app, name("Llm"), env=env, config=cfg.llm, storage=storage,
             description=f"ML accelerator platform ({cfg.environment}): LLMs with tensor parallelism (W3)",
+        )
+    if cfg.training.enabled:
+        platform.workloads["training"] = TrainingStack(
+            app, name("Training"), env=env, training=cfg.training, storage=storage, retain_data=cfg.retain_data,
+            description=f"ML accelerator platform ({cfg.environment}): Trainium training on AWS Batch (W4)",
         )
 
     for key, value in sorted(cfg.tags.items()):
