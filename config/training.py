@@ -1,9 +1,41 @@
-"""Configuration of workload W4: multi-node LLM training on Trainium with AWS Batch."""
+"""Configuration of workload W4: multi-node LLM training on Trainium with AWS Batch.
+
+Defaults are W4's documented values (../shared/spec/WORKLOADS.md) and the
+limits of AWS_FACTS.md ("AWS Batch on Trainium", "Neuron compiler").
+"""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Literal
 
 from config.typed import setting
+from ml_constructs.trainium_batch.neuron_flags import neuron_cc_flag_problems
+from ml_constructs.trainium_batch.limits import fair_share_problems, image_uri_problem
+
+AZ_PATTERN = r"[a-z]{2}(-gov)?-[a-z]+-\d[a-z]"
+W4_NEURON_CC_FLAGS = "--target trn1 --auto-cast all --auto-cast-type bf16 --model-type transformer --optlevel 1"
+
+
+@dataclass(frozen=True)
+class ExistingVpcConfig:
+    """An existing VPC to run in instead of a new one (imported by id, no lookups)."""
+
+    vpc_id: str = setting(pattern=r"vpc-[0-9a-f]{8,17}", doc="The VPC holding the subnets.")
+    subnet_ids: tuple[str, ...] = setting(
+        doc="Private subnets with egress (NAT or VPC endpoints), all in `availability_zone`."
+    )
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = []
+        if not self.subnet_ids:
+            found.append(("subnet_ids", "at least one subnet id is required"))
+        for i, subnet in enumerate(self.subnet_ids):
+            if not re.fullmatch(r"subnet-[0-9a-f]{8,17}", subnet):
+                found.append((f"subnet_ids[{i}]", f"got {subnet!r}, expected a subnet id such as subnet-0123456789abcdef0"))
+        if len(set(self.subnet_ids)) != len(self.subnet_ids):
+            found.append(("subnet_ids", "subnet ids must be unique"))
+        return found
 
 
 @dataclass(frozen=True)
@@ -11,3 +43,86 @@ class TrainingConfig:
     """Workload W4: multi-node LLM training on Trainium with AWS Batch."""
 
     enabled: bool = setting(True, doc="false: the stack is not synthesized in this environment.")
+    # ---- compute ----------------------------------------------------------
+    instance_type: Literal["trn1.32xlarge", "trn1n.32xlarge"] = setting(
+        "trn1.32xlarge", doc="trn1n.32xlarge doubles EFA bandwidth (16 interfaces, 1,600 Gbps)."
+    )
+    node_count: int = setting(4, ge=1, le=256, doc="Nodes of a training job unless a submission overrides it.")
+    max_nodes: int | None = setting(
+        None, ge=1, le=256, doc="Compute environment capacity in nodes (max vCPUs = nodes x 128). None: node_count."
+    )
+    availability_zone: str | None = setting(
+        None,
+        pattern=AZ_PATTERN,
+        doc="The one AZ of the cluster (pick one offering the instance type). None: the region's first AZ.",
+    )
+    capacity_reservation_id: str | None = setting(
+        None, pattern=r"cr-[0-9a-f]{17}", doc="Launch into this targeted On-Demand Capacity Reservation."
+    )
+    root_volume_gib: int = setting(200, ge=30, le=16384, doc="Encrypted gp3 root volume (container images live here).")
+    # ---- network ----------------------------------------------------------
+    vpc_cidr: str = setting("10.64.0.0/16", pattern=r"\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-4])", doc="New VPC only.")
+    egress: Literal["vpc_endpoints", "nat_gateway"] = setting(
+        "vpc_endpoints",
+        doc="New VPC only. vpc_endpoints: isolated subnets reaching ECR, S3, Logs, ECS and STS privately; "
+        "nat_gateway: private subnets with a NAT gateway (internet access, e.g. for pip or Hugging Face).",
+    )
+    existing_vpc: ExistingVpcConfig | None = setting(None, doc="None: a new VPC is created.")
+    log_retention_days: int = setting(
+        30,
+        choices=(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653),
+        doc="Flow logs, job logs and pipeline logs (CloudWatch Logs retention values).",
+    )
+    # ---- fair-share queue -------------------------------------------------
+    shares: dict[str, float] = setting(
+        default_factory=lambda: {"training": 1.0},
+        doc="share identifier (letters, digits) -> weight factor (0.0001-999.9999; lower gets more of the cluster).",
+    )
+    pipeline_share: str = setting("training", doc="Share the Step Functions pipeline submits under.")
+    share_decay_seconds: int = setting(3600, ge=0, le=604800, doc="Time window of past usage fair share weighs.")
+    compute_reservation: int = setting(
+        0, ge=0, le=99, doc="Percent of capacity kept back for share identifiers that are not active yet."
+    )
+    runnable_time_limit_seconds: int = setting(
+        3600, ge=600, le=86400, doc="Jobs RUNNABLE longer than this (no capacity, misconfiguration) are cancelled."
+    )
+    # ---- jobs ---------------------------------------------------------------
+    image_uri: str | None = setting(
+        None, doc="Training image. None: built from ml_constructs/trainium_batch/runtime/Dockerfile at deploy."
+    )
+    neuron_cc_flags: str = setting(W4_NEURON_CC_FLAGS, doc="NEURON_CC_FLAGS of every job (validated here).")
+    retry_attempts: int = setting(3, ge=1, le=10, doc="Batch attempts of a job (1 = no retry).")
+    preflight_exit_code: int = setting(
+        75, ge=1, le=255, doc="Exit code of a failed pre-flight check; Batch retries it on another host."
+    )
+    job_timeout_seconds: int = setting(172800, ge=60, doc="Per attempt; a hung collective cannot hold nodes forever.")
+    single_node_timeout_seconds: int = setting(21600, ge=60, doc="Compile, evaluation and batch inference jobs.")
+    checkpoint_every_steps: int = setting(500, ge=1, doc="Steps between checkpoints (a late failure costs less).")
+    compile_steps: int = setting(5, ge=1, le=100, doc="Steps neuron_parallel_compile traces (4-5 suffice, W4).")
+    shared_memory_gib: int = setting(64, ge=1, le=256, doc="/dev/shm of each container (data loader workers).")
+    container_memory_gib: int = setting(
+        480, ge=16, le=500, doc="Memory each job reserves (512 GiB instances; ECS keeps some back)."
+    )
+    pipeline_timeout_hours: int = setting(72, ge=1, le=8760, doc="Step Functions execution limit.")
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = []
+        if self.image_uri is not None and image_uri_problem(self.image_uri):
+            found.append(("image_uri", str(image_uri_problem(self.image_uri))))
+        for problem in neuron_cc_flag_problems(self.neuron_cc_flags):
+            found.append(("neuron_cc_flags", f"got {self.neuron_cc_flags!r}: {problem}"))
+        # Ranges of share_decay_seconds and compute_reservation are checked by setting().
+        found.extend(fair_share_problems(self.shares, 0, 0))
+        if self.shares and self.pipeline_share not in self.shares:
+            found.append(("pipeline_share", f"got {self.pipeline_share!r}, allowed: {', '.join(map(repr, self.shares))}"))
+        if self.max_nodes is not None and self.max_nodes < self.node_count:
+            found.append(("max_nodes", f"got {self.max_nodes}, must be at least node_count ({self.node_count})"))
+        if self.existing_vpc is not None and self.availability_zone is None:
+            found.append(("availability_zone", "required with existing_vpc: the AZ of its subnet ids"))
+        if self.shared_memory_gib >= self.container_memory_gib:
+            found.append(("shared_memory_gib", f"got {self.shared_memory_gib}, must be below container_memory_gib"))
+        return found
+
+    @property
+    def capacity_nodes(self) -> int:
+        return self.max_nodes if self.max_nodes is not None else self.node_count

@@ -11,7 +11,11 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from config.schema import PlatformConfig
+from stacks.llm_stack import LlmStack
+from stacks.multi_model_stack import MultiModelStack
+from stacks.stable_diffusion_stack import StableDiffusionStack
 from stacks.storage_stack import ArtifactStorageStack
+from stacks.training_stack import TrainingStack
 
 
 @dataclass
@@ -40,6 +44,26 @@ def build_platform(app: cdk.App, cfg: PlatformConfig) -> Platform:
     )
     platform = Platform(storage=storage)
     # Workload stacks are added here, each guarded by its `enabled` switch.
+    if cfg.stable_diffusion.enabled:
+        platform.workloads["stable_diffusion"] = StableDiffusionStack(
+            app, name("StableDiffusion"), env=env, config=cfg.stable_diffusion, storage=storage,
+            description=f"ML accelerator platform ({cfg.environment}): Stable Diffusion on Inferentia2 (W1)",
+        )
+    if cfg.multi_model.enabled:
+        platform.workloads["multi_model"] = MultiModelStack(
+            app, name("MultiModel"), env=env, config=cfg.multi_model, storage=storage,
+            description=f"ML accelerator platform ({cfg.environment}): multi-model endpoint (W2)",
+        )
+    if cfg.llm.enabled:
+        platform.workloads["llm"] = LlmStack(
+            app, name("Llm"), env=env, config=cfg.llm, storage=storage,
+            description=f"ML accelerator platform ({cfg.environment}): LLMs with tensor parallelism (W3)",
+        )
+    if cfg.training.enabled:
+        platform.workloads["training"] = TrainingStack(
+            app, name("Training"), env=env, training=cfg.training, storage=storage, retain_data=cfg.retain_data,
+            description=f"ML accelerator platform ({cfg.environment}): Trainium training on AWS Batch (W4)",
+        )
 
     for key, value in sorted(cfg.tags.items()):
         cdk.Tags.of(app).add(key, value)

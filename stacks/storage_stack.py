@@ -60,7 +60,7 @@ class ArtifactStorageStack(cdk.Stack):
         key = consumer.node.path
         if key in self._shared:
             return self._shared[key]
-        consumer.add_dependency(self, "reads the artifact buckets' exports")
+        consumer.add_stack_dependency(self, "reads the artifact buckets' exports")
         scope = Construct(consumer, "ArtifactStorage")
         imported_key = (
             kms.Key.from_key_arn(scope, "Key", self._imports["KeyArn"]) if "KeyArn" in self._imports else None

@@ -131,3 +131,9 @@ def test_cli_dispatches_to_the_chosen_tool(capsys):
     with pytest.raises(SystemExit):
         cli_main(["invoke-mme", "--help"])
     assert "--endpoint-name" in capsys.readouterr().out
+
+
+def test_cli_hands_standalone_tools_their_own_arguments(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["submit-training-job", "--help"])
+    assert exit_info.value.code == 0 and "--share" in capsys.readouterr().out

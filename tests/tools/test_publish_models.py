@@ -133,7 +133,7 @@ def test_cli_rejects_a_non_s3_prefix(capsys):
 def test_cli_lists_every_subcommand(capsys):
     assert cli_main([]) == 2
     help_text = capsys.readouterr().out
-    for name in ("publish-models", "invoke-sd", "invoke-llm", "invoke-mme"):
+    for name in ("publish-models", "invoke-sd", "invoke-llm", "invoke-mme", "submit-training-job"):
         assert name in help_text
 
 

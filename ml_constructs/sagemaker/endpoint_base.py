@@ -1,0 +1,222 @@
+"""What real-time and multi-model endpoints share: model, config, endpoint, scaling, alarms.
+
+aws-cdk-lib has no stable L2 for SageMaker hosting (the aws-sagemaker-alpha
+module lacks volume size, download timeout, multi-model mode and uncompressed
+model data, and is not a dependency here), so the L1 ``CfnModel``,
+``CfnEndpointConfig`` and ``CfnEndpoint`` are wrapped in L2-style constructs.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from ml_constructs.sagemaker.execution_role import create_execution_role
+from ml_constructs.sagemaker.images import ContainerImage
+from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType
+from ml_constructs.sagemaker.model_data import ModelData
+from ml_constructs.sagemaker.monitoring import EndpointAlarms, VariantMetrics, create_alarms
+from ml_constructs.sagemaker.scaling import InvocationScaling, attach_invocation_scaling
+from ml_constructs.sagemaker.validation import Problems, is_token
+
+VOLUME_SIZE_GB = (1, 512)
+DOWNLOAD_TIMEOUT_SECONDS = (60, 3600)
+STARTUP_TIMEOUT_SECONDS = (60, 3600)
+_TRAILING_TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}$")
+
+
+@dataclass(frozen=True)
+class VariantSettings:
+    """The production variant: instance type and count, volume, timeouts.
+
+    Default settings: one instance; SageMaker's defaults for the volume and
+    timeouts (left out of the template when not set).
+    """
+
+    instance_type: str
+    initial_instance_count: int = 1
+    volume_size_gb: int | None = None
+    model_data_download_timeout_seconds: int | None = None
+    container_startup_health_check_timeout_seconds: int | None = None
+    variant_name: str = "AllTraffic"
+
+
+@dataclass(frozen=True)
+class EndpointOptions:
+    """Optional parts shared by both endpoint kinds.
+
+    Default settings: a least-privilege execution role, no endpoint-config KMS
+    key, no autoscaling, the default alarms, a CloudFormation-generated
+    endpoint name, network isolation off (the LMI handlers download from S3).
+    """
+
+    role: iam.IRole | None = None
+    volume_kms_key: kms.IKey | None = None
+    autoscaling: InvocationScaling | None = None
+    alarms: EndpointAlarms | None = field(default_factory=EndpointAlarms)
+    endpoint_name: str | None = None
+    network_isolation: bool = False
+
+
+class SageMakerEndpointBase(Construct, VariantMetrics):
+    """Creates ``role`` (unless given), ``model``, ``endpoint_config``, ``endpoint``,
+    ``scalable_target`` (with autoscaling), ``alarms`` and an output of the endpoint name."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        image: ContainerImage,
+        model_data: ModelData,
+        variant: VariantSettings,
+        environment: Mapping[str, str] | None,
+        options: EndpointOptions,
+        container_extra: Mapping[str, Any],
+        problems: Problems,
+        instance: InstanceType | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.variant = variant
+        self.instance = instance
+        self._check_common(problems, model_data, variant, options, instance)
+        problems.raise_if_any(self.node.path)
+        if image.end_of_life_notice:
+            cdk.Annotations.of(self).add_warning_v2(
+                "ml-accel:end-of-life-image",
+                f"image {image.repository_name}:{image.tag} is end-of-life: {image.end_of_life_notice}",
+            )
+
+        bound_image = image.bind(self)
+        self.image_uri = bound_image.image_uri
+        if options.role is None:
+            self.role: iam.IRole = create_execution_role(self, "ExecutionRole", endpoint_name=options.endpoint_name)
+        else:
+            self.role = options.role
+        model_data.grant_read(self.role)
+        bound_image.grant_pull(self.role)
+
+        container = sagemaker.CfnModel.ContainerDefinitionProperty(
+            image=bound_image.image_uri,
+            environment=dict(sorted((environment or {}).items())) or None,
+            **model_data.container_properties(),
+            **container_extra,
+        )
+        self.model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=self.role.role_arn,
+            primary_container=container,
+            enable_network_isolation=options.network_isolation or None,
+        )
+        # The model must not be created before its role's policy exists: SageMaker
+        # checks access to the artifacts and image when the model is created.
+        self.model.node.add_dependency(self.role)
+
+        if options.volume_kms_key is not None:
+            key_arn = options.volume_kms_key.key_arn
+            iam.Grant.add_to_principal(
+                grantee=self.role, actions=["kms:Decrypt", "kms:GenerateDataKey"], resource_arns=[key_arn]
+            )
+            iam.Grant.add_to_principal(
+                grantee=self.role,
+                actions=["kms:CreateGrant"],
+                resource_arns=[key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self,
+            "EndpointConfig",
+            kms_key_id=options.volume_kms_key.key_arn if options.volume_kms_key else None,
+            production_variants=[
+                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                    variant_name=variant.variant_name,
+                    model_name=self.model.attr_model_name,
+                    instance_type=variant.instance_type,
+                    initial_instance_count=variant.initial_instance_count,
+                    initial_variant_weight=1,
+                    volume_size_in_gb=variant.volume_size_gb,
+                    model_data_download_timeout_in_seconds=variant.model_data_download_timeout_seconds,
+                    container_startup_health_check_timeout_in_seconds=(
+                        variant.container_startup_health_check_timeout_seconds
+                    ),
+                )
+            ],
+        )
+        self.endpoint = sagemaker.CfnEndpoint(
+            self, "Endpoint", endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            endpoint_name=options.endpoint_name,
+        )
+        self.endpoint_name = self.endpoint.attr_endpoint_name
+        self.endpoint_arn = self.endpoint.ref  # Ref of AWS::SageMaker::Endpoint is its ARN
+        self.variant_name = variant.variant_name
+
+        self.scalable_target = None
+        if options.autoscaling is not None:
+            self.scalable_target = attach_invocation_scaling(
+                self, endpoint_name=self.endpoint_name, variant_name=variant.variant_name, scaling=options.autoscaling
+            )
+        self.alarms: dict[str, cloudwatch.Alarm] = (
+            create_alarms(self, self, instance, options.alarms) if options.alarms is not None else {}
+        )
+        cdk.CfnOutput(self, "EndpointName", value=self.endpoint_name, description=f"SageMaker endpoint {self.node.path}")
+
+    def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
+        """``sagemaker:InvokeEndpoint`` on this endpoint only."""
+        return iam.Grant.add_to_principal(
+            grantee=grantee, actions=["sagemaker:InvokeEndpoint"], resource_arns=[self.endpoint_arn]
+        )
+
+    @staticmethod
+    def _check_common(
+        problems: Problems,
+        model_data: ModelData,
+        variant: VariantSettings,
+        options: EndpointOptions,
+        instance: InstanceType | None,
+    ) -> None:
+        if not is_token(variant.initial_instance_count) and variant.initial_instance_count < 1:
+            problems.add("initial_instance_count", variant.initial_instance_count, "1 or more")
+        problems.in_range("volume_size_gb", variant.volume_size_gb, *VOLUME_SIZE_GB)
+        problems.in_range(
+            "model_data_download_timeout_seconds", variant.model_data_download_timeout_seconds, *DOWNLOAD_TIMEOUT_SECONDS
+        )
+        problems.in_range(
+            "container_startup_health_check_timeout_seconds",
+            variant.container_startup_health_check_timeout_seconds,
+            *STARTUP_TIMEOUT_SECONDS,
+        )
+        if instance is not None and instance.has_local_nvme:
+            nvme = f"not set: {variant.instance_type} has local NVMe instance storage"
+            if variant.volume_size_gb is not None:
+                problems.add("volume_size_gb", variant.volume_size_gb, nvme)
+            if options.volume_kms_key is not None:
+                problems.add("volume_kms_key", "a KMS key", nvme)
+        if model_data.kind == "tarball" and model_data.url.endswith("/"):
+            problems.add("model data URL", model_data.url, "one S3 object (a .tar.gz), not a prefix")
+        if model_data.kind != "tarball" and not model_data.url.endswith("/") and not _TRAILING_TOKEN.search(model_data.url):
+            problems.add("model data S3 prefix URI", model_data.url, "an S3 prefix URI ending with '/'")
+        if options.autoscaling is not None:
+            options.autoscaling.check(problems, variant.initial_instance_count)
+            if instance is not None and instance.is_burstable:
+                problems.add(
+                    "instance_type", variant.instance_type, "a non-burstable instance type (ml.t* cannot autoscale)"
+                )
+
+
+def parse_instance(problems: Problems, instance_type: str) -> InstanceType | None:
+    """The parsed instance type, or None (a token, or a problem recorded)."""
+    if is_token(instance_type):
+        return None
+    try:
+        return InstanceType.parse(instance_type)
+    except UnknownInstanceType as exc:
+        problems.add("instance_type", instance_type, f"ml.<family>.<size> ({exc})")
+        return None

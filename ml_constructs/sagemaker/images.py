@@ -1,0 +1,105 @@
+"""Serving container images: AWS Deep Learning Containers or any ECR repository.
+
+A Deep Learning Container lives in a per-region AWS account. The account is
+resolved with aws-cdk-lib's region facts (``FactName.DLC_REPOSITORY_ACCOUNT``):
+a concrete region gives the literal account, an environment-agnostic stack
+gets a CloudFormation mapping keyed by ``AWS::Region``. No account id is
+written in this project.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
+from aws_cdk import region_info
+from constructs import Construct
+
+PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+
+# (repository, tag pattern) -> why it is end-of-life and what replaces it (AWS_FACTS.md).
+END_OF_LIFE_TAGS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    (
+        "djl-inference",
+        re.compile(r"deepspeed"),
+        "DeepSpeed support in the LMI container was deprecated in 2024; the current alternative is an "
+        "LMI vLLM image (djl-inference:<ver>-lmi<ver>-cu<ver>)",
+    ),
+    (
+        "djl-inference",
+        re.compile(r"neuronx"),
+        "the Neuron LMI container (transformers-neuronx) was discontinued in 2025, last tag "
+        "djl-inference:0.30.0-neuronx-sdk2.20.1; current alternatives for Inferentia2 are "
+        "pytorch-inference-neuronx and huggingface-pytorch-inference-neuronx (compile with the same Neuron SDK)",
+    ),
+)
+
+
+def end_of_life_notice(repository: str, tag: str) -> str | None:
+    """Why ``repository:tag`` is end-of-life and what to use instead, or None."""
+    for repo, pattern, notice in END_OF_LIFE_TAGS:
+        if repo == repository and pattern.search(tag):
+            return notice
+    return None
+
+
+@dataclass(frozen=True)
+class BoundImage:
+    """An image as one model sees it: the URI, and how to let a role pull it."""
+
+    image_uri: str
+    repository_arn: str
+    repository_name: str
+    tag: str
+
+    def grant_pull(self, grantee: iam.IGrantable) -> None:
+        """Pull this repository's layers; ``ecr:GetAuthorizationToken`` has no resource scope."""
+        iam.Grant.add_to_principal(grantee=grantee, actions=list(PULL_ACTIONS), resource_arns=[self.repository_arn])
+        iam.Grant.add_to_principal(grantee=grantee, actions=["ecr:GetAuthorizationToken"], resource_arns=["*"])
+
+
+class ContainerImage:
+    """Where a model's serving container comes from; bound to a scope when used."""
+
+    def __init__(self, repository_name: str, tag: str, repository: ecr.IRepository | None = None) -> None:
+        if not tag or ":" in tag or "@" in tag:
+            raise ValueError(f"image tag: got {tag!r}, allowed: a plain tag such as 0.24.0-neuronx-sdk2.14.1")
+        self.repository_name = repository_name
+        self.tag = tag
+        self._repository = repository
+
+    @classmethod
+    def deep_learning_container(cls, repository_name: str, tag: str) -> "ContainerImage":
+        """An AWS Deep Learning Container (``djl-inference``, ``pytorch-inference-neuronx``, ...)."""
+        return cls(repository_name, tag)
+
+    @classmethod
+    def from_ecr_repository(cls, repository: ecr.IRepository, tag: str) -> "ContainerImage":
+        """Any ECR repository (your own images)."""
+        return cls(repository.repository_name, tag, repository)
+
+    @property
+    def end_of_life_notice(self) -> str | None:
+        return None if self._repository is not None else end_of_life_notice(self.repository_name, self.tag)
+
+    def bind(self, scope: Construct) -> BoundImage:
+        if self._repository is not None:
+            return BoundImage(
+                self._repository.repository_uri_for_tag(self.tag),
+                self._repository.repository_arn,
+                self.repository_name,
+                self.tag,
+            )
+        stack = cdk.Stack.of(scope)
+        fact = region_info.FactName.DLC_REPOSITORY_ACCOUNT
+        if not cdk.Token.is_unresolved(stack.region) and region_info.Fact.find(stack.region, fact) is None:
+            raise ValueError(
+                f"image {self.repository_name}:{self.tag}: AWS Deep Learning Containers have no known registry "
+                f"account in region {stack.region!r}; use ContainerImage.from_ecr_repository with a copy of the image"
+            )
+        account = stack.regional_fact(fact)
+        uri = f"{account}.dkr.ecr.{stack.region}.{stack.url_suffix}/{self.repository_name}:{self.tag}"
+        arn = stack.format_arn(service="ecr", account=account, resource="repository", resource_name=self.repository_name)
+        return BoundImage(uri, arn, self.repository_name, self.tag)

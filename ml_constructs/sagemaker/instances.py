@@ -1,0 +1,114 @@
+"""What the project knows about SageMaker hosting instance types.
+
+One place for the facts the validation rules need (AWS_FACTS.md, SageMaker):
+accelerators per instance (NeuronCores on Inferentia2/Trainium, GPUs on
+p/g families), local NVMe instance storage (no ``VolumeSizeInGB`` and no
+endpoint-config KMS key), burstable types (cannot autoscale) and vCPUs
+(SageMaker's ``CPUUtilization`` is summed over vCPUs: 0-100 x vCPUs).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+AcceleratorKind = Literal["neuron_core", "gpu"]
+
+_INSTANCE_TYPE = re.compile(r"^ml\.(?P<family>[a-z]+\d+[a-z\-]*)\.(?P<size>[a-z0-9]+)$")
+
+# (family, size) -> accelerators. NeuronCores for inf2/trn1 (2 per chip), GPUs otherwise.
+_ACCELERATORS: dict[str, tuple[AcceleratorKind, dict[str, int]]] = {
+    "inf2": ("neuron_core", {"xlarge": 2, "8xlarge": 2, "24xlarge": 12, "48xlarge": 24}),
+    "trn1": ("neuron_core", {"2xlarge": 2, "32xlarge": 32}),
+    "trn1n": ("neuron_core", {"32xlarge": 32}),
+    "p4d": ("gpu", {"24xlarge": 8}),
+    "p4de": ("gpu", {"24xlarge": 8}),
+    "p5": ("gpu", {"48xlarge": 8}),
+    "g5": (
+        "gpu",
+        {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1, "12xlarge": 4, "24xlarge": 4, "48xlarge": 8},
+    ),
+    "g6": (
+        "gpu",
+        {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1, "12xlarge": 4, "24xlarge": 4, "48xlarge": 8},
+    ),
+    "g4dn": ("gpu", {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1, "12xlarge": 4}),
+    "p3": ("gpu", {"2xlarge": 1, "8xlarge": 4, "16xlarge": 8}),
+}
+# Families with local NVMe storage although their name carries no 'd' (AWS SDK rule).
+_NVME_WITHOUT_D = frozenset({"g5", "g6", "p5", "trn1", "trn1n"})
+_SIZE_VCPUS = {"medium": 2, "large": 2, "xlarge": 4}
+
+
+class UnknownInstanceType(ValueError):
+    """Not of the form ``ml.<family>.<size>``."""
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    """Parsed ``ml.<family>.<size>`` with the facts validation needs."""
+
+    name: str
+    family: str
+    size: str
+
+    @classmethod
+    def parse(cls, name: str) -> "InstanceType":
+        match = _INSTANCE_TYPE.match(name)
+        if not match:
+            raise UnknownInstanceType(f"{name!r} is not a SageMaker instance type of the form ml.<family>.<size>")
+        return cls(name, match["family"], match["size"])
+
+    @property
+    def accelerator_kind(self) -> AcceleratorKind | None:
+        known = _ACCELERATORS.get(self.family)
+        if known:
+            return known[0]
+        # Any other p*/g* family is a GPU family; inf*/trn* are Neuron.
+        if self.family.startswith(("p", "g")):
+            return "gpu"
+        if self.family.startswith(("inf", "trn")):
+            return "neuron_core"
+        return None
+
+    @property
+    def accelerator_count(self) -> int | None:
+        """NeuronCores or GPUs; 0 for CPU instances; None when not catalogued."""
+        if self.accelerator_kind is None:
+            return 0
+        known = _ACCELERATORS.get(self.family)
+        return known[1].get(self.size) if known else None
+
+    @property
+    def has_local_nvme(self) -> bool:
+        """Local NVMe instance storage: rejects VolumeSizeInGB and an endpoint-config KMS key."""
+        generation_suffix = re.sub(r"^[a-z]+\d+", "", self.family)
+        return "d" in generation_suffix or self.family in _NVME_WITHOUT_D
+
+    @property
+    def is_burstable(self) -> bool:
+        return re.fullmatch(r"t\d+[a-z]*", self.family) is not None
+
+    @property
+    def is_cpu_only(self) -> bool:
+        return self.accelerator_kind is None
+
+    @property
+    def vcpus(self) -> int | None:
+        """vCPUs by EC2's size naming (N x xlarge = 4N vCPUs); None for sizes it does not cover."""
+        if self.size in _SIZE_VCPUS:
+            return _SIZE_VCPUS[self.size]
+        match = re.fullmatch(r"(\d+)xlarge", self.size)
+        return 4 * int(match[1]) if match else None
+
+
+def accelerator_count(instance_type: str) -> int | None:
+    """NeuronCores (inf2/trn1) or GPUs of ``instance_type``; 0 for CPU types, None if unknown.
+
+    Model packages check ``option.tensor_parallel_degree`` against this.
+    """
+    return InstanceType.parse(instance_type).accelerator_count
+
+
+def has_local_nvme(instance_type: str) -> bool:
+    return InstanceType.parse(instance_type).has_local_nvme

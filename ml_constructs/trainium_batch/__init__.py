@@ -1,0 +1,39 @@
+"""Multi-node training on AWS Trainium with AWS Batch (workload W4).
+
+Reusable pieces, each usable on its own: :class:`ClusterNetwork` (one-AZ private VPC
+with an EFA security group), :class:`EfaLaunchTemplate`, :class:`TrainiumComputeEnvironment`,
+:class:`FairShareJobQueue`, :class:`TrainiumJobDefinitions` and :class:`TrainingPipeline`.
+The container runtime shipped with them lives in ``runtime/``.
+
+Names are imported on first use, so the pure modules (``limits``, ``neuron_flags``,
+``retry``, ``instances``, ``runtime``) load without CDK (``config`` uses them).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "NEURON_AMI_PARAMETER": "compute",
+    "TrainiumComputeEnvironment": "compute",
+    "TRAINIUM_INSTANCES": "instances",
+    "TrainiumInstance": "instances",
+    "trainium_instance": "instances",
+    "TrainingJobSettings": "job_definitions",
+    "TrainingLocations": "job_definitions",
+    "TrainiumJobDefinitions": "job_definitions",
+    "EfaLaunchTemplate": "launch_template",
+    "ClusterNetwork": "network",
+    "ExistingVpc": "network",
+    "TrainingPipeline": "pipeline",
+    "FairShareJobQueue": "queue",
+    "RetryRule": "retry",
+    "default_retry_rules": "retry",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -1,0 +1,36 @@
+"""What each supported Trainium instance type offers (AWS_FACTS: AWS Batch on Trainium)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainiumInstance:
+    """Hardware of one instance type, as the launch template and job definitions need it."""
+
+    name: str
+    vcpus: int
+    memory_gib: int
+    neuron_devices: int
+    efa_interfaces: int  # one per network card
+
+    @property
+    def neuron_device_paths(self) -> tuple[str, ...]:
+        return tuple(f"/dev/neuron{i}" for i in range(self.neuron_devices))
+
+    @property
+    def efa_device_paths(self) -> tuple[str, ...]:
+        return tuple(f"/dev/infiniband/uverbs{i}" for i in range(self.efa_interfaces))
+
+
+TRAINIUM_INSTANCES: dict[str, TrainiumInstance] = {
+    "trn1.32xlarge": TrainiumInstance("trn1.32xlarge", vcpus=128, memory_gib=512, neuron_devices=16, efa_interfaces=8),
+    "trn1n.32xlarge": TrainiumInstance("trn1n.32xlarge", vcpus=128, memory_gib=512, neuron_devices=16, efa_interfaces=16),
+}
+
+
+def trainium_instance(name: str) -> TrainiumInstance:
+    try:
+        return TRAINIUM_INSTANCES[name]
+    except KeyError:
+        raise ValueError(f"instance type {name!r} is not supported; allowed: {', '.join(TRAINIUM_INSTANCES)}") from None

@@ -1,0 +1,86 @@
+"""Launch template for Trainium hosts: one EFA interface per network card."""
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from constructs import Construct
+
+from ml_constructs.trainium_batch.instances import TrainiumInstance
+
+
+def efa_network_interfaces(
+    instance: TrainiumInstance, security_group_id: str
+) -> list[ec2.CfnLaunchTemplate.NetworkInterfaceProperty]:
+    """One EFA interface per network card: card 0 is the primary (device index 0),
+    cards 1..N-1 attach as device index 1 (AWS_FACTS: AWS Batch on Trainium)."""
+    return [
+        ec2.CfnLaunchTemplate.NetworkInterfaceProperty(
+            network_card_index=card,
+            device_index=0 if card == 0 else 1,
+            interface_type="efa",
+            groups=[security_group_id],
+            delete_on_termination=True,
+        )
+        for card in range(instance.efa_interfaces)
+    ]
+
+
+class EfaLaunchTemplate(Construct):
+    """An EC2 launch template for Batch-managed Trainium hosts.
+
+    Creates an ``AWS::EC2::LaunchTemplate`` with:
+      - one EFA interface per network card (8 on trn1.32xlarge, 16 on trn1n.32xlarge), each
+        in ``security_group``; there are no template-level security groups, because EC2 does
+        not allow both;
+      - IMDSv2 required (hop limit 2 so containers behind the ECS bridge can still reach it);
+      - an encrypted gp3 root volume of ``root_volume_gib``;
+      - optionally a targeted On-Demand Capacity Reservation.
+
+    aws-cdk-lib's ``ec2.LaunchTemplate`` cannot express network cards or EFA interfaces,
+    so this is the L1 ``CfnLaunchTemplate``.
+
+    Attributes: ``resource`` (the L1), ``launch_template`` (an ``ILaunchTemplate`` for the
+    compute environment), ``latest_version_number`` (to pin the compute environment to).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        instance: TrainiumInstance,
+        security_group: ec2.ISecurityGroup,
+        root_volume_gib: int = 200,
+        capacity_reservation_id: str | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if not cdk.Token.is_unresolved(root_volume_gib) and not 30 <= root_volume_gib <= 16384:
+            raise ValueError(f"root_volume_gib: got {root_volume_gib}, allowed range: 30 to 16384")
+        data = ec2.CfnLaunchTemplate.LaunchTemplateDataProperty(
+            metadata_options=ec2.CfnLaunchTemplate.MetadataOptionsProperty(
+                http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=2
+            ),
+            block_device_mappings=[
+                ec2.CfnLaunchTemplate.BlockDeviceMappingProperty(
+                    device_name="/dev/xvda",
+                    ebs=ec2.CfnLaunchTemplate.EbsProperty(
+                        volume_size=root_volume_gib, volume_type="gp3", encrypted=True, delete_on_termination=True
+                    ),
+                )
+            ],
+            network_interfaces=efa_network_interfaces(instance, security_group.security_group_id),
+            capacity_reservation_specification=(
+                ec2.CfnLaunchTemplate.CapacityReservationSpecificationProperty(
+                    capacity_reservation_target=ec2.CfnLaunchTemplate.CapacityReservationTargetProperty(
+                        capacity_reservation_id=capacity_reservation_id
+                    )
+                )
+                if capacity_reservation_id
+                else None
+            ),
+        )
+        self.resource = ec2.CfnLaunchTemplate(self, "Resource", launch_template_data=data)
+        self.latest_version_number = self.resource.attr_latest_version_number
+        self.launch_template = ec2.LaunchTemplate.from_launch_template_attributes(
+            self, "Imported", launch_template_id=self.resource.ref, version_number=self.latest_version_number
+        )

@@ -1,0 +1,144 @@
+"""Private networking for accelerator clusters: one AZ, private egress, an EFA security group."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+Egress = Literal["vpc_endpoints", "nat_gateway"]
+
+# What a Batch ECS host and its containers call when they have no internet route.
+INTERFACE_ENDPOINTS = {
+    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "Ecs": ec2.InterfaceVpcEndpointAwsService.ECS,
+    "EcsAgent": ec2.InterfaceVpcEndpointAwsService.ECS_AGENT,
+    "EcsTelemetry": ec2.InterfaceVpcEndpointAwsService.ECS_TELEMETRY,
+    "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
+}
+
+
+@dataclass(frozen=True)
+class ExistingVpc:
+    """Ids of a VPC and its private subnets in one AZ (imported, never looked up)."""
+
+    vpc_id: str
+    subnet_ids: Sequence[str]
+    availability_zone: str
+
+
+class ClusterNetwork(Construct):
+    """A VPC (new or imported) whose private subnets sit in one AZ, for tightly coupled clusters.
+
+    Creates (new VPC):
+      - a VPC with private subnets in ``availability_zone`` only (a cluster placement
+        group and EFA need one AZ);
+      - ``egress="vpc_endpoints"`` (default): isolated subnets, an S3 gateway endpoint and
+        interface endpoints for ECR (api, dkr), CloudWatch Logs, ECS (incl. agent and
+        telemetry) and STS; ``"nat_gateway"``: a public subnet with one NAT gateway;
+      - VPC flow logs (all traffic) to a CloudWatch log group.
+    Imported VPC: nothing but the EFA security group; the subnets must already have egress.
+
+    Default settings: ``egress="vpc_endpoints"``, flow log retention 30 days.
+
+    Attributes: ``vpc``, ``subnets`` (the cluster subnets), ``efa_security_group``
+    (allows all traffic from and to itself, as EFA requires), ``flow_log_group`` (None if imported).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        availability_zone: str | None = None,
+        existing_vpc: ExistingVpc | None = None,
+        cidr: str = "10.64.0.0/16",
+        egress: Egress = "vpc_endpoints",
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if egress not in ("vpc_endpoints", "nat_gateway"):
+            raise ValueError(f"egress: got {egress!r}, allowed: 'vpc_endpoints', 'nat_gateway'")
+        self.flow_log_group: logs.LogGroup | None = None
+        if existing_vpc is not None:
+            self.vpc = ec2.Vpc.from_vpc_attributes(
+                self,
+                "Vpc",
+                vpc_id=existing_vpc.vpc_id,
+                availability_zones=[existing_vpc.availability_zone],
+            )
+            self.subnets = [
+                ec2.Subnet.from_subnet_attributes(
+                    self, f"Subnet{i}", subnet_id=subnet_id, availability_zone=existing_vpc.availability_zone
+                )
+                for i, subnet_id in enumerate(existing_vpc.subnet_ids)
+            ]
+        else:
+            self.vpc, self.subnets = self._new_vpc(availability_zone, cidr, egress, log_retention, removal_policy)
+        self.endpoint_security_group: ec2.SecurityGroup | None = None
+        self.efa_security_group = ec2.SecurityGroup(
+            self,
+            "EfaSecurityGroup",
+            vpc=self.vpc,
+            description="EFA: all traffic between cluster nodes; egress for AWS APIs",
+            allow_all_outbound=False,
+        )
+        # EFA's SRD traffic is not TCP/UDP: the group must allow every protocol from and to itself.
+        self.efa_security_group.add_ingress_rule(self.efa_security_group, ec2.Port.all_traffic(), "EFA from cluster")
+        self.efa_security_group.add_egress_rule(self.efa_security_group, ec2.Port.all_traffic(), "EFA to cluster")
+        self.efa_security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs and ECR")
+        if existing_vpc is None and egress == "vpc_endpoints":
+            self._add_endpoints()
+
+    @property
+    def subnet_selection(self) -> ec2.SubnetSelection:
+        return ec2.SubnetSelection(subnets=self.subnets)
+
+    def _new_vpc(
+        self,
+        availability_zone: str | None,
+        cidr: str,
+        egress: Egress,
+        retention: logs.RetentionDays,
+        removal_policy: cdk.RemovalPolicy,
+    ) -> tuple[ec2.IVpc, list[ec2.ISubnet]]:
+        private_type = (
+            ec2.SubnetType.PRIVATE_ISOLATED if egress == "vpc_endpoints" else ec2.SubnetType.PRIVATE_WITH_EGRESS
+        )
+        subnets = [ec2.SubnetConfiguration(name="Cluster", subnet_type=private_type, cidr_mask=20)]
+        if egress == "nat_gateway":
+            subnets.append(ec2.SubnetConfiguration(name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24))
+        vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr(cidr),
+            # An explicit AZ needs no lookup; without one the stack's first AZ (Fn::GetAZs) is used.
+            availability_zones=[availability_zone] if availability_zone else None,
+            max_azs=None if availability_zone else 1,
+            nat_gateways=1 if egress == "nat_gateway" else 0,
+            subnet_configuration=subnets,
+            restrict_default_security_group=True,
+        )
+        self.flow_log_group = logs.LogGroup(self, "FlowLogs", retention=retention, removal_policy=removal_policy)
+        vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group))
+        cluster_subnets = vpc.select_subnets(subnet_type=private_type).subnets
+        return vpc, cluster_subnets
+
+    def _add_endpoints(self) -> None:
+        assert isinstance(self.vpc, ec2.Vpc)
+        self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
+        # Only the cluster's hosts and containers may reach the endpoints (not the whole VPC CIDR).
+        self.endpoint_security_group = ec2.SecurityGroup(
+            self, "EndpointSecurityGroup", vpc=self.vpc, description="VPC endpoints: HTTPS from the cluster", allow_all_outbound=False
+        )
+        self.endpoint_security_group.add_ingress_rule(self.efa_security_group, ec2.Port.tcp(443), "HTTPS from the cluster")
+        for name, service in INTERFACE_ENDPOINTS.items():
+            self.vpc.add_interface_endpoint(
+                name, service=service, subnets=self.subnet_selection, security_groups=[self.endpoint_security_group], open=False
+            )

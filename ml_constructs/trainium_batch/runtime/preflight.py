@@ -1,0 +1,87 @@
+"""Pre-flight checks on every node before training: fail fast, on a retryable exit code.
+
+A node with missing Neuron devices, a broken EFA or failing collectives would hang
+or crash the whole multi-node job hours later. The entrypoint exits with
+``PREFLIGHT_EXIT_CODE`` instead, which the job definition's retry strategy retries
+(Batch places the new attempt on fresh hosts when the bad one is replaced).
+"""
+from __future__ import annotations
+
+import glob
+import subprocess
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
+Globber = Callable[[str], list[str]]
+
+# A tiny matmul on a NeuronCore: proves the device, driver and runtime work end to end.
+TENSOR_CHECK = (
+    "import torch, torch_xla.core.xla_model as xm\n"
+    "d = xm.xla_device()\n"
+    "t = torch.ones(64, 64, device=d) @ torch.ones(64, 64, device=d)\n"
+    "xm.mark_step()\n"
+    "assert float(t.sum().cpu()) == 64.0 ** 3, 'wrong matmul result'\n"
+)
+# Intra-node collectives over every NeuronCore (all-reduce, all-gather, reduce-scatter).
+COLLECTIVES = ("allr", "allg", "redsct")
+
+
+def run_command(command: Sequence[str], timeout: int = 600) -> "subprocess.CompletedProcess[str]":
+    try:
+        return subprocess.run(list(command), capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        return subprocess.CompletedProcess(list(command), 127, "", str(exc))
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(list(command), 124, "", f"timed out after {timeout} s")
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """Which checks to run and what to expect (from the job definition's environment)."""
+
+    neuron_devices: int
+    efa_devices: int  # 0: no EFA expected (single-node jobs)
+    neuron_cores: int
+    collectives: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, efa: bool, collectives: bool) -> "Preflight":
+        devices = int(env.get("NEURON_DEVICE_COUNT", "16"))
+        return cls(
+            neuron_devices=devices,
+            efa_devices=int(env.get("EFA_DEVICE_COUNT", "0")) if efa else 0,
+            neuron_cores=int(env.get("NEURON_CORES_PER_NODE", str(devices * 2))),
+            collectives=collectives,
+        )
+
+    def problems(self, run: Runner | None = None, find: Globber | None = None) -> list[str]:
+        """Every failed check, in order; empty when the node is healthy."""
+        run = run or run_command
+        find = find or glob.glob
+        found = []
+        devices = sorted(find("/dev/neuron*"))
+        if len(devices) != self.neuron_devices:
+            found.append(f"expected {self.neuron_devices} Neuron devices, found {len(devices)}: {devices}")
+            return found  # nothing else can work without the devices
+        result = run(["python3", "-c", TENSOR_CHECK])
+        if result.returncode != 0:
+            found.append(f"tensor check on a NeuronCore failed: {_tail(result)}")
+        if self.efa_devices:
+            uverbs = sorted(find("/dev/infiniband/uverbs*"))
+            if len(uverbs) != self.efa_devices:
+                found.append(f"expected {self.efa_devices} EFA devices, found {len(uverbs)}: {uverbs}")
+            result = run(["fi_info", "-p", "efa"])
+            if result.returncode != 0 or "provider: efa" not in result.stdout:
+                found.append(f"libfabric has no EFA provider (fi_info -p efa): {_tail(result)}")
+        if self.collectives:
+            for operation in COLLECTIVES:
+                result = run(["nccom-test", "-r", str(self.neuron_cores), "-b", "8", "-e", "64M", "-f", "4", operation])
+                if result.returncode != 0:
+                    found.append(f"nccom-test {operation} over {self.neuron_cores} NeuronCores failed: {_tail(result)}")
+        return found
+
+
+def _tail(result: "subprocess.CompletedProcess[str]") -> str:
+    text = (result.stderr or result.stdout or "").strip()
+    return f"exit {result.returncode}: {text[-300:]}"

@@ -1,0 +1,182 @@
+"""Reference PyTorch/XLA training on Trainium: DDP, ``mark_step`` placement, ``MpDeviceLoader``.
+
+A small text encoder + MLP (W4's model family) trained with distributed data
+parallel over every NeuronCore of every node, checkpointing through
+:mod:`trainium_runtime.checkpoints` so a retried job resumes where it stopped.
+The data here is synthetic with static shapes and a fixed batch size (what
+``neuron_parallel_compile`` needs to trace every graph); replace
+:func:`make_dataset` with your reader of ``TRAINING_DATA_URL``.
+
+Modes: ``train`` (``--max-steps`` limits it, as the compile step does),
+``evaluate`` (loss of the run's newest checkpoint, written to ``OUTPUT_URL``),
+``embed`` (offline batch inference: embeddings to ``OUTPUT_URL``).
+torch and torch_xla come with the Neuron training image; they are imported
+inside the functions so the module's helpers import anywhere.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from .checkpoints import CheckpointStore, run_id_from_env, should_checkpoint
+
+VOCAB, SEQ_LEN, EMBED_DIM, HIDDEN, CLASSES = 32000, 128, 512, 2048, 16
+STATE_FILE = "state.pt"
+
+
+def build_model(torch: Any) -> Any:
+    class TextEncoderMlp(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(VOCAB, EMBED_DIM)
+            layer = torch.nn.TransformerEncoderLayer(EMBED_DIM, nhead=8, dim_feedforward=HIDDEN, batch_first=True)
+            self.encoder = torch.nn.TransformerEncoder(layer, num_layers=4)
+            self.head = torch.nn.Sequential(
+                torch.nn.Linear(EMBED_DIM, HIDDEN), torch.nn.GELU(), torch.nn.Linear(HIDDEN, CLASSES)
+            )
+
+        def encode(self, tokens: Any) -> Any:
+            return self.encoder(self.embed(tokens)).mean(dim=1)
+
+        def forward(self, tokens: Any) -> Any:
+            return self.head(self.encode(tokens))
+
+    return TextEncoderMlp()
+
+
+def make_dataset(torch: Any, samples: int, seed: int) -> Any:
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, VOCAB, (samples, SEQ_LEN), generator=generator)
+    labels = tokens[:, 0] % CLASSES
+    return torch.utils.data.TensorDataset(tokens, labels)
+
+
+def store_from_env() -> CheckpointStore:
+    import boto3
+
+    return CheckpointStore(boto3.client("s3"), os.environ["CHECKPOINT_URL"], run_id_from_env())
+
+
+def train(args: argparse.Namespace) -> None:
+    import torch
+    import torch.distributed as dist
+    import torch_xla.core.xla_model as xm
+    import torch_xla.distributed.parallel_loader as pl
+    import torch_xla.distributed.xla_backend  # noqa: F401  registers the "xla" process group backend
+
+    dist.init_process_group("xla")
+    device = xm.xla_device()
+    model = build_model(torch).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    store = store_from_env()
+    start_step = resume(torch, store, model, optimizer)
+    model = torch.nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=True)
+    dataset = make_dataset(torch, args.samples, seed=0)
+    sampler = torch.utils.data.distributed.DistributedSampler(
+        dataset, num_replicas=xm.xrt_world_size(), rank=xm.get_ordinal(), shuffle=True, drop_last=True
+    )
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True)
+    device_loader = pl.MpDeviceLoader(loader, device)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    every = int(os.environ.get("CHECKPOINT_EVERY_STEPS", "500"))
+    step = start_step
+    while step < args.max_steps:
+        sampler.set_epoch(step)
+        for tokens, labels in device_loader:
+            optimizer.zero_grad()
+            loss = loss_fn(model(tokens), labels)
+            loss.backward()
+            xm.mark_step()  # cut the graph after forward + backward
+            optimizer.step()  # DDP already all-reduced the gradients during backward
+            xm.mark_step()  # and after the optimizer step: two static graphs, compiled once
+            step += 1
+            if should_checkpoint(step, every) or step == args.max_steps:
+                save(torch, xm, store, step, model.module, optimizer)
+            if step >= args.max_steps:
+                break
+
+
+def resume(torch: Any, store: CheckpointStore, model: Any, optimizer: Any) -> int:
+    checkpoint = store.latest()
+    if checkpoint is None:
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = store.download(checkpoint, Path(tmp))
+        state = torch.load(paths[STATE_FILE], map_location="cpu")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def save(torch: Any, xm: Any, store: CheckpointStore, step: int, model: Any, optimizer: Any) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / STATE_FILE
+        # xm.save moves tensors to CPU and writes on the master ordinal only: a plain
+        # state_dict, loadable on GPU or CPU as well (W4).
+        xm.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict()}, str(path))
+        if xm.is_master_ordinal(local=False):
+            store.save(step, {STATE_FILE: path})
+        xm.rendezvous(f"checkpoint-{step}")  # no rank runs ahead of an unfinished checkpoint
+
+
+def evaluate_or_embed(mode: str, args: argparse.Namespace) -> None:
+    import boto3
+    import torch
+    import torch_xla.core.xla_model as xm
+
+    device = xm.xla_device()
+    model = build_model(torch).to(device)
+    store = store_from_env()
+    checkpoint = store.latest()
+    if checkpoint is None:
+        raise SystemExit(f"no complete checkpoint under {store.run_prefix}")
+    with tempfile.TemporaryDirectory() as tmp:
+        state = torch.load(store.download(checkpoint, Path(tmp))[STATE_FILE], map_location="cpu")
+    model.load_state_dict(state["model"])
+    model.eval()
+    dataset = make_dataset(torch, args.samples, seed=1)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, drop_last=True)
+    results: list[Any] = []
+    with torch.no_grad():
+        for tokens, labels in loader:
+            tokens, labels = tokens.to(device), labels.to(device)
+            if mode == "evaluate":
+                results.append(torch.nn.functional.cross_entropy(model(tokens), labels))
+            else:
+                results.append(model.encode(tokens))
+            xm.mark_step()
+    output = os.environ["OUTPUT_URL"].removeprefix("s3://")
+    bucket, _, prefix = output.partition("/")
+    key = f"{prefix}{run_id_from_env()}/{mode}/"
+    s3 = boto3.client("s3")
+    if mode == "evaluate":
+        loss = float(torch.stack(results).mean().cpu())
+        body = json.dumps({"step": checkpoint.step, "loss": loss}).encode()
+        s3.put_object(Bucket=bucket, Key=key + "metrics.json", Body=body)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "embeddings.pt"
+            torch.save(torch.cat([r.cpu() for r in results]), path)
+            s3.upload_file(str(path), bucket, key + "embeddings.pt")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="trainium_runtime.train_reference")
+    parser.add_argument("mode", choices=("train", "evaluate", "embed"))
+    parser.add_argument("--max-steps", type=int, default=10000)
+    parser.add_argument("--batch-size", type=int, default=16, help="per NeuronCore; fixed so shapes stay static")
+    parser.add_argument("--samples", type=int, default=65536)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    args = parser.parse_args(argv)
+    if args.mode == "train":
+        train(args)
+    else:
+        evaluate_or_embed(args.mode, args)
+
+
+if __name__ == "__main__":
+    main()

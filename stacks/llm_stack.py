@@ -1,0 +1,83 @@
+"""W3: large language models with tensor parallelism on the LMI DeepSpeed container."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from config.llm import LlmConfig, LlmModel
+from config.sagemaker_endpoint import AlarmsConfig
+from ml_constructs.packaging import ModelPackageAsset, render_properties
+from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint, VariantSettings
+from stacks.inference_common import endpoint_options
+from stacks.storage_stack import ArtifactStorageStack
+
+PACKAGE = Path(__file__).resolve().parent.parent / "model_packages" / "llm_deepspeed"
+
+
+class LlmStack(cdk.Stack):
+    """One endpoint per enabled model of ``config.resolved_models()`` (``endpoints[name]``).
+
+    The weights live under ``model_weights/<weights_prefix>``. By default the
+    package's ``model.py`` downloads them (``MODEL_S3_BUCKET``/``MODEL_S3_PREFIX``)
+    on rank 0; with ``use_uncompressed_model_data`` SageMaker copies that
+    prefix itself (``ModelDataSource``, no tarball), so the package files
+    (``serving.properties``, ``model.py``) must be published next to the weights.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: LlmConfig, storage: ArtifactStorageStack, **kwargs
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self._locations = storage.locations_for(self)
+        self._image = ContainerImage.deep_learning_container(config.image_repository, config.image_tag)
+        self.endpoints: dict[str, RealtimeEndpoint] = {}
+        for model in config.resolved_models():
+            self.endpoints[model.name] = self._serve(model)
+
+    def _serve(self, model: LlmModel) -> RealtimeEndpoint:
+        scope = Construct(self, "".join(part.capitalize() for part in model.name.split("-")))
+        weights = self._locations.model_weights.child(model.weights_prefix)
+        if model.use_uncompressed_model_data:
+            model_data = ModelData.from_s3_prefix(weights)
+        else:
+            properties = {"option.tensor_parallel_degree": model.tensor_parallel_degree, "option.dtype": model.dtype}
+            package = ModelPackageAsset(
+                scope,
+                "ModelPackage",
+                source_dir=PACKAGE,
+                extra_files={"serving.properties": render_properties(PACKAGE / "serving.properties", properties)},
+            )
+            model_data = ModelData.from_asset(package)
+        key = self._locations.model_weights.key
+        endpoint = RealtimeEndpoint(
+            scope,
+            "Endpoint",
+            image=self._image,
+            model_data=model_data,
+            variant=VariantSettings(
+                instance_type=model.instance_type,
+                initial_instance_count=model.instance_count,
+                volume_size_gb=model.volume_size_gb,
+                model_data_download_timeout_seconds=model.model_data_download_timeout_seconds,
+                container_startup_health_check_timeout_seconds=model.container_startup_health_check_timeout_seconds,
+            ),
+            environment={
+                "MODEL_S3_BUCKET": weights.bucket.bucket_name,
+                "MODEL_S3_PREFIX": weights.prefix,
+                "TENSOR_PARALLEL_DEGREE": str(model.tensor_parallel_degree),
+            },
+            tensor_parallel_degree=model.tensor_parallel_degree,
+            options=endpoint_options(
+                instance_type=model.instance_type,
+                key=key,
+                alarms=AlarmsConfig(),
+                model_latency_p99_ms=model.model_latency_p99_ms,
+            ),
+        )
+        # model.py downloads the weights itself in the default mode; ModelDataSource
+        # reads the same prefix, and ModelData.from_s3_prefix already granted it.
+        if not model.use_uncompressed_model_data:
+            weights.grant_read(endpoint.role)
+        return endpoint

@@ -1,0 +1,109 @@
+"""W1 serving: Stable Diffusion on an Inferentia2 real-time endpoint (LMI Neuron container)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from config.stable_diffusion import StableDiffusionConfig
+from ml_constructs.neuron_compile import NeuronCompilation, compilation_props
+from ml_constructs.packaging import ModelPackageAsset, render_properties
+from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint, VariantSettings, grant_read_s3_url
+from stacks.inference_common import endpoint_options
+from stacks.storage_stack import ArtifactStorageStack
+
+PACKAGES = Path(__file__).resolve().parent.parent / "model_packages"
+PACKAGE_FOLDERS = {"no-code": "stable_diffusion_inf2_nocode", "byo-script": "stable_diffusion_inf2_byo"}
+
+
+def entry_point_for(image_tag: str) -> str:
+    """DJL Serving's Neuron handler: ``transformers-neuronx`` up to LMI 0.23, ``transformers_neuronx`` after."""
+    match = re.match(r"(\d+)\.(\d+)", image_tag)
+    if match and (int(match[1]), int(match[2])) <= (0, 23):
+        return "djl_python.transformers-neuronx"
+    return "djl_python.transformers_neuronx"
+
+
+class StableDiffusionStack(cdk.Stack):
+    """The model package (rendered ``serving.properties``), its endpoint, and an output of its name.
+
+    Where the compiled artifacts come from, first match wins: the
+    ``compiled_artifacts_url`` argument; the compile custom resource
+    (``config.compile.enabled``, the default: ``self.compilation``); the configured
+    ``compiled_artifacts_url``; ``compiled_artifacts_key`` under ``neuron_artifacts``.
+    The URL reaches the container as ``OPTION_MODEL_ID`` (DJL Serving maps
+    ``OPTION_<KEY>`` onto ``option.<key>``), so a deploy-time token works.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StableDiffusionConfig,
+        storage: ArtifactStorageStack,
+        compiled_artifacts_url: str | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        locations = storage.locations_for(self)
+        folder = PACKAGES / PACKAGE_FOLDERS[config.serving_mode]
+        properties = {
+            "option.tensor_parallel_degree": config.tensor_parallel_degree,
+            "option.dtype": config.dtype,
+            "option.entryPoint": entry_point_for(config.image_tag) if config.serving_mode == "no-code" else None,
+        }
+        package = ModelPackageAsset(
+            self,
+            "ModelPackage",
+            source_dir=folder,
+            extra_files={"serving.properties": render_properties(folder / "serving.properties", properties)},
+        )
+        self.compilation: NeuronCompilation | None = None
+        if compiled_artifacts_url is not None:
+            model_id = compiled_artifacts_url
+        elif config.compile.enabled:
+            # Compiled at deploy time, once per content hash; the endpoint waits for it.
+            self.compilation = NeuronCompilation(
+                self,
+                "Compile",
+                artifacts=locations.neuron_artifacts,
+                serving_image=f"{config.image_repository}:{config.image_tag}",
+                **compilation_props(config.compile),
+            )
+            model_id = self.compilation.artifacts_url
+        elif config.compiled_artifacts_url is not None:
+            model_id = config.compiled_artifacts_url
+        else:
+            model_id = locations.neuron_artifacts.url_for(config.compiled_artifacts_key)
+        key = locations.model_packages.key
+        self.endpoint = RealtimeEndpoint(
+            self,
+            "Endpoint",
+            image=ContainerImage.deep_learning_container(config.image_repository, config.image_tag),
+            model_data=ModelData.from_asset(package),
+            variant=VariantSettings(
+                instance_type=config.instance_type,
+                initial_instance_count=config.instance_count,
+                volume_size_gb=config.volume_size_gb,
+                model_data_download_timeout_seconds=config.model_data_download_timeout_seconds,
+                container_startup_health_check_timeout_seconds=config.container_startup_health_check_timeout_seconds,
+            ),
+            environment={"OPTION_MODEL_ID": model_id},
+            tensor_parallel_degree=config.tensor_parallel_degree,
+            options=endpoint_options(
+                instance_type=config.instance_type, key=key, alarms=config.alarms, autoscaling=config.autoscaling
+            ),
+        )
+        # Read the compiled artifacts: the compile step writes under neuron_artifacts.
+        if compiled_artifacts_url is not None:
+            locations.neuron_artifacts.grant_read(self.endpoint.role)
+        elif self.compilation is not None:
+            self.compilation.grant_read_artifacts(self.endpoint.role)
+        elif config.compiled_artifacts_url is not None:
+            grant_read_s3_url(self.endpoint.role, config.compiled_artifacts_url)
+        else:
+            locations.neuron_artifacts.child(config.compiled_artifacts_key).grant_read(self.endpoint.role)
+        self.model_package = package

@@ -1,0 +1,139 @@
+"""Workload W4: multi-node LLM training on Trainium with AWS Batch (a thin composition)."""
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from config.training import TrainingConfig
+from ml_constructs import nag
+from ml_constructs.trainium_batch import (
+    ClusterNetwork,
+    ExistingVpc,
+    FairShareJobQueue,
+    TrainingJobSettings,
+    TrainingLocations,
+    TrainingPipeline,
+    TrainiumComputeEnvironment,
+    TrainiumJobDefinitions,
+    trainium_instance,
+)
+from ml_constructs.trainium_batch.image import training_image
+from stacks.storage_stack import ArtifactStorageStack
+
+
+class TrainingStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        training: TrainingConfig,
+        storage: ArtifactStorageStack,
+        retain_data: bool,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        locations = storage.locations_for(self)
+        removal = cdk.RemovalPolicy.RETAIN if retain_data else cdk.RemovalPolicy.DESTROY
+        retention = _retention(training.log_retention_days)
+        instance = trainium_instance(training.instance_type)
+        existing = training.existing_vpc
+        self.network = ClusterNetwork(
+            self,
+            "Network",
+            availability_zone=training.availability_zone,
+            existing_vpc=(
+                ExistingVpc(existing.vpc_id, existing.subnet_ids, training.availability_zone or "")
+                if existing is not None
+                else None
+            ),
+            cidr=training.vpc_cidr,
+            egress=training.egress,
+            log_retention=retention,
+            removal_policy=removal,
+        )
+        self.compute = TrainiumComputeEnvironment(
+            self,
+            "Compute",
+            network=self.network,
+            instance=instance,
+            max_nodes=training.capacity_nodes,
+            root_volume_gib=training.root_volume_gib,
+            capacity_reservation_id=training.capacity_reservation_id,
+        )
+        self.queue = FairShareJobQueue(
+            self,
+            "Queue",
+            compute_environment=self.compute.compute_environment,
+            shares=dict(training.shares),
+            share_decay=cdk.Duration.seconds(training.share_decay_seconds),
+            compute_reservation=training.compute_reservation,
+            runnable_time_limit=cdk.Duration.seconds(training.runnable_time_limit_seconds),
+        )
+        image, pulls_from_ecr = training_image(self, training.image_uri)
+        self.jobs = TrainiumJobDefinitions(
+            self,
+            "Jobs",
+            image=image,
+            instance=instance,
+            locations=TrainingLocations(
+                training_data=locations.training_data,
+                checkpoints=locations.checkpoints,
+                compile_cache=locations.compile_cache,
+                outputs=locations.training_outputs,
+            ),
+            settings=TrainingJobSettings(
+                neuron_cc_flags=training.neuron_cc_flags,
+                node_count=training.node_count,
+                retry_attempts=training.retry_attempts,
+                preflight_exit_code=training.preflight_exit_code,
+                timeout=cdk.Duration.seconds(training.job_timeout_seconds),
+                single_node_timeout=cdk.Duration.seconds(training.single_node_timeout_seconds),
+                checkpoint_every_steps=training.checkpoint_every_steps,
+                compile_steps=training.compile_steps,
+                shared_memory_gib=training.shared_memory_gib,
+                container_memory_gib=training.container_memory_gib,
+            ),
+            log_retention=retention,
+            removal_policy=removal,
+        )
+        if pulls_from_ecr:
+            nag.acknowledge(
+                self.jobs.execution_role,
+                "AwsSolutions-IAM5[Resource::*]",
+                "ecr:GetAuthorizationToken (needed to pull the training image) has no resource-level permissions.",
+            )
+        self.pipeline = TrainingPipeline(
+            self,
+            "Pipeline",
+            queue=self.queue,
+            jobs=self.jobs,
+            share_identifier=training.pipeline_share,
+            timeout=cdk.Duration.hours(training.pipeline_timeout_hours),
+            log_retention=retention,
+            removal_policy=removal,
+        )
+        outputs = {
+            "JobQueueArn": self.queue.job_queue.job_queue_arn,
+            "TrainingJobDefinitionArn": self.jobs.training.job_definition_arn,
+            "CompileJobDefinitionArn": self.jobs.compile.job_definition_arn,
+            "EvaluationJobDefinitionArn": self.jobs.evaluation.job_definition_arn,
+            "BatchInferenceJobDefinitionArn": self.jobs.batch_inference.job_definition_arn,
+            "PipelineStateMachineArn": self.pipeline.state_machine.state_machine_arn,
+        }
+        for name, value in outputs.items():
+            cdk.CfnOutput(self, name, value=value)
+
+
+_RETENTION = {
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
+    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
+    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS",
+    1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    return logs.RetentionDays[_RETENTION[days]]

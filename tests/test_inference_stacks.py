@@ -1,0 +1,256 @@
+"""The three inference stacks: documented prod values, dev sizes, packages, wiring; nag-clean synths."""
+from __future__ import annotations
+
+import json
+
+import re
+import tarfile
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+
+from config import load_config
+from ml_constructs.packaging import parse_properties
+from ml_constructs.sagemaker import accelerator_count
+from stacks.stable_diffusion_stack import StableDiffusionStack, entry_point_for
+from stacks.storage_stack import ArtifactStorageStack
+from tests.helpers import new_checked_app, policy_statements, resources_of_type
+
+
+def only(template, resource_type):
+    found = list(resources_of_type(template, resource_type).values())
+    assert len(found) == 1, f"expected one {resource_type}, found {len(found)}"
+    return found[0]["Properties"]
+
+
+def by_id_prefix(template, resource_type, prefix):
+    found = [v["Properties"] for k, v in resources_of_type(template, resource_type).items() if k.startswith(prefix)]
+    assert len(found) == 1
+    return found[0]
+
+
+def package_properties(assembly, model_properties) -> dict[str, str]:
+    """serving.properties inside the tarball the model's ModelDataUrl points at."""
+    key = re.search(r"/([0-9a-f]{64})\.gz$", model_properties["PrimaryContainer"]["ModelDataUrl"]["Fn::Sub"])[1]
+    with tarfile.open(Path(assembly.directory) / f"asset.{key}.tar.gz") as tar:
+        return parse_properties(tar.extractfile("serving.properties").read().decode())
+
+
+@pytest.fixture(scope="module")
+def prod(platform_synth):
+    cfg, assembly = platform_synth("prod")
+    return assembly, {s.stack_name: s.template for s in assembly.stacks}
+
+
+@pytest.fixture(scope="module")
+def dev(platform_synth):
+    cfg, assembly = platform_synth("dev")
+    return assembly, {s.stack_name: s.template for s in assembly.stacks}
+
+
+def test_enabled_flags_decide_the_stacks(prod, dev, platform_synth):
+    assert sorted(prod[1]) == ["MlAccel-prod-Llm", "MlAccel-prod-MultiModel", "MlAccel-prod-StableDiffusion", "MlAccel-prod-Storage"]
+    assert sorted(dev[1]) == ["MlAccel-dev-MultiModel", "MlAccel-dev-StableDiffusion", "MlAccel-dev-Storage"]
+    _, off = platform_synth("dev", stable_diffusion__enabled="false", multi_model__enabled="false")
+    assert [s.stack_name for s in off.stacks] == ["MlAccel-dev-Storage"]
+
+
+def test_prod_stable_diffusion_endpoint_is_the_documented_one(prod):
+    template = prod[1]["MlAccel-prod-StableDiffusion"]
+    config = only(template, "AWS::SageMaker::EndpointConfig")
+    assert config["ProductionVariants"][0] | {"ModelName": None} == {
+        "ContainerStartupHealthCheckTimeoutInSeconds": 360, "InitialInstanceCount": 1, "InitialVariantWeight": 1,
+        "InstanceType": "ml.inf2.xlarge", "ModelName": None, "VariantName": "AllTraffic", "VolumeSizeInGB": 400,
+    }
+    assert config["KmsKeyId"] == {"Fn::ImportValue": "MlAccel-prod-Storage-KeyArn"}
+    container = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]
+    assert container["Environment"] == {"OPTION_MODEL_ID": {"Fn::Join": ["", [
+        "s3://", {"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketName"}, "/neuron-artifacts/stable-diffusion-2-1-base/"]]}}
+    assert container["Image"]["Fn::Join"][1][-1] == "/djl-inference:0.24.0-neuronx-sdk2.14.1"
+    props = package_properties(prod[0], only(template, "AWS::SageMaker::Model"))
+    assert props == {"engine": "Python", "option.entryPoint": "djl_python.transformers_neuronx",
+                     "option.use_stable_diffusion": "True", "option.tensor_parallel_degree": "2", "option.dtype": "bf16"}
+    assert int(props["option.tensor_parallel_degree"]) <= accelerator_count("ml.inf2.xlarge")
+
+
+def test_stable_diffusion_role_reads_the_compiled_artifacts_only(prod):
+    statements = policy_statements(prod[1]["MlAccel-prod-StableDiffusion"])
+    reads = [s for s in statements if s["Action"] == "s3:GetObject"]
+    resources = reads[0]["Resource"]
+    assert {"Fn::Join": ["", [{"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketArn"},
+                              "/neuron-artifacts/stable-diffusion-2-1-base/*"]]} in resources
+
+
+def test_dev_stable_diffusion_without_platform_key_and_multi_model_small(dev):
+    sd = only(dev[1]["MlAccel-dev-StableDiffusion"], "AWS::SageMaker::EndpointConfig")
+    assert "KmsKeyId" not in sd
+    mme = only(dev[1]["MlAccel-dev-MultiModel"], "AWS::SageMaker::EndpointConfig")["ProductionVariants"][0]
+    assert (mme["InstanceType"], mme["InitialInstanceCount"]) == ("ml.m5.large", 1)
+    target = only(dev[1]["MlAccel-dev-MultiModel"], "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 2)
+
+
+def test_prod_llm_endpoints_are_the_documented_ones(prod):
+    template = prod[1]["MlAccel-prod-Llm"]
+    expected = {"Bloom176b": ("ml.p4d.24xlarge", "8", "int8", "bloom-176b"), "Opt30b": ("ml.g5.24xlarge", "4", "fp16", "opt-30b")}
+    for prefix, (instance_type, degree, dtype, name) in expected.items():
+        variant = by_id_prefix(template, "AWS::SageMaker::EndpointConfig", prefix)
+        assert variant == {"ProductionVariants": [variant["ProductionVariants"][0]], "Tags": variant["Tags"]}  # no KMS key
+        pv = variant["ProductionVariants"][0]
+        assert (pv["InstanceType"], pv["InitialInstanceCount"]) == (instance_type, 1)
+        assert pv["ModelDataDownloadTimeoutInSeconds"] == pv["ContainerStartupHealthCheckTimeoutInSeconds"] == 2400
+        assert "VolumeSizeInGB" not in pv  # local NVMe
+        model = by_id_prefix(template, "AWS::SageMaker::Model", prefix)
+        assert model["PrimaryContainer"]["Environment"] == {
+            "MODEL_S3_BUCKET": {"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketName"},
+            "MODEL_S3_PREFIX": f"weights/{name}/",
+            "TENSOR_PARALLEL_DEGREE": degree,
+        }
+        props = package_properties(prod[0], model)
+        assert props["engine"] == "DeepSpeed"
+        assert (props["option.tensor_parallel_degree"], props["option.dtype"]) == (degree, dtype)
+        assert int(degree) == accelerator_count(instance_type)
+
+
+def test_llm_roles_read_their_own_weights(prod):
+    template = prod[1]["MlAccel-prod-Llm"]
+    text = str(policy_statements(template))
+    assert "/weights/bloom-176b/*" in text and "/weights/opt-30b/*" in text
+
+
+def test_prod_multi_model_endpoint_is_the_documented_one(prod):
+    template = prod[1]["MlAccel-prod-MultiModel"]
+    pv = only(template, "AWS::SageMaker::EndpointConfig")["ProductionVariants"][0]
+    assert (pv["InstanceType"], pv["InitialInstanceCount"]) == ("ml.c5d.18xlarge", 20)
+    assert not {"VolumeSizeInGB", "ModelDataDownloadTimeoutInSeconds", "ContainerStartupHealthCheckTimeoutInSeconds"} & set(pv)
+    container = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]
+    assert container["Mode"] == "MultiModel" and container["MultiModelConfig"] == {"ModelCacheSetting": "Enabled"}
+    assert container["ModelDataUrl"] == {"Fn::Join": ["", ["s3://", {"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketName"}, "/multi-model/"]]}
+    assert container["Image"]["Fn::Join"][1][-1] == "/djl-inference:0.23.0-cpu-full"
+    policy = only(template, "AWS::ApplicationAutoScaling::ScalingPolicy")["TargetTrackingScalingPolicyConfiguration"]
+    assert policy["TargetValue"] == 200 * 60 * 0.5
+    target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (20, 40)
+
+
+def test_each_endpoint_outputs_its_name(prod):
+    for name in ("MlAccel-prod-StableDiffusion", "MlAccel-prod-MultiModel"):
+        outputs = prod[1][name]["Outputs"]
+        assert any("EndpointName" in str(o["Value"]) for o in outputs.values())
+    assert sum("EndpointName" in str(o["Value"]) for o in prod[1]["MlAccel-prod-Llm"]["Outputs"].values()) == 2
+
+
+def test_end_of_life_images_are_reported_as_warnings(prod):
+    warnings = [m.data for s in prod[0].stacks for m in s.find_metadata_by_type("aws:cdk:warning")]
+    assert any("0.19.0-deepspeed0.7.3-cu113 is end-of-life" in str(w) for w in warnings)
+    assert any("0.24.0-neuronx-sdk2.14.1 is end-of-life" in str(w) for w in warnings)
+
+
+def test_byo_script_mode_uses_its_package_without_entry_point(platform_synth):
+    _, assembly = platform_synth("dev", stable_diffusion__serving_mode="byo-script", stable_diffusion__image_tag="0.23.0-neuronx-sdk2.12.0")
+    model = only(assembly.get_stack_by_name("MlAccel-dev-StableDiffusion").template, "AWS::SageMaker::Model")
+    props = package_properties(assembly, model)
+    assert "option.entryPoint" not in props and props["option.tensor_parallel_degree"] == "2"
+
+
+def test_entry_point_spelling_follows_the_lmi_version():
+    assert entry_point_for("0.22.1-neuronx-sdk2.10.0") == "djl_python.transformers-neuronx"
+    assert entry_point_for("0.23.0-neuronx-sdk2.12.0") == "djl_python.transformers-neuronx"
+    assert entry_point_for("0.24.0-neuronx-sdk2.14.1") == "djl_python.transformers_neuronx"
+    assert entry_point_for("0.30.0-neuronx-sdk2.20.1") == "djl_python.transformers_neuronx"
+
+
+def test_uncompressed_llm_weights_use_model_data_source(platform_synth):
+    _, assembly = platform_synth("prod", **{"llm__models__bloom-176b__use_uncompressed_model_data": "true"})
+    model = by_id_prefix(assembly.get_stack_by_name("MlAccel-prod-Llm").template, "AWS::SageMaker::Model", "Bloom176b")
+    assert "ModelDataUrl" not in model["PrimaryContainer"]
+    assert model["PrimaryContainer"]["ModelDataSource"]["S3DataSource"] == {
+        "CompressionType": "None", "S3DataType": "S3Prefix",
+        "S3Uri": {"Fn::Join": ["", ["s3://", {"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketName"}, "/weights/bloom-176b/"]]},
+    }
+
+
+def sd_stack(compiled_artifacts_url=None, **overrides):
+    cfg = load_config("dev", overrides=overrides)
+    app = new_checked_app()
+    storage = ArtifactStorageStack(app, "Storage", storage=cfg.storage, retain_data=False)
+    stack = StableDiffusionStack(app, "Sd", config=cfg.stable_diffusion, storage=storage,
+                                 compiled_artifacts_url=compiled_artifacts_url)
+    return stack, app.synth().get_stack_by_name("Sd").template
+
+
+def test_compiled_artifacts_url_argument_overrides_the_configuration():
+    token = cdk.Fn.import_value("CompileStep-ArtifactsUrl")
+    stack, template = sd_stack(token)
+    assert stack.endpoint.model.node.scope is stack.endpoint
+    env = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]
+    assert env == {"OPTION_MODEL_ID": {"Fn::ImportValue": "CompileStep-ArtifactsUrl"}}
+    reads = [s for s in policy_statements(template) if s["Action"] == "s3:GetObject"][0]["Resource"]
+    assert {"Fn::Join": ["", [{"Fn::ImportValue": "Storage-ModelsBucketArn"}, "/neuron-artifacts/*"]]} in reads
+
+
+def test_configured_compiled_artifacts_url_is_read_where_it_points():
+    _, template = sd_stack(**{"stable_diffusion.compiled_artifacts_url": "s3://other-bucket/sd21/",
+                              "stable_diffusion.compile.enabled": "false"})
+    env = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]
+    assert env == {"OPTION_MODEL_ID": "s3://other-bucket/sd21/"}
+    statements = policy_statements(template)
+    assert {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::other-bucket/sd21/*"]]} in [
+        r for s in statements if s["Action"] == "s3:GetObject" for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+    ]
+    listing = [s for s in statements if s["Action"] == "s3:ListBucket" and s["Condition"]["StringLike"]["s3:prefix"] == ["sd21/*"]]
+    assert listing
+
+
+def test_invalid_endpoint_settings_fail_the_platform_synth(platform_synth):
+    with pytest.raises(ValueError, match=r"tensor_parallel_degree: got 4, allowed: at most 2 \(ml.inf2.xlarge has 2 NeuronCores\)"):
+        platform_synth("dev", stable_diffusion__tensor_parallel_degree="4")
+    with pytest.raises(ValueError, match="volume_size_gb: got 100, allowed: not set: ml.p4d.24xlarge has local NVMe"):
+        platform_synth("prod", **{"llm__models__bloom-176b__volume_size_gb": "100"})
+    with pytest.raises(ValueError, match="instance_type: got 'ml.inf2.xlarge', allowed: a CPU instance type"):
+        platform_synth("dev", multi_model__instance_type="ml.inf2.xlarge")
+
+
+def test_non_default_options_pass_cfn_lint(platform_synth):
+    from cfnlint.api import ManualArgs, lint_file
+
+    from tests.cfn_lint_policy import IGNORED_RULES, LINT_REGIONS
+
+    _, assembly = platform_synth(
+        "prod",
+        stable_diffusion__autoscaling__enabled="true",
+        stable_diffusion__compiled_artifacts_url="s3://my-bucket/sd/",
+        stable_diffusion__compile__enabled="false",
+        multi_model__model_cache="Disabled",
+        **{"llm__models__bloom-176b__use_uncompressed_model_data": "true"},
+    )
+    config = ManualArgs(regions=LINT_REGIONS, ignore_checks=sorted(IGNORED_RULES))
+    templates = sorted(Path(assembly.directory).glob("*-Llm.template.json")) + sorted(
+        Path(assembly.directory).glob("*-StableDiffusion.template.json")
+    ) + sorted(Path(assembly.directory).glob("*-MultiModel.template.json"))
+    assert len(templates) == 3
+    assert [f"{t.name}: {m}" for t in templates for m in lint_file(t, config=config)] == []
+
+
+def test_prod_compiles_at_deploy_and_serves_the_compile_output(platform_synth):
+    """The compile custom resource's ArtifactsUrl is the model's OPTION_MODEL_ID, read-only to the endpoint."""
+    cfg, assembly = platform_synth("prod")
+    template = assembly.get_stack_by_name("MlAccel-prod-StableDiffusion").template
+    (compile_id, compile_resource), = [
+        (k, v) for k, v in template["Resources"].items() if v["Type"] == "Custom::NeuronCompilation"
+    ]
+    env = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]
+    assert env["OPTION_MODEL_ID"] == {"Fn::GetAtt": [compile_id, "ArtifactsUrl"]}
+    assert compile_resource["Properties"]["ModelId"] == cfg.stable_diffusion.compile.model_id
+    reads = [s for s in policy_statements(template) if s["Action"] == "s3:GetObject"]
+    content_hash = compile_resource["Properties"]["ContentHash"]
+    assert any(f"/neuron-artifacts/{content_hash}/*" in json.dumps(s["Resource"]) for s in reads)
+
+
+def test_compile_disabled_serves_the_configured_key(platform_synth):
+    _, assembly = platform_synth("prod", stable_diffusion__compile__enabled="false")
+    template = assembly.get_stack_by_name("MlAccel-prod-StableDiffusion").template
+    assert not [v for v in template["Resources"].values() if v["Type"] == "Custom::NeuronCompilation"]
+    env = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]
+    assert "/neuron-artifacts/stable-diffusion-2-1-base/" in json.dumps(env["OPTION_MODEL_ID"])

@@ -1,0 +1,121 @@
+"""Training configuration (W4): documented defaults, and one clear message per bad value."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from config import ConfigError, load_config
+from config.training import W4_NEURON_CC_FLAGS
+
+
+def test_defaults_are_the_documented_w4_values():
+    training = load_config("prod").training
+    assert training.enabled is True
+    assert training.instance_type == "trn1.32xlarge"
+    assert training.neuron_cc_flags == (
+        "--target trn1 --auto-cast all --auto-cast-type bf16 --model-type transformer --optlevel 1"
+    )
+    assert training.compile_steps == 5  # "4-5 training steps" are enough to trace every graph
+    assert 1 <= training.retry_attempts <= 10
+    assert training.existing_vpc is None and training.egress == "vpc_endpoints"
+    assert training.capacity_nodes == training.node_count
+    assert dict(training.shares) == {"training": 1.0} and training.pipeline_share == "training"
+
+
+def test_dev_keeps_the_expensive_training_stack_off():
+    assert load_config("dev").training.enabled is False
+
+
+def test_existing_vpc_is_read_with_its_az():
+    cfg = load_config(
+        "prod",
+        overrides={
+            "training.existing_vpc": json.dumps({"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0"]}),
+            "training.availability_zone": "us-west-2d",
+        },
+    )
+    assert cfg.training.existing_vpc.subnet_ids == ("subnet-0123456789abcdef0",)
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"neuron_cc_flags": "--target trn1 --optlevel O1"}, "--optlevel 'O1' is not valid; allowed: 1, 2, 3"),
+        ({"neuron_cc_flags": "--target trn1 --fast"}, "unknown option '--fast'"),
+        ({"neuron_cc_flags": "--target inf2"}, "--target 'inf2' does not run on Trainium"),
+        ({"neuron_cc_flags": "-O1 --optlevel 2"}, "--optlevel is given more than once"),
+        ({"neuron_cc_flags": "--auto-cast-type"}, "--auto-cast-type needs a value"),
+        ({"neuron_cc_flags": "--target 'trn1"}, "cannot split into words"),
+        ({"shares": "{}"}, "shares: at least one share identifier is required"),
+        ({"shares": '{"teamA": 0}'}, "shares.teamA: got weight 0.0, allowed range: 0.0001 to 999.9999"),
+        ({"shares": '{"teamA": 1000}'}, "shares.teamA: got weight 1000.0, allowed range"),
+        ({"shares": '{"team-a": 1}', "pipeline_share": "team-a"}, "'team-a' is not a share identifier: 1-255 letters and digits"),
+        ({"shares": json.dumps({f"t{i}": 1 for i in range(501)}), "pipeline_share": "t1"}, "got 501 share identifiers, at most 500"),
+        ({"pipeline_share": "nobody"}, "pipeline_share: got 'nobody', allowed: 'training'"),
+        ({"node_count": "8", "max_nodes": "4"}, "max_nodes: got 4, must be at least node_count (8)"),
+        ({"node_count": "0"}, "node_count: got 0, allowed range: 1 to 256"),
+        ({"retry_attempts": "0"}, "retry_attempts: got 0, allowed range: 1 to 10"),
+        ({"retry_attempts": "11"}, "retry_attempts: got 11, allowed range: 1 to 10"),
+        ({"runnable_time_limit_seconds": "599"}, "runnable_time_limit_seconds: got 599, allowed range: 600 to 86400"),
+        ({"runnable_time_limit_seconds": "86401"}, "allowed range: 600 to 86400"),
+        ({"share_decay_seconds": "604801"}, "share_decay_seconds: got 604801, allowed range: 0 to 604800"),
+        ({"compute_reservation": "100"}, "compute_reservation: got 100, allowed range: 0 to 99"),
+        ({"preflight_exit_code": "0"}, "preflight_exit_code: got 0, allowed range: 1 to 255"),
+        ({"preflight_exit_code": "256"}, "preflight_exit_code: got 256"),
+        ({"job_timeout_seconds": "59"}, "job_timeout_seconds: got 59, allowed range: 60 to inf"),
+        ({"instance_type": "trn2.48xlarge"}, "instance_type: got 'trn2.48xlarge', allowed: 'trn1.32xlarge', 'trn1n.32xlarge'"),
+        ({"egress": "internet"}, "egress: got 'internet', allowed: 'vpc_endpoints', 'nat_gateway'"),
+        ({"availability_zone": "us-west-2"}, "availability_zone: got 'us-west-2', which does not match"),
+        ({"capacity_reservation_id": "cr-1"}, "capacity_reservation_id: got 'cr-1', which does not match"),
+        ({"vpc_cidr": "10.0.0.0/8"}, "vpc_cidr: got '10.0.0.0/8', which does not match"),
+        ({"root_volume_gib": "29"}, "root_volume_gib: got 29, allowed range: 30 to 16384"),
+        ({"log_retention_days": "2"}, "log_retention_days: got 2, allowed: 1, 3, 5"),
+        ({"shared_memory_gib": "200", "container_memory_gib": "100"}, "shared_memory_gib: got 200, must be below container_memory_gib"),
+        ({"container_memory_gib": "512"}, "container_memory_gib: got 512, allowed range: 16 to 500"),
+        ({"checkpoint_every_steps": "0"}, "checkpoint_every_steps: got 0, allowed range: 1 to inf"),
+        ({"compile_steps": "0"}, "compile_steps: got 0, allowed range: 1 to 100"),
+        ({"image_uri": "trainium-training"}, "image_uri: got 'trainium-training', expected an image with a tag or digest"),
+        ({"existing_vpc": '{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0"]}'},
+         "availability_zone: required with existing_vpc"),
+        ({"existing_vpc": '{"vpc_id": "vpc-1", "subnet_ids": ["subnet-0123456789abcdef0"]}', "availability_zone": "us-west-2d"},
+         "existing_vpc.vpc_id: got 'vpc-1', which does not match"),
+        ({"existing_vpc": '{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": []}', "availability_zone": "us-west-2d"},
+         "existing_vpc.subnet_ids: at least one subnet id is required"),
+        ({"existing_vpc": '{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["sn-1"]}', "availability_zone": "us-west-2d"},
+         "existing_vpc.subnet_ids[0]: got 'sn-1', expected a subnet id"),
+        ({"existing_vpc": '{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef0"]}',
+          "availability_zone": "us-west-2d"}, "existing_vpc.subnet_ids: subnet ids must be unique"),
+    ],
+)
+def test_each_bad_training_value_is_named_with_what_is_allowed(overrides, expected):
+    with pytest.raises(ConfigError) as exc:
+        load_config("prod", overrides={f"training.{k}": v for k, v in overrides.items()})
+    assert expected in str(exc.value)
+    assert "training." in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        W4_NEURON_CC_FLAGS,
+        "--target=trn1n -O2 --model-type=generic",
+        "--target trn1 -O3 --cache_dir=/tmp/cache --enable-saturate-infinity",
+        "--target trn1 --distribution-strategy llm-training --auto-cast none",
+    ],
+)
+def test_valid_compiler_flag_spellings_are_accepted(flags):
+    assert load_config("prod", overrides={"training.neuron_cc_flags": flags}).training.neuron_cc_flags == flags
+
+
+def test_loading_configuration_does_not_start_cdk():
+    """Config validation reuses the construct library's limit checks without importing CDK (jsii)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    code = "import sys, config; config.load_config('prod'); print('aws_cdk' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -1,0 +1,340 @@
+"""The training stack as synthesized for an environment: every W4 requirement, nag-clean."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import policy_statements, resources_of_type
+
+
+@pytest.fixture(scope="module")
+def dev_template(platform_synth):
+    # dev has training off (trn1 is expensive): switch it on as a user would with -c set:.
+    _, assembly = platform_synth("dev", training__enabled="true")
+    return assembly.get_stack_by_name("MlAccel-dev-Training").template
+
+
+@pytest.fixture(scope="module")
+def prod_template(platform_synth):
+    _, assembly = platform_synth("prod")
+    return assembly.get_stack_by_name("MlAccel-prod-Training").template
+
+
+ECR_IMAGE = "123456789012.dkr.ecr.us-west-2.amazonaws.com/trainium-training:1"
+
+
+# Every non-default choice at once (one synth keeps the suite fast).
+CUSTOM = dict(
+    training__instance_type="trn1n.32xlarge",
+    training__capacity_reservation_id="cr-0123456789abcdef0",
+    training__max_nodes="16",
+    training__shares='{"teamA": 0.5, "teamB": 2}',
+    training__pipeline_share="teamA",
+    training__share_decay_seconds="7200",
+    training__compute_reservation="10",
+    training__image_uri=ECR_IMAGE,
+    training__egress="nat_gateway",
+    training__availability_zone="us-west-2d",
+)
+
+
+@pytest.fixture(scope="module")
+def custom_template(platform_synth):
+    _, assembly = platform_synth("prod", **CUSTOM)
+    return assembly.get_stack_by_name("MlAccel-prod-Training").template
+
+
+def one(template, resource_type):
+    found = list(resources_of_type(template, resource_type).values())
+    assert len(found) == 1, f"expected one {resource_type}, found {len(found)}"
+    return found[0]["Properties"]
+
+
+def job_definitions(template):
+    return [r["Properties"] for r in resources_of_type(template, "AWS::Batch::JobDefinition").values()]
+
+
+def training_container(template):
+    (multi,) = [d for d in job_definitions(template) if d["Type"] == "multinode"]
+    (node_range,) = multi["NodeProperties"]["NodeRangeProperties"]
+    return multi, node_range
+
+
+def env_of(container):
+    return {e["Name"]: e["Value"] for e in container["Environment"]}
+
+
+def test_dev_synthesizes_nag_clean_when_enabled_and_destroys_its_logs(dev_template, prod_template):
+    # platform_synth runs cdk-nag: reaching here means no unacknowledged finding.
+    dev_logs = resources_of_type(dev_template, "AWS::Logs::LogGroup").values()
+    prod_logs = resources_of_type(prod_template, "AWS::Logs::LogGroup").values()
+    assert {r["DeletionPolicy"] for r in dev_logs} == {"Delete"}
+    assert {r["DeletionPolicy"] for r in prod_logs} == {"Retain"}
+
+
+def test_dev_has_no_training_stack_unless_enabled(platform_synth):
+    _, assembly = platform_synth("dev")
+    assert "MlAccel-dev-Training" not in [s.stack_name for s in assembly.stacks]
+
+
+@pytest.mark.parametrize("fixture, count_key, expected", [("prod_template", "trn1.32xlarge", 8), ("custom_template", "trn1n.32xlarge", 16)])
+def test_one_efa_interface_per_network_card(request, fixture, count_key, expected):
+    template = request.getfixturevalue(fixture)
+    interfaces = one(template, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]["NetworkInterfaces"]
+    assert [i["NetworkCardIndex"] for i in interfaces] == list(range(expected))
+    assert [i["DeviceIndex"] for i in interfaces] == [0] + [1] * (expected - 1)
+    assert {i["InterfaceType"] for i in interfaces} == {"efa"}
+    (efa_group,) = resources_of_type(template, "AWS::EC2::SecurityGroup").keys() - _endpoint_groups(template)
+    assert all(i["Groups"] == [{"Fn::GetAtt": [efa_group, "GroupId"]}] for i in interfaces)
+    assert one(template, "AWS::Batch::ComputeEnvironment")["ComputeResources"]["InstanceTypes"] == [count_key]
+
+
+def _endpoint_groups(template):
+    return {k for k in resources_of_type(template, "AWS::EC2::SecurityGroup") if "Endpoint" in k}
+
+
+def test_efa_security_group_allows_all_traffic_from_and_to_itself(prod_template):
+    (efa_group,) = resources_of_type(prod_template, "AWS::EC2::SecurityGroup").keys() - _endpoint_groups(prod_template)
+    ref = {"Fn::GetAtt": [efa_group, "GroupId"]}
+    ingress = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::SecurityGroupIngress").values()]
+    egress = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::SecurityGroupEgress").values()]
+    assert {"IpProtocol": "-1", "SourceSecurityGroupId": ref, "GroupId": ref, "Description": "EFA from cluster"} in ingress
+    assert any(e["IpProtocol"] == "-1" and e["DestinationSecurityGroupId"] == ref and e["GroupId"] == ref for e in egress)
+
+
+def test_launch_template_requires_imdsv2_and_encrypts_a_gp3_root_volume(prod_template):
+    data = one(prod_template, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    (root,) = data["BlockDeviceMappings"]
+    assert root["Ebs"] == {"DeleteOnTermination": True, "Encrypted": True, "VolumeSize": 200, "VolumeType": "gp3"}
+    assert "SecurityGroupIds" not in data and "CapacityReservationSpecification" not in data
+
+
+def test_capacity_reservation_is_targeted_when_configured(custom_template):
+    data = one(custom_template, "AWS::EC2::LaunchTemplate")
+    spec = data["LaunchTemplateData"]["CapacityReservationSpecification"]
+    assert spec == {"CapacityReservationTarget": {"CapacityReservationId": "cr-0123456789abcdef0"}}
+
+
+def test_compute_environment_escape_hatches(prod_template):
+    ce = one(prod_template, "AWS::Batch::ComputeEnvironment")
+    resources = ce["ComputeResources"]
+    assert "SecurityGroupIds" not in resources  # only on the launch template's interfaces
+    assert resources["InstanceTypes"] == ["trn1.32xlarge"]  # no "optimal"
+    (lt_id,) = resources_of_type(prod_template, "AWS::EC2::LaunchTemplate")
+    assert resources["LaunchTemplate"] == {
+        "LaunchTemplateId": {"Ref": lt_id},
+        "Version": {"Fn::GetAtt": [lt_id, "LatestVersionNumber"]},
+    }
+    assert "ServiceRole" not in ce  # the Batch service-linked role allows infrastructure updates
+
+
+def test_compute_environment_capacity_and_image(prod_template):
+    ce = one(prod_template, "AWS::Batch::ComputeEnvironment")
+    resources = ce["ComputeResources"]
+    assert resources["Type"] == "EC2" and resources["AllocationStrategy"] == "BEST_FIT_PROGRESSIVE"
+    assert resources["MinvCpus"] == 0 and resources["MaxvCpus"] == 4 * 128
+    (image,) = resources["Ec2Configuration"]
+    assert image["ImageType"] == "ECS_AL2023"
+    parameter = prod_template["Parameters"][image["ImageIdOverride"]["Ref"]]
+    assert parameter == {
+        "Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+        "Default": "/aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id",
+    }
+    (pg_id,) = resources_of_type(prod_template, "AWS::EC2::PlacementGroup")
+    assert resources["PlacementGroup"] == {"Fn::GetAtt": [pg_id, "GroupName"]}
+    assert one(prod_template, "AWS::EC2::PlacementGroup")["Strategy"] == "cluster"
+
+
+def test_max_vcpus_follow_max_nodes(custom_template):
+    ce = one(custom_template, "AWS::Batch::ComputeEnvironment")
+    assert ce["ComputeResources"]["MaxvCpus"] == 16 * 128
+
+
+def test_queue_is_created_with_the_fair_share_policy_and_runnable_limits(custom_template):
+    template = custom_template
+    (policy_id,) = resources_of_type(template, "AWS::Batch::SchedulingPolicy")
+    policy = one(template, "AWS::Batch::SchedulingPolicy")["FairsharePolicy"]
+    assert policy == {
+        "ComputeReservation": 10,
+        "ShareDecaySeconds": 7200,
+        "ShareDistribution": [{"ShareIdentifier": "teamA", "WeightFactor": 0.5}, {"ShareIdentifier": "teamB", "WeightFactor": 2}],
+    }
+    queue = one(template, "AWS::Batch::JobQueue")
+    assert queue["SchedulingPolicyArn"] == {"Fn::GetAtt": [policy_id, "Arn"]}
+    actions = queue["JobStateTimeLimitActions"]
+    assert len(actions) == 3
+    assert {a["Reason"] for a in actions} == {
+        "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+        "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+        "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+    }
+    assert all(a["Action"] == "CANCEL" and a["State"] == "RUNNABLE" and a["MaxTimeSeconds"] == 3600 for a in actions)
+
+
+def test_training_job_devices_limits_and_environment(prod_template):
+    multi, node_range = training_container(prod_template)
+    container = node_range["Container"]
+    devices = container["LinuxParameters"]["Devices"]
+    expected = [f"/dev/neuron{i}" for i in range(16)] + [f"/dev/infiniband/uverbs{i}" for i in range(8)]
+    assert [d["HostPath"] for d in devices] == expected
+    assert all(d["ContainerPath"] == d["HostPath"] and d["Permissions"] == ["read", "write", "mknod"] for d in devices)
+    ulimits = {u["Name"]: (u["SoftLimit"], u["HardLimit"]) for u in container["Ulimits"]}
+    assert ulimits["memlock"] == (-1, -1) and min(ulimits["nofile"]) >= 65535
+    assert container["LinuxParameters"]["SharedMemorySize"] == 64 * 1024
+    env = env_of(container)
+    assert {k: env[k] for k in ("FI_PROVIDER", "FI_EFA_USE_DEVICE_RDMA", "FI_EFA_FORK_SAFE")} == {
+        "FI_PROVIDER": "efa", "FI_EFA_USE_DEVICE_RDMA": "1", "FI_EFA_FORK_SAFE": "1"
+    }
+    assert env["NEURON_CC_FLAGS"] == "--target trn1 --auto-cast all --auto-cast-type bf16 --model-type transformer --optlevel 1"
+    assert env["NEURON_COMPILE_CACHE_URL"] == {
+        "Fn::Join": ["", ["s3://", {"Fn::ImportValue": "MlAccel-prod-Storage-CompileCacheBucketName"}, "/neuron-cache/"]]
+    }
+    assert container["Command"][:4] == ["python3", "-m", "trainium_runtime.entrypoint", "train"]
+    assert node_range["TargetNodes"] == "0:"  # a submission may raise the node count
+    assert multi["NodeProperties"]["NumNodes"] == 4 and multi["NodeProperties"]["MainNode"] == 0
+    assert multi["Timeout"] == {"AttemptDurationSeconds": 172800}
+
+
+def test_retry_strategy_retries_host_pull_and_preflight_failures_then_exits(prod_template):
+    for definition in job_definitions(prod_template):
+        strategy = definition["RetryStrategy"]
+        assert strategy["Attempts"] == 3
+        assert strategy["EvaluateOnExit"] == [
+            {"Action": "RETRY", "OnStatusReason": "Host EC2*"},
+            {"Action": "RETRY", "OnReason": "CannotPullContainerError*"},
+            {"Action": "RETRY", "OnExitCode": "75"},
+            {"Action": "EXIT", "OnReason": "*"},
+        ]
+
+
+def test_single_node_jobs_compile_evaluate_and_infer_with_neuron_devices_only(prod_template):
+    singles = [d for d in job_definitions(prod_template) if d["Type"] == "container"]
+    commands = sorted(d["ContainerProperties"]["Command"][3:] for d in singles)
+    program = ["-m", "trainium_runtime.train_reference"]
+    assert commands == sorted(
+        [
+            ["compile", "--steps", "5", "--", *program, "train"],
+            ["run", "--", *program, "evaluate"],
+            ["run", "--", *program, "embed"],
+        ]
+    )
+    for definition in singles:
+        devices = [d["HostPath"] for d in definition["ContainerProperties"]["LinuxParameters"]["Devices"]]
+        assert devices == [f"/dev/neuron{i}" for i in range(16)]
+        assert definition["Timeout"] == {"AttemptDurationSeconds": 21600}
+
+
+def test_job_role_reads_data_and_writes_checkpoints_cache_and_outputs_only(prod_template):
+    (role_id,) = [k for k in resources_of_type(prod_template, "AWS::IAM::Role") if k.startswith("JobsJobRole")]
+    policies = [p for p in resources_of_type(prod_template, "AWS::IAM::Policy").values() if p["Properties"]["Roles"] == [{"Ref": role_id}]]
+    statements = [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    granted = {}
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for resource in resources:
+            granted.setdefault(json.dumps(resource, sort_keys=True), set()).update(actions)
+    by_prefix = {k.split('"/')[-1].split('"')[0]: v for k, v in granted.items() if '"/' in k}
+    assert by_prefix["datasets/*"] == {"s3:GetObject"}
+    assert by_prefix["checkpoints/*"] == {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
+    assert by_prefix["neuron-cache/*"] == {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
+    assert by_prefix["outputs/*"] == {"s3:PutObject", "s3:AbortMultipartUpload"}
+    all_actions = set().union(*granted.values())
+    assert not any(a.endswith("*") for a in all_actions) and "s3:DeleteObject" not in all_actions
+
+
+def test_pipeline_runs_four_batch_sync_jobs_under_the_share_and_fails_with_the_reason(prod_template):
+    machine = one(prod_template, "AWS::StepFunctions::StateMachine")
+    parts = machine["DefinitionString"]["Fn::Join"][1]
+    text = "".join(p if isinstance(p, str) else json.dumps(p) for p in parts)
+    assert text.count(":states:::batch:submitJob.sync") == 4
+    assert text.count('"ShareIdentifier":"training"') == 4
+    order = [text.index(f'"{name}":{{') for name in ("Compile", "Train", "Evaluate", "BatchInference")]
+    assert order == sorted(order)
+    # A failed job ends the execution with the job's own status reason as the cause.
+    assert '"job.$":"States.StringToJson($.failure.Cause)"' in text
+    assert '"Type":"Fail","Error":"BatchJobFailed","CausePath":"$.job.StatusReason"' in text
+    assert machine["TracingConfiguration"] == {"Enabled": True}
+    assert machine["LoggingConfiguration"]["Level"] == "ALL"
+
+
+def test_pipeline_may_submit_only_under_its_share_to_this_queue(prod_template):
+    submits = [s for s in policy_statements(prod_template) if s["Action"] == "batch:SubmitJob"]
+    (statement,) = submits
+    assert statement["Condition"] == {"StringEquals": {"batch:ShareIdentifier": "training"}}
+    assert len(statement["Resource"]) == 5  # the queue and the four job definitions
+
+
+def test_new_vpc_is_private_in_one_az_with_endpoints_and_flow_logs(prod_template):
+    subnets = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::Subnet").values()]
+    assert len(subnets) == 1 and subnets[0]["MapPublicIpOnLaunch"] is False
+    assert not resources_of_type(prod_template, "AWS::EC2::NatGateway")
+    assert not resources_of_type(prod_template, "AWS::EC2::InternetGateway")
+    endpoints = [r["Properties"]["ServiceName"] for r in resources_of_type(prod_template, "AWS::EC2::VPCEndpoint").values()]
+    names = json.dumps(endpoints)
+    for service in ("ecr.api", "ecr.dkr", ".logs", ".ecs\"", "ecs-agent", "ecs-telemetry", ".sts", ".s3"):
+        assert service in names, service
+    assert one(prod_template, "AWS::EC2::FlowLog")["TrafficType"] == "ALL"
+
+
+def test_nat_gateway_egress_and_a_fixed_az(custom_template):
+    template = custom_template
+    assert len(resources_of_type(template, "AWS::EC2::NatGateway")) == 1
+    assert not resources_of_type(template, "AWS::EC2::VPCEndpoint")
+    azs = {r["Properties"]["AvailabilityZone"] for r in resources_of_type(template, "AWS::EC2::Subnet").values()}
+    assert azs == {"us-west-2d"}
+
+
+def test_existing_vpc_is_imported_without_lookups(existing_vpc_assembly):
+    template = existing_vpc_assembly.get_stack_by_name("MlAccel-prod-Training").template
+    assert not resources_of_type(template, "AWS::EC2::VPC")
+    assert one(template, "AWS::Batch::ComputeEnvironment")["ComputeResources"]["Subnets"] == ["subnet-0123456789abcdef0"]
+    assert one(template, "AWS::EC2::SecurityGroup")["VpcId"] == "vpc-0123456789abcdef0"
+
+
+def test_an_ecr_image_uri_grants_pull_on_that_repository_only(custom_template):
+    template = custom_template
+    _, node_range = training_container(template)
+    assert "trainium-training:1" in json.dumps(node_range["Container"]["Image"])
+    pulls = [s for s in policy_statements(template) if "ecr:BatchGetImage" in s["Action"]]
+    assert [s["Resource"] for s in pulls] == ["arn:aws:ecr:us-west-2:123456789012:repository/trainium-training"]
+
+
+def test_default_image_is_built_from_the_runtime_folder(platform_synth, prod_template):
+    _, node_range = training_container(prod_template)
+    assert "container-assets" in json.dumps(node_range["Container"]["Image"])
+
+
+@pytest.fixture(scope="module")
+def existing_vpc_assembly(platform_synth):
+    _, assembly = platform_synth(
+        "prod",
+        training__existing_vpc='{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0"]}',
+        training__availability_zone="us-west-2d",
+    )
+    return assembly
+
+
+@pytest.mark.parametrize("variant", ["dev", "custom", "existing_vpc"])
+def test_cfn_lint_finds_nothing_in_the_variants_the_cli_test_does_not_synthesize(request, platform_synth, variant):
+    from cfnlint.api import ManualArgs, lint_file
+
+    from tests.cfn_lint_policy import IGNORED_RULES, LINT_REGIONS
+
+    if variant == "dev":
+        _, assembly = platform_synth("dev", training__enabled="true")
+    elif variant == "custom":
+        _, assembly = platform_synth("prod", **CUSTOM)
+    else:
+        assembly = request.getfixturevalue("existing_vpc_assembly")
+    stack = next(s for s in assembly.stacks if s.stack_name.endswith("-Training"))
+    ignored = set(IGNORED_RULES)
+    if variant != "dev":
+        # W3010 (hard-coded AZ) is the point of training.availability_zone: trn1 capacity exists in
+        # some AZs only, and a cluster placement group with EFA needs exactly one. Not ignored elsewhere.
+        ignored.add("W3010")
+    config = ManualArgs(regions=LINT_REGIONS, ignore_checks=sorted(ignored))
+    assert [str(m) for m in lint_file(Path(assembly.directory) / stack.template_file, config=config)] == []

@@ -1,0 +1,122 @@
+"""`python -m ml_tools.submit_training_job` against moto's Batch."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from ml_tools import submit_training_job
+from tests.helpers import ROOT
+
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def batch():
+    with mock_aws(config={"batch": {"use_docker": False}}):
+        iam = boto3.client("iam", region_name=REGION)
+        client = boto3.client("batch", region_name=REGION)
+        role = iam.create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        ce = client.create_compute_environment(
+            computeEnvironmentName="trn1",
+            type="UNMANAGED",
+            state="ENABLED",
+            serviceRole=role,
+        )["computeEnvironmentArn"]
+        policy = client.create_scheduling_policy(
+            name="shares", fairsharePolicy={"shareDistribution": [{"shareIdentifier": "teamA", "weightFactor": 1.0}]}
+        )["arn"]
+        client.create_job_queue(
+            jobQueueName="training",
+            state="ENABLED",
+            priority=1,
+            schedulingPolicyArn=policy,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+        )
+        client.register_job_definition(
+            jobDefinitionName="train",
+            type="container",
+            containerProperties={"image": "busybox", "command": ["true"], "resourceRequirements": [
+                {"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "128"}]},
+        )
+        sent = []  # the SubmitJob requests as boto3 sends them
+        client.meta.events.register("provide-client-params.batch.SubmitJob", lambda params, **_: sent.append(params))
+        client.sent = sent
+        yield client
+
+
+def test_submits_under_the_share_with_the_node_count(batch, capsys):
+    code = submit_training_job.main(
+        ["--queue", "training", "--job-definition", "train", "--share", "teamA", "--nodes", "4",
+         "--job-name", "exp-1", "--env", "LR=0.001"],
+        client=batch,
+    )
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    (request,) = batch.sent
+    assert request["shareIdentifier"] == "teamA"
+    assert request["nodeOverrides"] == {
+        "numNodes": 4,
+        "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": {"environment": [{"name": "LR", "value": "0.001"}]}}],
+    }
+    (job,) = batch.describe_jobs(jobs=[printed["jobId"]])["jobs"]
+    assert job["jobName"] == "exp-1"  # moto keeps the job but does not echo shareIdentifier back
+    assert job["jobQueue"].endswith(":job-queue/training")
+
+
+def test_multi_node_compile_on_the_training_topology(batch):
+    command = "python3 -m trainium_runtime.entrypoint compile --steps 5"
+    submit_training_job.main(
+        ["--queue", "training", "--job-definition", "train", "--share", "teamA", "--nodes", "8", "--command", command],
+        client=batch,
+    )
+    (request,) = batch.sent
+    assert request["nodeOverrides"] == {
+        "numNodes": 8,
+        "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": {"command": command.split()}}],
+    }
+
+
+def test_without_nodes_environment_goes_to_the_container(batch, capsys):
+    submit_training_job.main(
+        ["--queue", "training", "--job-definition", "train", "--share", "teamA", "--env", "A=1", "--scheduling-priority", "5"],
+        client=batch,
+    )
+    (request,) = batch.sent
+    assert "nodeOverrides" not in request
+    assert request["containerOverrides"] == {"environment": [{"name": "A", "value": "1"}]}
+    assert request["schedulingPriorityOverride"] == 5
+    assert request["jobName"].startswith("teamA-")
+    assert json.loads(capsys.readouterr().out)["jobName"] == request["jobName"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--share", "team-a"], "--share: got 'team-a', expected 1-255 letters and digits"),
+        (["--share", "teamA", "--nodes", "0"], "--nodes: got 0, allowed range: 1 to 256"),
+        (["--share", "teamA", "--env", "AWS_BATCH_X=1"], "--env: got 'AWS_BATCH_X=1'"),
+        (["--share", "teamA", "--env", "NOVALUE"], "--env: got 'NOVALUE'"),
+        (["--share", "teamA", "--job-name", "bad.name"], "--job-name: got 'bad.name'"),
+        (["--share", "teamA", "--scheduling-priority", "10000"], "--scheduling-priority: got 10000"),
+        (["--share", "teamA", "--command", "echo 'open"], "--command: cannot split"),
+        (["--share", "teamA", "--command", " "], "--command: got an empty command"),
+        ([], "the following arguments are required: --share"),
+    ],
+)
+def test_bad_arguments_are_refused_before_calling_aws(extra, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        submit_training_job.main(["--queue", "q", "--job-definition", "d", *extra], client=object())
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_runs_as_a_module_from_the_repository_root():
+    result = subprocess.run(
+        [sys.executable, "-m", "ml_tools.submit_training_job", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "--share" in result.stdout and "--nodes" in result.stdout

@@ -1,0 +1,175 @@
+"""The trainium_batch constructs on their own: reuse, grants, and every validation rule."""
+from __future__ import annotations
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk.assertions import Template
+
+from ml_constructs.storage import ArtifactStorage
+from ml_constructs.trainium_batch import (
+    ClusterNetwork,
+    EfaLaunchTemplate,
+    FairShareJobQueue,
+    RetryRule,
+    TrainingJobSettings,
+    TrainingLocations,
+    TrainiumComputeEnvironment,
+    TrainiumJobDefinitions,
+    default_retry_rules,
+    trainium_instance,
+)
+from ml_constructs.trainium_batch.image import training_image
+from ml_constructs.trainium_batch.neuron_flags import validate_neuron_cc_flags
+from ml_constructs.trainium_batch.retry import retry_problems
+from tests.helpers import new_app, new_checked_app, policy_statements
+
+TRN1 = trainium_instance("trn1.32xlarge")
+FLAGS = "--target trn1 --auto-cast all --auto-cast-type bf16 --model-type transformer --optlevel 1"
+
+
+def stack(checked: bool = False) -> cdk.Stack:
+    return cdk.Stack(new_checked_app() if checked else new_app(), "Test")
+
+
+def network(scope: cdk.Stack) -> ClusterNetwork:
+    return ClusterNetwork(scope, "Net", availability_zone="us-west-2a")
+
+
+def test_cluster_network_is_reusable_on_its_own_and_nag_clean():
+    scope = stack(checked=True)
+    net = network(scope)
+    template = Template.from_stack(scope)  # raises on an unacknowledged cdk-nag finding
+    template.resource_count_is("AWS::EC2::Subnet", 1)
+    assert len(net.subnets) == 1 and net.endpoint_security_group is not None
+
+
+def test_fair_share_grant_restricts_a_team_to_its_share():
+    scope = stack()
+    net = network(scope)
+    compute = TrainiumComputeEnvironment(scope, "Compute", network=net, instance=TRN1, max_nodes=2)
+    queue = FairShareJobQueue(scope, "Queue", compute_environment=compute.compute_environment, shares={"teamA": 1, "teamB": 1})
+    team_role = iam.Role(scope, "TeamA", assumed_by=iam.AccountRootPrincipal())
+    queue.grant_submit_job(team_role, "teamA", [])
+    (statement,) = [s for s in policy_statements(Template.from_stack(scope).to_json()) if s["Action"] == "batch:SubmitJob"]
+    assert statement["Condition"] == {"StringEquals": {"batch:ShareIdentifier": "teamA"}}
+    with pytest.raises(ValueError, match="share_identifier: got 'teamC', allowed: teamA, teamB"):
+        queue.grant_submit_job(team_role, "teamC", [])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"shares": {}}, "shares: at least one share identifier is required"),
+        ({"shares": {"a": 0.00001}}, "shares.a: got weight 1e-05"),
+        ({"shares": {"a": 1}, "runnable_time_limit": cdk.Duration.seconds(300)}, "runnable_time_limit: got 300 s, allowed range: 600 to 86400"),
+        ({"shares": {"a": 1}, "share_decay": cdk.Duration.days(8)}, "share_decay_seconds: got 691200"),
+        ({"shares": {"a": 1}, "compute_reservation": 100}, "compute_reservation: got 100"),
+    ],
+)
+def test_fair_share_queue_validation(kwargs, message):
+    scope = stack()
+    compute = TrainiumComputeEnvironment(scope, "Compute", network=network(scope), instance=TRN1, max_nodes=1)
+    with pytest.raises(ValueError, match=message):
+        FairShareJobQueue(scope, "Queue", compute_environment=compute.compute_environment, **kwargs)
+
+
+def test_launch_template_root_volume_range():
+    scope = stack()
+    with pytest.raises(ValueError, match="root_volume_gib: got 20, allowed range: 30 to 16384"):
+        EfaLaunchTemplate(scope, "Lt", instance=TRN1, security_group=network(scope).efa_security_group, root_volume_gib=20)
+
+
+def test_compute_environment_max_nodes_range():
+    scope = stack()
+    with pytest.raises(ValueError, match="max_nodes: got 0, allowed range: 1 to 256"):
+        TrainiumComputeEnvironment(scope, "Compute", network=network(scope), instance=TRN1, max_nodes=0)
+
+
+def test_network_egress_choices():
+    with pytest.raises(ValueError, match="egress: got 'internet', allowed: 'vpc_endpoints', 'nat_gateway'"):
+        ClusterNetwork(stack(), "Net", egress="internet")
+
+
+def test_unknown_instance_type():
+    with pytest.raises(ValueError, match="instance type 'trn2.48xlarge' is not supported; allowed: trn1.32xlarge, trn1n.32xlarge"):
+        trainium_instance("trn2.48xlarge")
+
+
+@pytest.mark.parametrize("uri", ["image", "repo/name", "123456789012.dkr.ecr.us-west-2.amazonaws.com/x"])
+def test_image_uri_needs_a_tag_or_digest(uri):
+    with pytest.raises(ValueError, match="image_uri: got"):
+        training_image(stack(), uri)
+
+
+def test_neuron_flags_validation_names_the_setting():
+    assert validate_neuron_cc_flags(FLAGS) == FLAGS
+    with pytest.raises(ValueError, match=r"neuron_cc_flags: '--optlevel O1' is invalid: --optlevel 'O1' is not valid"):
+        validate_neuron_cc_flags("--optlevel O1")
+
+
+@pytest.mark.parametrize(
+    "attempts, rules, message",
+    [
+        (0, default_retry_rules(75), "retry attempts: got 0, allowed range: 1 to 10"),
+        (11, default_retry_rules(75), "retry attempts: got 11"),
+        (3, [RetryRule("RETRY", on_reason="a")] * 5 + [RetryRule("EXIT", on_reason="*")], "got 6, at most 5"),
+        (3, [RetryRule("RETRY", on_status_reason="x" * 513), RetryRule("EXIT", on_reason="*")], "is 513 characters, at most 512"),
+        (3, [RetryRule("RETRY", on_exit_code="1x"), RetryRule("EXIT", on_reason="*")], "on_exit_code '1x' is not valid"),
+        (3, [RetryRule("RETRY", on_reason="bad|pipe"), RetryRule("EXIT", on_reason="*")], "on_reason 'bad|pipe' is not valid"),
+        (3, [RetryRule("RETRY"), RetryRule("EXIT", on_reason="*")], "needs on_status_reason, on_reason or on_exit_code"),
+        (3, [RetryRule("SKIP", on_reason="x"), RetryRule("EXIT", on_reason="*")], "action 'SKIP' is not RETRY or EXIT"),
+        (3, [RetryRule("RETRY", on_status_reason="Host EC2*")], "the last rule must be EXIT on '*'"),
+    ],
+)
+def test_retry_strategy_validation(attempts, rules, message):
+    assert any(message in p for p in retry_problems(attempts, rules)), retry_problems(attempts, rules)
+
+
+def test_default_retry_rules_are_valid():
+    assert retry_problems(3, default_retry_rules(75)) == []
+
+
+def job_definitions(scope: cdk.Stack, **settings) -> TrainiumJobDefinitions:
+    locations = ArtifactStorage(scope, "Storage").locations
+    return TrainiumJobDefinitions(
+        scope,
+        "Jobs",
+        image=ecs.ContainerImage.from_registry("public.ecr.aws/example/train:1"),
+        instance=TRN1,
+        locations=TrainingLocations(
+            locations.training_data, locations.checkpoints, locations.compile_cache, locations.training_outputs
+        ),
+        settings=TrainingJobSettings(**{"neuron_cc_flags": FLAGS, **settings}),
+    )
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"neuron_cc_flags": "--target trn1 --optlevel O1"}, "--optlevel 'O1' is not valid"),
+        ({"retry_attempts": 12}, "retry attempts: got 12"),
+        ({"retry_rules": [RetryRule("RETRY", on_reason="*")]}, "the last rule must be EXIT"),
+        ({"node_count": 0}, "node_count: got 0, allowed range: 1 to 256"),
+        ({"shared_memory_gib": 100, "container_memory_gib": 64}, "need shared_memory_gib (100) < container_memory_gib (64)"),
+        ({"container_memory_gib": 600}, "< the instance's 512 GiB"),
+    ],
+)
+def test_job_definition_validation(settings, message):
+    with pytest.raises(ValueError) as exc:
+        job_definitions(stack(), **settings)
+    assert message in str(exc.value)
+
+
+def test_custom_retry_rules_reach_every_job_definition():
+    scope = stack()
+    rules = [RetryRule("RETRY", on_exit_code="137"), RetryRule("EXIT", on_exit_code="*")]
+    job_definitions(scope, retry_rules=rules, retry_attempts=5)
+    definitions = Template.from_stack(scope).find_resources("AWS::Batch::JobDefinition")
+    assert len(definitions) == 4
+    for definition in definitions.values():
+        assert definition["Properties"]["RetryStrategy"] == {
+            "Attempts": 5,
+            "EvaluateOnExit": [{"Action": "RETRY", "OnExitCode": "137"}, {"Action": "EXIT", "OnExitCode": "*"}],
+        }
