@@ -204,13 +204,16 @@ def parse_request(body: bytes) -> tuple[list[str], dict[str, Any]]:
         if name not in PARAMETERS:
             raise BadRequest(f"unknown parameter {name!r}, allowed: {', '.join(sorted(PARAMETERS))}")
         kind, check, allowed = PARAMETERS[name]
-        ok_type = isinstance(value, bool) if kind is bool else (
-            isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
-        )
-        if not ok_type or not check(value):
+        if not _has_type(value, kind) or not check(value):
             raise BadRequest(f"parameter {name!r}: got {json.dumps(value)}, allowed: {allowed}")
         params[name] = value
     return prompts, params
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    if kind is bool or isinstance(value, bool):  # JSON true is no number, 1 is no boolean
+        return kind is bool and isinstance(value, bool)
+    return isinstance(value, (int, float) if kind is float else kind)
 
 
 def generate(model: Any, tokenizer: Any, prompts: list[str], params: dict[str, Any]) -> list[str]:
