@@ -1,0 +1,56 @@
+"""``python -m ml_tools <subcommand> ...``: one entry point for the user tools.
+
+Each subcommand lives in its own module exposing ``configure(parser)`` (adds its
+arguments) and ``run(args) -> int`` (the exit status). Modules are imported only
+when their subcommand runs, so a tool's heavy imports never slow the others.
+To add one, add a line to ``SUBCOMMANDS``. Standalone tools with their own
+``main(argv) -> int`` (``python -m ml_tools.<module>``) are listed in
+``STANDALONE`` and get the rest of the command line as it is.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "publish-models": ("ml_tools.publish_models", "build and upload the multi-model endpoint's packages"),
+    "invoke-sd": ("ml_tools.invoke_sd", "generate an image with the Stable Diffusion endpoint"),
+    "invoke-llm": ("ml_tools.invoke_llm", "generate text with an LLM endpoint"),
+    "invoke-mme": ("ml_tools.invoke_mme", "call one model of the multi-model endpoint"),
+}
+
+# name -> (module with main(argv), one-line help)
+STANDALONE: dict[str, tuple[str, str]] = {
+    "submit-training-job": ("ml_tools.submit_training_job", "submit a training job to the Trainium Batch queue"),
+}
+
+
+def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
+    parser = argparse.ArgumentParser(prog="python -m ml_tools", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="subcommand")
+    chosen = next((a for a in argv if a in SUBCOMMANDS), None)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        child = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:  # only the chosen tool's module is imported
+            importlib.import_module(module).configure(child)
+    for name, (_module, help_text) in STANDALONE.items():
+        sub.add_parser(name, help=help_text + " (its own options: <subcommand> --help)")
+    return parser, chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in STANDALONE:
+        return int(importlib.import_module(STANDALONE[argv[0]][0]).main(argv[1:]))
+    parser, chosen = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    return int(importlib.import_module(SUBCOMMANDS[chosen][0]).run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""Publish the multi-model endpoint's packages: ``sklearn-0.tar.gz`` .. ``sklearn-N-1.tar.gz``.
+
+Each package is ``model_packages/sklearn_mme/`` (``model.py``, ``serving.properties``)
+plus ``model.joblib``, packed reproducibly. By default all packages are copies of one
+model, as the workload did; ``--distinct-models`` trains one model per package (seed =
+the package number). The model is trained here (``--model-file`` takes an existing one):
+do it in an environment whose numpy and scikit-learn match the serving image's.
+
+Uploads go under the endpoint's S3 prefix (its ``ModelDataUrl``) concurrently.
+Idempotent: every object carries its tarball's sha256 in the object metadata
+``x-amz-meta-sha256``; an object whose stored hash equals the new package's is
+skipped. (The ETag is not used: under SSE-KMS, which the project's buckets use in
+production, an ETag is not the content's MD5.)
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import importlib.util
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ml_tools.s3_url import parse_s3_prefix
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = REPO / "model_packages" / "sklearn_mme"
+TRAIN_SCRIPT = REPO / "model_packages" / "sklearn_mme_training" / "train.py"
+HASH_KEY = "sha256"
+
+
+@dataclass(frozen=True)
+class Package:
+    key: str  # object key relative to the prefix: what invoke_endpoint's TargetModel names
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class PublishResult:
+    uploaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _module_from(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _packaging() -> tuple[Any, Any]:
+    """The foundation's tarball and properties modules (stdlib only), loaded by path:
+    importing the ``ml_constructs.packaging`` package would start aws-cdk-lib's jsii
+    runtime (Node.js) just to write tarballs."""
+    root = REPO / "ml_constructs" / "packaging"
+    return _module_from(root / "tarball.py", "_ml_tarball"), _module_from(root / "properties.py", "_ml_properties")
+
+
+def build_packages(
+    count: int, *, distinct: bool = False, model_file: Path | None = None,
+    min_workers: int | None = None, max_workers: int | None = None,
+) -> list[Package]:
+    tarball, props = _packaging()
+    properties = props.render_properties(PACKAGE_DIR / "serving.properties",
+                                   {"minWorkers": min_workers, "maxWorkers": max_workers})
+    train = None if model_file else _module_from(TRAIN_SCRIPT, "_sklearn_mme_train")
+    shared_model = model_file.read_bytes() if model_file else (None if distinct else train.model_bytes(0))
+    packages, cache = [], {}
+    with tempfile.TemporaryDirectory() as work:
+        for index in range(count):
+            model = shared_model if shared_model is not None else train.model_bytes(index)
+            if model not in cache:
+                out = Path(work) / f"{index}.tar.gz"
+                extra = {"model.joblib": model, "serving.properties": properties}
+                tarball.build_model_tarball(PACKAGE_DIR, out, extra_files=extra)
+                cache[model] = out.read_bytes()
+            packages.append(Package(f"sklearn-{index}.tar.gz", cache[model]))
+    return packages
+
+
+def stored_hash(client: Any, bucket: str, key: str) -> str | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return client.head_object(Bucket=bucket, Key=key)["Metadata"].get(HASH_KEY)
+    except ClientError as err:
+        if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def publish(
+    client: Any, bucket: str, prefix: str, packages: list[Package], *,
+    concurrency: int = 16, dry_run: bool = False, progress: Callable[[int], None] = lambda n: None,
+) -> PublishResult:
+    result = PublishResult()
+
+    def one(package: Package) -> tuple[str, bool]:
+        key = prefix + package.key
+        if stored_hash(client, bucket, key) == package.sha256:
+            return package.key, False
+        if not dry_run:
+            client.put_object(Bucket=bucket, Key=key, Body=package.data, ContentType="application/gzip",
+                              Metadata={HASH_KEY: package.sha256})
+        return package.key, True
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for key, changed in pool.map(one, packages):
+            (result.uploaded if changed else result.skipped).append(key)
+            progress(1)
+    return result
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("s3_url", type=parse_s3_prefix, metavar="S3_PREFIX",
+                        help="the endpoint's model prefix (its ModelDataUrl), s3://bucket/prefix/")
+    parser.add_argument("--count", type=int, default=1000, help="number of packages (default 1000)")
+    parser.add_argument("--distinct-models", action="store_true", help="train one model per package")
+    parser.add_argument("--model-file", type=Path, help="use this model.joblib instead of training one")
+    parser.add_argument("--min-workers", type=int, help="serving.properties minWorkers of every package")
+    parser.add_argument("--max-workers", type=int, help="serving.properties maxWorkers of every package")
+    parser.add_argument("--concurrency", type=int, default=16, help="parallel uploads (default 16)")
+    parser.add_argument("--region", help="AWS region (default: the usual boto3 resolution)")
+    parser.add_argument("--dry-run", action="store_true", help="report what would be uploaded, upload nothing")
+
+
+def check(args: argparse.Namespace) -> list[str]:
+    problems = []
+    if not 1 <= args.count <= 100_000:
+        problems.append(f"--count: got {args.count}, allowed: 1 to 100000")
+    if not 1 <= args.concurrency <= 256:
+        problems.append(f"--concurrency: got {args.concurrency}, allowed: 1 to 256")
+    for name in ("min_workers", "max_workers"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            problems.append(f"--{name.replace('_', '-')}: got {value}, allowed: 1 or more")
+    if args.min_workers and args.max_workers and args.min_workers > args.max_workers:
+        problems.append(f"--min-workers ({args.min_workers}) must not exceed --max-workers ({args.max_workers})")
+    if args.model_file and args.distinct_models:
+        problems.append("--model-file and --distinct-models exclude each other")
+    if args.model_file and not args.model_file.is_file():
+        problems.append(f"--model-file: {args.model_file} does not exist")
+    return problems
+
+
+def run(args: argparse.Namespace, *, client: Any = None) -> int:
+    problems = check(args)
+    if problems:
+        print("publish-models: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    import boto3
+    from botocore.config import Config
+    from tqdm import tqdm
+
+    bucket, prefix = args.s3_url
+    packages = build_packages(args.count, distinct=args.distinct_models, model_file=args.model_file,
+                              min_workers=args.min_workers, max_workers=args.max_workers)
+    client = client or boto3.client("s3", region_name=args.region,
+                                    config=Config(max_pool_connections=args.concurrency))
+    with tqdm(total=len(packages), unit="pkg", desc="dry run" if args.dry_run else "publishing",
+              disable=not sys.stderr.isatty()) as bar:
+        result = publish(client, bucket, prefix, packages, concurrency=args.concurrency,
+                         dry_run=args.dry_run, progress=bar.update)
+    verb = "would upload" if args.dry_run else "uploaded"
+    print(f"{verb} {len(result.uploaded)}, unchanged {len(result.skipped)}, under s3://{bucket}/{prefix}")
+    return 0

@@ -1,0 +1,98 @@
+"""DJL Serving handler for one scikit-learn model of the multi-model endpoint.
+
+Request (``application/json``): ``{"inputs": [[x1, ...], ...]}``: a list of rows,
+each a list of numbers with as many features as the model was trained on
+(a single row ``[x1, ...]`` and a bare list of rows are accepted too).
+
+Response (``application/json``): ``{"predictions": [y, ...]}``, one per row.
+
+A body that is not valid JSON, or rows of the wrong shape or type, get HTTP 400
+with ``{"error": "..."}`` saying what was wrong; the model is never called.
+The model (``model.joblib`` next to this file) is loaded once, on the first
+request, and kept for the life of the worker.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from typing import Any
+
+from djl_python import Input, Output
+
+MODEL_FILE = "model.joblib"
+MAX_ROWS = 10_000
+
+_model = None
+
+
+class BadRequest(ValueError):
+    """The request itself is wrong: answered with HTTP 400."""
+
+
+def load_model(model_dir: str) -> Any:
+    import joblib  # imported late: the ping on an empty body must not pay for it
+
+    path = os.path.join(model_dir, MODEL_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{MODEL_FILE} not found in the model directory {model_dir!r}")
+    return joblib.load(path)
+
+
+def parse_rows(body: bytes, n_features: int) -> list[list[float]]:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadRequest(f"request body is not valid JSON: {err}") from None
+    rows = payload.get("inputs") if isinstance(payload, dict) else payload
+    if rows is None:
+        raise BadRequest('expected {"inputs": [[number, ...], ...]}, got an object without "inputs"')
+    if isinstance(rows, list) and rows and all(_is_number(v) for v in rows):
+        rows = [rows]  # one row given flat
+    if not isinstance(rows, list) or not rows:
+        raise BadRequest('"inputs" must be a non-empty list of rows')
+    if len(rows) > MAX_ROWS:
+        raise BadRequest(f'"inputs" has {len(rows)} rows, at most {MAX_ROWS} are allowed')
+    for index, row in enumerate(rows):
+        if not isinstance(row, list) or not all(_is_number(v) for v in row):
+            raise BadRequest(f"row {index} must be a list of finite numbers, got {json.dumps(row)[:80]}")
+        if len(row) != n_features:
+            raise BadRequest(f"row {index} has {len(row)} values, the model expects {n_features}")
+    return rows
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _error(code: int, message: str) -> Output:
+    return (
+        Output()
+        .set_code(code)
+        .set_message("Bad Request" if code == 400 else "Internal Server Error")
+        .add_property("content-type", "application/json")
+        .add_as_json({"error": message})
+    )
+
+
+def handle(inputs: Input) -> Output | None:
+    global _model
+    if _model is None:
+        _model = load_model(inputs.get_properties().get("model_dir", os.path.dirname(__file__)))
+    if inputs.is_empty():
+        return None  # DJL's warm-up call: the model is loaded, nothing to answer
+    try:
+        rows = parse_rows(inputs.get_as_bytes(), int(_model.n_features_in_))
+    except BadRequest as err:
+        return _error(400, str(err))
+    try:
+        predictions = _model.predict(rows)
+    except Exception:  # noqa: BLE001 - the client gets a message, the log keeps the trace
+        logging.exception("prediction failed")
+        return _error(500, "prediction failed, see the endpoint's logs")
+    return (
+        Output()
+        .add_property("content-type", "application/json")
+        .add_as_json({"predictions": [float(p) for p in predictions]})
+    )

@@ -1,0 +1,223 @@
+"""The DeepSpeed LLM package: weight download against moto's S3, the rank barrier,
+and request/response handling with a tiny real causal LM (DeepSpeed itself needs GPUs)."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from djl_python import Input
+from moto import mock_aws
+
+from tests.model_packages.conftest import PACKAGES, load_module
+from tests.model_packages.tiny_models import save_tiny_causal_lm
+
+llm = load_module(PACKAGES / "llm_deepspeed" / "model.py")
+BUCKET = "weights-bucket"
+FILES = {"config.json": b"{}", "shards/part-0.bin": b"\x00" * 2048, "shards/part-1.bin": b"\x01" * 1024}
+
+
+@pytest.fixture
+def s3():
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        for name, data in FILES.items():
+            client.put_object(Bucket=BUCKET, Key=f"bloom/{name}", Body=data)
+        client.put_object(Bucket=BUCKET, Key="bloom-int8/other.bin", Body=b"not ours")  # shares the prefix text
+        client.put_object(Bucket=BUCKET, Key="bloom/", Body=b"")  # console "folder" placeholder
+        yield client
+
+
+def settings(tmp_path: Path, rank: int = 0, bucket: str = BUCKET, prefix: str = "bloom") -> object:
+    env = {"MODEL_S3_BUCKET": bucket, "MODEL_S3_PREFIX": prefix, "LOCAL_RANK": str(rank),
+           "TENSOR_PARALLEL_DEGREE": "2", "MODEL_DOWNLOAD_DIR": str(tmp_path / "model")}
+    return llm.Settings.from_env(env, {"dtype": "fp16"})
+
+
+def local_files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_complete_download_then_marker(s3, tmp_path: Path):
+    dest = llm.download_model(BUCKET, "bloom/", tmp_path / "model", s3)
+    files = local_files(dest)
+    marker = json.loads(files.pop(llm.MARKER))
+    assert files == FILES
+    assert marker == {"source": "s3://weights-bucket/bloom/", "objects": 3, "bytes": 2048 + 1024 + 2}
+
+
+def test_marker_is_reused_without_touching_s3(s3, tmp_path: Path):
+    llm.download_model(BUCKET, "bloom/", tmp_path / "model", s3)
+    calls = []
+    s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    llm.download_model(BUCKET, "bloom/", tmp_path / "model", s3)
+    assert calls == []
+
+
+def test_marker_of_another_source_triggers_a_new_download(s3, tmp_path: Path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / llm.MARKER).write_text(json.dumps({"source": "s3://weights-bucket/opt30b/"}))
+    dest = llm.download_model(BUCKET, "bloom/", tmp_path / "model", s3)
+    assert (dest / "shards" / "part-1.bin").read_bytes() == FILES["shards/part-1.bin"]
+    assert json.loads((dest / llm.MARKER).read_text())["source"] == "s3://weights-bucket/bloom/"
+
+
+def test_partial_failure_leaves_no_marker_and_names_the_cause(s3, tmp_path: Path):
+    # The second object disappears between listing and download (deleted meanwhile).
+    def deny_second_shard(params, **_):
+        if params["Key"].endswith("part-1.bin"):
+            s3.delete_object(Bucket=BUCKET, Key=params["Key"])
+
+    s3.meta.events.register("before-parameter-build.s3.HeadObject", deny_second_shard)
+    with pytest.raises(llm.DownloadError, match=r"downloading s3://weights-bucket/bloom/ failed: .*(404|Not Found)"):
+        llm.download_model(BUCKET, "bloom/", tmp_path / "model", s3)
+    assert not (tmp_path / "model" / llm.MARKER).exists()
+    assert (tmp_path / "model" / "config.json").exists()  # what arrived stays; the marker decides
+
+
+def test_missing_bucket_fails_fast_with_the_cause(tmp_path: Path):
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        start = time.monotonic()
+        with pytest.raises(llm.DownloadError, match=r"s3://no-such-bucket/bloom/ failed: NoSuchBucket"):
+            llm.download_model("no-such-bucket", "bloom/", tmp_path / "model", client)
+        assert time.monotonic() - start < 5
+    assert not (tmp_path / "model" / llm.MARKER).exists()
+
+
+def test_empty_prefix_is_an_error_naming_the_settings(s3, tmp_path: Path):
+    with pytest.raises(llm.DownloadError, match=r"no objects under s3://weights-bucket/nothing-here/: check MODEL_S3_BUCKET"):
+        llm.download_model(BUCKET, "nothing-here/", tmp_path / "model", s3)
+
+
+def test_ranks_meet_at_the_barrier_and_only_rank_0_downloads(s3, tmp_path: Path):
+    barrier = threading.Barrier(2, timeout=10)
+    downloads, results = [], {}
+
+    def client_factory():
+        downloads.append(threading.current_thread().name)
+        return s3
+
+    def run(rank: int):
+        results[rank] = llm.prepare_weights(settings(tmp_path, rank), barrier=barrier.wait, client_factory=client_factory)
+
+    threads = [threading.Thread(target=run, args=(r,), name=f"rank{r}") for r in (1, 0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert downloads == ["rank0"]
+    assert results == {0: tmp_path / "model", 1: tmp_path / "model"}
+
+
+def test_every_rank_fails_when_rank_0_download_fails(tmp_path: Path):
+    barrier = threading.Barrier(2, timeout=10)
+    errors = {}
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+
+        def run(rank: int):
+            try:
+                llm.prepare_weights(settings(tmp_path, rank, bucket="missing"), barrier=barrier.wait,
+                                    client_factory=lambda: client)
+            except llm.DownloadError as err:
+                errors[rank] = str(err)
+
+        threads = [threading.Thread(target=run, args=(r,)) for r in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(15)
+    assert "NoSuchBucket" in errors[0]
+    assert errors[1] == "rank 1: rank 0 did not complete s3://missing/bloom/; see rank 0's log"
+
+
+@pytest.mark.parametrize(
+    ("env", "properties", "message"),
+    [
+        ({}, {}, "MODEL_S3_BUCKET is not set"),
+        ({"MODEL_S3_BUCKET": "b"}, {}, "MODEL_S3_PREFIX is not set"),
+        ({"MODEL_S3_BUCKET": "b", "MODEL_S3_PREFIX": "p", "TENSOR_PARALLEL_DEGREE": "eight"}, {},
+         "TENSOR_PARALLEL_DEGREE: got 'eight', expected an integer >= 1"),
+        ({"MODEL_S3_BUCKET": "b", "MODEL_S3_PREFIX": "p", "TENSOR_PARALLEL_DEGREE": "0"}, {},
+         "TENSOR_PARALLEL_DEGREE: got '0', expected an integer >= 1"),
+        ({"MODEL_S3_BUCKET": "b", "MODEL_S3_PREFIX": "p", "LOCAL_RANK": "-1"}, {}, "LOCAL_RANK: got '-1'"),
+        ({"MODEL_S3_BUCKET": "b", "MODEL_S3_PREFIX": "p"}, {"dtype": "fp8"}, "option.dtype: got 'fp8', allowed: int8, fp16, bf16"),
+    ],
+)
+def test_settings_errors_name_the_variable(env, properties, message):
+    with pytest.raises(ValueError, match=message):
+        llm.Settings.from_env(env, properties)
+
+
+def test_settings_defaults():
+    s = llm.Settings.from_env({"MODEL_S3_BUCKET": "b", "MODEL_S3_PREFIX": "/models/opt-30b/"}, {})
+    assert (s.source, s.tensor_parallel_degree, s.local_rank, str(s.download_dir), s.dtype) == (
+        "s3://b/models/opt-30b/", 1, 0, "/tmp/model", "fp16")
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture
+def service(tiny_model_dir: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    def loader(_properties):  # what load_model returns once DeepSpeed has sharded the model
+        return AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
+
+    return llm.Service(loader)
+
+
+def ask(service, payload) -> object:
+    return service.handle(Input(json.dumps(payload) if not isinstance(payload, bytes) else payload))
+
+
+def test_batched_generation_matches_one_prompt_at_a_time(service):
+    prompts = ["hello world the cat", "dog", "a mat far"]
+    params = {"max_new_tokens": 4}
+    batched = ask(service, {"inputs": prompts, "parameters": params})
+    assert batched.code == 200 and batched.properties["content-type"] == "application/json"
+    singles = [ask(service, {"inputs": p, "parameters": params}).json_body()[0] for p in prompts]
+    assert batched.json_body() == singles
+    assert len({s["generated_text"] for s in singles}) == 3  # the tiny model tells the prompts apart
+    assert all(len(s["generated_text"].split()) == 4 for s in singles)
+
+
+def test_max_new_tokens_bounds_the_output(service):
+    out = ask(service, {"inputs": "hello", "parameters": {"max_new_tokens": 2}}).json_body()
+    assert len(out) == 1 and len(out[0]["generated_text"].split()) == 2
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "not valid JSON"),
+        ({"prompt": "hi"}, 'expected {"inputs"'),
+        ({"inputs": []}, "non-empty string or a non-empty list"),
+        ({"inputs": ["ok", 3]}, "non-empty string or a non-empty list"),
+        ({"inputs": ["x"] * 33}, "33 prompts, at most 32"),
+        ({"inputs": "hi", "parameters": []}, '"parameters" must be an object'),
+        ({"inputs": "hi", "parameters": {"max_tokens": 5}}, "unknown parameter 'max_tokens', allowed: do_sample"),
+        ({"inputs": "hi", "parameters": {"max_new_tokens": 0}}, "'max_new_tokens': got 0, allowed: an integer from 1 to 2048"),
+        ({"inputs": "hi", "parameters": {"max_new_tokens": 5.5}}, "'max_new_tokens': got 5.5"),
+        ({"inputs": "hi", "parameters": {"top_p": 1.5}}, "'top_p': got 1.5, allowed: a number above 0, at most 1"),
+        ({"inputs": "hi", "parameters": {"do_sample": "yes"}}, "'do_sample': got \"yes\", allowed: true or false"),
+        ({"inputs": "hi", "parameters": {"temperature": True}}, "'temperature': got true"),
+    ],
+)
+def test_bad_requests_get_400_with_the_reason(service, payload, reason: str):
+    out = ask(service, payload)
+    assert out.code == 400 and reason in out.json_body()["error"]
+
+
+def test_requirements_are_pinned():
+    pins = [line for line in (PACKAGES / "llm_deepspeed" / "requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    assert [p.split("==")[0] for p in pins] == ["awscli", "boto3"] and all("==" in p for p in pins)

@@ -1,0 +1,139 @@
+"""Invocation clients and load-test traffic: request shapes against moto's
+sagemaker-runtime (the SD client uses botocore's Stubber: moto only returns text
+bodies, and the endpoint answers PNG bytes), and the traffic split of the patterns."""
+from __future__ import annotations
+
+import io
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from ml_tools.__main__ import main as cli_main
+from ml_tools.invoke_mme import predict
+from ml_tools.loadtest.patterns import choose_model
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+
+
+@pytest.fixture
+def runtime():
+    """moto's sagemaker-runtime; ``sent`` collects the parameters of every invoke_endpoint."""
+    with mock_aws():
+        client = boto3.client("sagemaker-runtime", region_name="us-east-1")
+        sent: list[dict] = []
+        client.meta.events.register("before-parameter-build.sagemaker-runtime.InvokeEndpoint",
+                                    lambda params, **_: sent.append(dict(params)))
+        yield client, sent
+
+
+def queue_results(*bodies: str) -> None:
+    results = [{"Body": b, "ContentType": "application/json", "InvokedProductionVariant": "AllTraffic",
+                "CustomAttributes": ""} for b in bodies]
+    requests.post("http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
+                  json={"account_id": "123456789012", "region": "us-east-1", "results": results}, timeout=5)
+
+
+def test_mme_request_names_the_target_model(runtime):
+    client, sent = runtime
+    queue_results(json.dumps({"predictions": [7.0]}))
+    assert predict(client, "mme", 42, [[3.0]]) == [7.0]
+    assert sent == [{"EndpointName": "mme", "ContentType": "application/json", "Accept": "application/json",
+                     "Body": '{"inputs": [[3.0]]}', "TargetModel": "sklearn-42.tar.gz"}]
+
+
+def test_llm_client_sends_prompts_and_parameters(runtime, capsys):
+    client, sent = runtime
+    queue_results(json.dumps([{"generated_text": " sat on the mat"}, {"generated_text": " ran far"}]))
+    from ml_tools import invoke_llm
+
+    parser = __import__("argparse").ArgumentParser()
+    invoke_llm.configure(parser)
+    args = parser.parse_args(["--endpoint-name", "bloom", "the cat", "a dog", "--max-new-tokens", "64", "--top-p", "0.9"])
+    assert invoke_llm.run(args, client=client) == 0
+    assert json.loads(sent[0]["Body"]) == {"inputs": ["the cat", "a dog"],
+                                           "parameters": {"max_new_tokens": 64, "do_sample": False, "top_p": 0.9}}
+    assert "TargetModel" not in sent[0]
+    assert "--- a dog\n ran far" in capsys.readouterr().out
+
+
+def test_sd_client_saves_the_png(tmp_path: Path):
+    client = boto3.client("sagemaker-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stub:
+        stub.add_response(
+            "invoke_endpoint",
+            {"Body": StreamingBody(io.BytesIO(PNG), len(PNG)), "ContentType": "image/png"},
+            {"EndpointName": "sd21", "ContentType": "application/json", "Accept": "image/png, application/json",
+             "Body": json.dumps({"prompt": "a cat", "parameters": {"num_inference_steps": 20, "guidance_scale": 7.5,
+                                                                   "seed": 3}})},
+        )
+        from ml_tools import invoke_sd
+
+        parser = __import__("argparse").ArgumentParser()
+        invoke_sd.configure(parser)
+        out = tmp_path / "img" / "cat.png"
+        args = parser.parse_args(["--endpoint-name", "sd21", "a cat", "--steps", "20", "--seed", "3", "--output", str(out)])
+        assert invoke_sd.run(args, client=client) == 0
+        stub.assert_no_pending_responses()
+    assert out.read_bytes() == PNG
+
+
+def test_sd_client_reports_an_answer_without_image():
+    from ml_tools.invoke_sd import image_bytes
+
+    assert image_bytes("application/json", json.dumps({"images": ["aGk="]}).encode()) == b"hi"
+    with pytest.raises(ValueError, match="answered application/json without an image"):
+        image_bytes("application/json", b'{"error": "bad"}')
+
+
+def shares(pattern: str, draws: int = 20_000, models: int = 1000) -> tuple[Counter, Counter]:
+    rng = random.Random(1234)
+    picks = [choose_model(pattern, rng, models) for _ in range(draws)]
+    return Counter(i for i, _ in picks), Counter(g for _, g in picks)
+
+
+def test_hot_pattern_sends_90_percent_to_model_0():
+    by_model, by_group = shares("hot")
+    assert by_model[0] / 20_000 == pytest.approx(0.9, abs=0.01)
+    assert by_group == {"hot": by_model[0], "cold": 20_000 - by_model[0]}
+    assert len(by_model) > 800  # the other 10% still spread over the rest
+
+
+def test_few_hot_pattern_shares_90_percent_among_five():
+    by_model, _ = shares("few-hot")
+    hot = [by_model[i] / 20_000 for i in range(5)]
+    assert sum(hot) == pytest.approx(0.9, abs=0.01)
+    assert all(share == pytest.approx(0.18, abs=0.015) for share in hot)
+
+
+def test_uniform_pattern_is_flat():
+    by_model, by_group = shares("uniform", draws=50_000, models=10)
+    assert set(by_group) == {"uniform"}
+    assert all(count / 50_000 == pytest.approx(0.1, abs=0.01) for count in by_model.values())
+
+
+def test_patterns_are_repeatable_per_seed_and_validated():
+    assert shares("few-hot", 500) == shares("few-hot", 500)
+    with pytest.raises(ValueError, match="pattern: got 'bursty'"):
+        choose_model("bursty", random.Random(0), 10)
+    with pytest.raises(ValueError, match="few-hot: 5 hot model"):
+        choose_model("few-hot", random.Random(0), 5)
+
+
+def test_cli_dispatches_to_the_chosen_tool(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["invoke-mme", "--help"])
+    assert "--endpoint-name" in capsys.readouterr().out
+
+
+def test_cli_hands_standalone_tools_their_own_arguments(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["submit-training-job", "--help"])
+    assert exit_info.value.code == 0 and "--share" in capsys.readouterr().out
