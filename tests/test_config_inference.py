@@ -111,11 +111,11 @@ def test_each_bad_inference_value_names_key_value_and_allowed(overrides, expecte
 
 def test_compile_output_and_a_configured_url_cannot_both_feed_the_endpoint():
     with pytest.raises(ConfigError) as exc:
-        load_config("prod", overrides={"stable_diffusion.compiled_artifacts_url": "s3://b/sd/"})
-    assert "stable_diffusion.compiled_artifacts_url: got 's3://b/sd/' while compile.enabled is true" in str(exc.value)
-    cfg = load_config("prod", overrides={"stable_diffusion.compiled_artifacts_url": "s3://b/sd/",
+        load_config("prod", overrides={"stable_diffusion.compiled_artifacts_url": "s3://my-bucket/sd/"})
+    assert "stable_diffusion.compiled_artifacts_url: got 's3://my-bucket/sd/' while compile.enabled is true" in str(exc.value)
+    cfg = load_config("prod", overrides={"stable_diffusion.compiled_artifacts_url": "s3://my-bucket/sd/",
                                          "stable_diffusion.compile.enabled": "false"})
-    assert cfg.stable_diffusion.compiled_artifacts_url == "s3://b/sd/"
+    assert cfg.stable_diffusion.compiled_artifacts_url == "s3://my-bucket/sd/"
 
 
 def test_compile_dtype_must_match_the_serving_dtype():

@@ -50,7 +50,10 @@ def dev(platform_synth):
 
 
 def test_enabled_flags_decide_the_stacks(prod, dev, platform_synth):
-    assert sorted(prod[1]) == ["MlAccel-prod-Llm", "MlAccel-prod-MultiModel", "MlAccel-prod-StableDiffusion", "MlAccel-prod-Storage"]
+    assert sorted(prod[1]) == [
+        "MlAccel-prod-Llm", "MlAccel-prod-MultiModel", "MlAccel-prod-StableDiffusion", "MlAccel-prod-Storage",
+        "MlAccel-prod-Training",
+    ]
     assert sorted(dev[1]) == ["MlAccel-dev-MultiModel", "MlAccel-dev-StableDiffusion", "MlAccel-dev-Storage"]
     _, off = platform_synth("dev", stable_diffusion__enabled="false", multi_model__enabled="false")
     assert [s.stack_name for s in off.stacks] == ["MlAccel-dev-Storage"]
@@ -65,8 +68,8 @@ def test_prod_stable_diffusion_endpoint_is_the_documented_one(prod):
     }
     assert config["KmsKeyId"] == {"Fn::ImportValue": "MlAccel-prod-Storage-KeyArn"}
     container = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]
-    assert container["Environment"] == {"OPTION_MODEL_ID": {"Fn::Join": ["", [
-        "s3://", {"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketName"}, "/neuron-artifacts/stable-diffusion-2-1-base/"]]}}
+    (compile_id,) = [k for k, v in template["Resources"].items() if v["Type"] == "Custom::NeuronCompilation"]
+    assert container["Environment"] == {"OPTION_MODEL_ID": {"Fn::GetAtt": [compile_id, "ArtifactsUrl"]}}
     assert container["Image"]["Fn::Join"][1][-1] == "/djl-inference:0.24.0-neuronx-sdk2.14.1"
     props = package_properties(prod[0], only(template, "AWS::SageMaker::Model"))
     assert props == {"engine": "Python", "option.entryPoint": "djl_python.transformers_neuronx",
@@ -75,11 +78,19 @@ def test_prod_stable_diffusion_endpoint_is_the_documented_one(prod):
 
 
 def test_stable_diffusion_role_reads_the_compiled_artifacts_only(prod):
-    statements = policy_statements(prod[1]["MlAccel-prod-StableDiffusion"])
-    reads = [s for s in statements if s["Action"] == "s3:GetObject"]
-    resources = reads[0]["Resource"]
-    assert {"Fn::Join": ["", [{"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketArn"},
-                              "/neuron-artifacts/stable-diffusion-2-1-base/*"]]} in resources
+    template = prod[1]["MlAccel-prod-StableDiffusion"]
+    (compile_resource,) = [v for v in template["Resources"].values() if v["Type"] == "Custom::NeuronCompilation"]
+    content_hash = compile_resource["Properties"]["Hash"]
+    role_id = only(template, "AWS::SageMaker::Model")["ExecutionRoleArn"]["Fn::GetAtt"][0]
+    reads = [s for p in resources_of_type(template, "AWS::IAM::Policy").values()
+             if {"Ref": role_id} in p["Properties"]["Roles"]
+             for s in p["Properties"]["PolicyDocument"]["Statement"] if s["Action"] == "s3:GetObject"]
+    objects = [r for s in reads for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
+    compiled = {"Fn::Join": ["", [{"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketArn"},
+                                   f"/neuron-artifacts/{content_hash}/*"]]}
+    assert compiled in objects
+    # Nothing else under neuron-artifacts/: only this compile's output.
+    assert not [r for r in objects if "/neuron-artifacts/" in json.dumps(r) and r != compiled]
 
 
 def test_dev_stable_diffusion_without_platform_key_and_multi_model_small(dev):
@@ -242,10 +253,8 @@ def test_prod_compiles_at_deploy_and_serves_the_compile_output(platform_synth):
     ]
     env = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]
     assert env["OPTION_MODEL_ID"] == {"Fn::GetAtt": [compile_id, "ArtifactsUrl"]}
-    assert compile_resource["Properties"]["ModelId"] == cfg.stable_diffusion.compile.model_id
-    reads = [s for s in policy_statements(template) if s["Action"] == "s3:GetObject"]
-    content_hash = compile_resource["Properties"]["ContentHash"]
-    assert any(f"/neuron-artifacts/{content_hash}/*" in json.dumps(s["Resource"]) for s in reads)
+    assert compile_resource["Properties"]["Compile"]["ModelId"] == cfg.stable_diffusion.compile.model_id
+    assert compile_resource["Properties"]["Compile"]["Dtype"] == cfg.stable_diffusion.dtype
 
 
 def test_compile_disabled_serves_the_configured_key(platform_synth):

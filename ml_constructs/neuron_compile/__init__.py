@@ -1,11 +1,18 @@
-"""Neuron compilation as a CloudFormation custom resource (workload W1's compile step)."""
-from ml_constructs.neuron_compile.compilation import (
-    DEFAULT_COMPILER_ARGS,
-    CompileInputs,
-    NeuronCompilation,
-    compilation_props,
-)
-from ml_constructs.neuron_compile.compute import CompileQueue
-from ml_constructs.neuron_compile.provider import CompileProvider
+"""Neuron compilation as a CloudFormation custom resource (workload W1's compile step).
 
-__all__ = ["DEFAULT_COMPILER_ARGS", "CompileInputs", "CompileProvider", "CompileQueue", "NeuronCompilation", "compilation_props"]
+Names are imported on first use, so ``rules`` (which ``config`` uses) loads without CDK.
+"""
+from __future__ import annotations
+
+from ml_constructs._lazy import lazy_getattr
+
+_EXPORTS = {
+    "DEFAULT_COMPILER_ARGS": "compilation",
+    "CompileInputs": "compilation",
+    "NeuronCompilation": "compilation",
+    "compilation_props": "compilation",
+    "CompileQueue": "compute",
+    "CompileProvider": "provider",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -10,8 +10,7 @@ Names are imported on first use, so the pure modules (``limits``, ``neuron_flags
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ml_constructs._lazy import lazy_getattr
 
 _EXPORTS = {
     "NEURON_AMI_PARAMETER": "compute",
@@ -32,8 +31,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
