@@ -24,6 +24,7 @@ synth: $(STAMP)
 	npx cdk synth --quiet --no-notices -c env=$(ENV)
 
 test: $(STAMP)
+	python -m ruff check .
 	python -m pytest
 
 bench: $(STAMP)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from config.typed import setting
-from ml_constructs.trainium_batch.neuron_flags import neuron_cc_flag_problems
+from ml_constructs.neuron_flags import TRAINIUM_TARGETS, neuron_cc_flag_problems
 from ml_constructs.trainium_batch.limits import fair_share_problems, image_uri_problem
 
 AZ_PATTERN = r"[a-z]{2}(-gov)?-[a-z]+-\d[a-z]"
@@ -109,7 +109,7 @@ class TrainingConfig:
         found = []
         if self.image_uri is not None and image_uri_problem(self.image_uri):
             found.append(("image_uri", str(image_uri_problem(self.image_uri))))
-        for problem in neuron_cc_flag_problems(self.neuron_cc_flags):
+        for problem in neuron_cc_flag_problems(self.neuron_cc_flags, allowed_targets=TRAINIUM_TARGETS):
             found.append(("neuron_cc_flags", f"got {self.neuron_cc_flags!r}: {problem}"))
         # Ranges of share_decay_seconds and compute_reservation are checked by setting().
         found.extend(fair_share_problems(self.shares, 0, 0))

@@ -34,6 +34,9 @@ def run(args: argparse.Namespace, *, client: Any = None) -> int:
     except (ValueError, TypeError, KeyError):
         print(f"invoke-llm: unexpected answer: {body[:300]!r}", file=sys.stderr)
         return 1
-    for prompt, text in zip(args.prompts, texts):
+    if len(texts) != len(args.prompts):
+        print(f"invoke-llm: {len(args.prompts)} prompts sent, {len(texts)} answers received", file=sys.stderr)
+        return 1
+    for prompt, text in zip(args.prompts, texts, strict=True):
         print(f"--- {prompt}\n{text}")
     return 0

@@ -31,6 +31,9 @@ def run(args: argparse.Namespace, *, client: Any = None) -> int:
     except (ValueError, KeyError) as err:
         print(f"invoke-mme: unexpected answer: {err}", file=sys.stderr)
         return 1
-    for x, y in zip(args.values, predictions):
+    if len(predictions) != len(args.values):
+        print(f"invoke-mme: {len(args.values)} inputs sent, {len(predictions)} predictions received", file=sys.stderr)
+        return 1
+    for x, y in zip(args.values, predictions, strict=True):
         print(f"{x:g} -> {y:g}")
     return 0

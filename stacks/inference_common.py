@@ -1,10 +1,32 @@
 """Config sections -> endpoint construct settings, shared by the three inference stacks."""
 from __future__ import annotations
 
+from typing import Protocol
+
 from aws_cdk import aws_kms as kms
 
 from config.sagemaker_endpoint import AlarmsConfig, AutoscalingConfig
-from ml_constructs.sagemaker import EndpointAlarms, EndpointOptions, InvocationScaling, has_local_nvme
+from ml_constructs.sagemaker import EndpointAlarms, EndpointOptions, InvocationScaling, VariantSettings, has_local_nvme
+
+
+class VariantConfig(Protocol):
+    """The production-variant keys every inference config section shares."""
+
+    instance_type: str
+    instance_count: int
+    volume_size_gb: int | None
+    model_data_download_timeout_seconds: int | None
+    container_startup_health_check_timeout_seconds: int | None
+
+
+def variant_settings(config: VariantConfig) -> VariantSettings:
+    return VariantSettings(
+        instance_type=config.instance_type,
+        initial_instance_count=config.instance_count,
+        volume_size_gb=config.volume_size_gb,
+        model_data_download_timeout_seconds=config.model_data_download_timeout_seconds,
+        container_startup_health_check_timeout_seconds=config.container_startup_health_check_timeout_seconds,
+    )
 
 
 def endpoint_options(

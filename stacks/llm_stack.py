@@ -9,8 +9,8 @@ from constructs import Construct
 from config.llm import LlmConfig, LlmModel
 from config.sagemaker_endpoint import AlarmsConfig
 from ml_constructs.packaging import ModelPackageAsset, render_properties
-from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint, VariantSettings
-from stacks.inference_common import endpoint_options
+from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint
+from stacks.inference_common import endpoint_options, variant_settings
 from stacks.storage_stack import ArtifactStorageStack
 
 PACKAGE = Path(__file__).resolve().parent.parent / "model_packages" / "llm_deepspeed"
@@ -56,13 +56,7 @@ class LlmStack(cdk.Stack):
             "Endpoint",
             image=self._image,
             model_data=model_data,
-            variant=VariantSettings(
-                instance_type=model.instance_type,
-                initial_instance_count=model.instance_count,
-                volume_size_gb=model.volume_size_gb,
-                model_data_download_timeout_seconds=model.model_data_download_timeout_seconds,
-                container_startup_health_check_timeout_seconds=model.container_startup_health_check_timeout_seconds,
-            ),
+            variant=variant_settings(model),
             environment={
                 "MODEL_S3_BUCKET": weights.bucket.bucket_name,
                 "MODEL_S3_PREFIX": weights.prefix,

@@ -5,8 +5,8 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from config.multi_model import MultiModelConfig
-from ml_constructs.sagemaker import ContainerImage, ModelData, MultiModelEndpoint, VariantSettings
-from stacks.inference_common import endpoint_options
+from ml_constructs.sagemaker import ContainerImage, ModelData, MultiModelEndpoint
+from stacks.inference_common import endpoint_options, variant_settings
 from stacks.storage_stack import ArtifactStorageStack
 
 
@@ -29,13 +29,7 @@ class MultiModelStack(cdk.Stack):
             "Endpoint",
             image=ContainerImage.deep_learning_container(config.image_repository, config.image_tag),
             model_data=ModelData.multi_model_prefix(prefix),
-            variant=VariantSettings(
-                instance_type=config.instance_type,
-                initial_instance_count=config.instance_count,
-                volume_size_gb=config.volume_size_gb,
-                model_data_download_timeout_seconds=config.model_data_download_timeout_seconds,
-                container_startup_health_check_timeout_seconds=config.container_startup_health_check_timeout_seconds,
-            ),
+            variant=variant_settings(config),
             model_cache=config.model_cache == "Enabled",
             options=endpoint_options(
                 instance_type=config.instance_type, key=prefix.key, alarms=config.alarms, autoscaling=config.autoscaling

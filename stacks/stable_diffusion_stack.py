@@ -10,8 +10,8 @@ from constructs import Construct
 from config.stable_diffusion import StableDiffusionConfig
 from ml_constructs.neuron_compile import NeuronCompilation, compilation_props
 from ml_constructs.packaging import ModelPackageAsset, render_properties
-from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint, VariantSettings, grant_read_s3_url
-from stacks.inference_common import endpoint_options
+from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint, grant_read_s3_url
+from stacks.inference_common import endpoint_options, variant_settings
 from stacks.storage_stack import ArtifactStorageStack
 
 PACKAGES = Path(__file__).resolve().parent.parent / "model_packages"
@@ -84,13 +84,7 @@ class StableDiffusionStack(cdk.Stack):
             "Endpoint",
             image=ContainerImage.deep_learning_container(config.image_repository, config.image_tag),
             model_data=ModelData.from_asset(package),
-            variant=VariantSettings(
-                instance_type=config.instance_type,
-                initial_instance_count=config.instance_count,
-                volume_size_gb=config.volume_size_gb,
-                model_data_download_timeout_seconds=config.model_data_download_timeout_seconds,
-                container_startup_health_check_timeout_seconds=config.container_startup_health_check_timeout_seconds,
-            ),
+            variant=variant_settings(config),
             environment={"OPTION_MODEL_ID": model_id},
             tensor_parallel_degree=config.tensor_parallel_degree,
             options=endpoint_options(

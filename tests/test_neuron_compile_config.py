@@ -98,7 +98,7 @@ def test_compiler_args_reject_bad_values_and_missing_values():
 
 def test_compiler_args_reject_two_optimisation_levels():
     assert only_problem(compiler_args="-O1 --optlevel=2") == (
-        "stable_diffusion.compile.compiler_args: '--optlevel=2' repeats optimisation level (already given as '-O1')")
+        "stable_diffusion.compile.compiler_args: '--optlevel=2' repeats the optimisation level (already given as '-O1')")
 
 
 def test_compiler_args_reject_unbalanced_quotes():
@@ -125,3 +125,8 @@ def test_job_timeout_must_not_be_shorter_than_the_wait():
 
 def test_unknown_keys_are_rejected():
     assert only_problem(optlevel=1).startswith("stable_diffusion.compile.optlevel: unknown key 'optlevel'")
+
+
+def test_compiler_args_must_target_inferentia2_where_the_endpoint_serves():
+    assert only_problem(compiler_args="--target trn1 --model-type=unet-inference") == (
+        "stable_diffusion.compile.compiler_args: --target got 'trn1', allowed here: inf2 (where the graphs will run)")

@@ -6,7 +6,7 @@ import json
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_iam as iam
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Template
 
 from ml_constructs.nag import flatten_reference
 from ml_constructs.storage import ArtifactStorage, ArtifactStorageProps

@@ -41,12 +41,12 @@ def test_existing_vpc_is_read_with_its_az():
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        ({"neuron_cc_flags": "--target trn1 --optlevel O1"}, "--optlevel 'O1' is not valid; allowed: 1, 2, 3"),
-        ({"neuron_cc_flags": "--target trn1 --fast"}, "unknown option '--fast'"),
-        ({"neuron_cc_flags": "--target inf2"}, "--target 'inf2' does not run on Trainium"),
-        ({"neuron_cc_flags": "-O1 --optlevel 2"}, "--optlevel is given more than once"),
+        ({"neuron_cc_flags": "--target trn1 --optlevel O1"}, "--optlevel got 'O1', allowed: 1, 2, 3"),
+        ({"neuron_cc_flags": "--target trn1 --fast"}, "unknown neuronx-cc option '--fast'"),
+        ({"neuron_cc_flags": "--target inf2"}, "--target got 'inf2', allowed here: trn1, trn1n"),
+        ({"neuron_cc_flags": "-O1 --optlevel 2"}, "'--optlevel' repeats the optimisation level (already given as '-O1')"),
         ({"neuron_cc_flags": "--auto-cast-type"}, "--auto-cast-type needs a value"),
-        ({"neuron_cc_flags": "--target 'trn1"}, "cannot split into words"),
+        ({"neuron_cc_flags": "--target 'trn1"}, "into flags: No closing quotation"),
         ({"shares": "{}"}, "shares: at least one share identifier is required"),
         ({"shares": '{"teamA": 0}'}, "shares.teamA: got weight 0.0, allowed range: 0.0001 to 999.9999"),
         ({"shares": '{"teamA": 1000}'}, "shares.teamA: got weight 1000.0, allowed range"),

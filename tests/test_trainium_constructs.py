@@ -21,7 +21,7 @@ from ml_constructs.trainium_batch import (
     trainium_instance,
 )
 from ml_constructs.trainium_batch.image import training_image
-from ml_constructs.trainium_batch.neuron_flags import validate_neuron_cc_flags
+from ml_constructs.neuron_flags import validate_neuron_cc_flags
 from ml_constructs.trainium_batch.retry import retry_problems
 from tests.helpers import new_app, new_checked_app, policy_statements
 
@@ -105,7 +105,7 @@ def test_image_uri_needs_a_tag_or_digest(uri):
 
 def test_neuron_flags_validation_names_the_setting():
     assert validate_neuron_cc_flags(FLAGS) == FLAGS
-    with pytest.raises(ValueError, match=r"neuron_cc_flags: '--optlevel O1' is invalid: --optlevel 'O1' is not valid"):
+    with pytest.raises(ValueError, match=r"neuron_cc_flags: '--optlevel O1' is invalid: --optlevel got 'O1', allowed: 1, 2, 3"):
         validate_neuron_cc_flags("--optlevel O1")
 
 
@@ -148,7 +148,7 @@ def job_definitions(scope: cdk.Stack, **settings) -> TrainiumJobDefinitions:
 @pytest.mark.parametrize(
     "settings, message",
     [
-        ({"neuron_cc_flags": "--target trn1 --optlevel O1"}, "--optlevel 'O1' is not valid"),
+        ({"neuron_cc_flags": "--target trn1 --optlevel O1"}, "--optlevel got 'O1', allowed: 1, 2, 3"),
         ({"retry_attempts": 12}, "retry attempts: got 12"),
         ({"retry_rules": [RetryRule("RETRY", on_reason="*")]}, "the last rule must be EXIT"),
         ({"node_count": 0}, "node_count: got 0, allowed range: 1 to 256"),

@@ -7,29 +7,9 @@ it was given.
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 
-# neuronx-cc options that take a value, with the values the compiler accepts
-# (AWS_FACTS.md, "Neuron compiler"). `--optlevel O1` is a common mistake: the
-# valid spellings are `--optlevel 1` and `-O1`.
-VALUED_OPTIONS: dict[str, tuple[str, ...]] = {
-    "--target": ("inf2", "trn1", "trn1n", "trn2"),
-    "--model-type": ("generic", "transformer", "unet-inference"),
-    "--auto-cast": ("none", "matmult", "all"),
-    "--auto-cast-type": ("bf16", "fp16", "tf32", "fp8_e4m3"),
-    "--optlevel": ("1", "2", "3"),
-}
-# Options without a value.
-SWITCHES: tuple[str, ...] = (
-    "-O1",
-    "-O2",
-    "-O3",
-    "--enable-fast-loading-neuron-binaries",
-    "--enable-saturate-infinity",
-    "--enable-mixed-precision-accumulation",
-)
-_OPTLEVEL_SPELLINGS = ("--optlevel", "-O1", "-O2", "-O3")
+from ml_constructs.neuron_flags import INFERENTIA2_TARGETS, neuron_cc_flag_problems
 
 # ---------------------------------------------------------------- model and shapes
 
@@ -57,42 +37,8 @@ def shape_problems(name: str, value: int) -> list[tuple[str, str]]:
 
 
 def compiler_args_problems(args: str) -> list[str]:
-    """Every problem in a ``neuronx-cc`` flag string; empty when it is valid."""
-    try:
-        tokens = shlex.split(args)
-    except ValueError as exc:
-        return [f"cannot split {args!r} into flags: {exc}"]
-    problems: list[str] = []
-    seen: dict[str, str] = {}
-    i = 0
-    while i < len(tokens):
-        token = tokens[i]
-        name, has_inline, inline = token.partition("=")
-        if name in VALUED_OPTIONS:
-            if has_inline:
-                value = inline
-            elif i + 1 < len(tokens) and not tokens[i + 1].startswith("-"):
-                i += 1
-                value = tokens[i]
-            else:
-                problems.append(f"{name} needs a value, one of: {', '.join(VALUED_OPTIONS[name])}")
-                i += 1
-                continue
-            if value not in VALUED_OPTIONS[name]:
-                problems.append(f"{name} got {value!r}, allowed: {', '.join(VALUED_OPTIONS[name])}")
-            key = "optimisation level" if name == "--optlevel" else name
-        elif token in SWITCHES:
-            key = "optimisation level" if token in _OPTLEVEL_SPELLINGS else token
-        else:
-            known = ", ".join(sorted(VALUED_OPTIONS) + list(SWITCHES))
-            problems.append(f"unknown neuronx-cc option {token!r}; known options: {known}")
-            i += 1
-            continue
-        if key in seen:
-            problems.append(f"{token!r} repeats {key} (already given as {seen[key]!r})")
-        seen[key] = token
-        i += 1
-    return problems
+    """Every problem in a ``neuronx-cc`` flag string; the graphs serve on Inferentia2."""
+    return neuron_cc_flag_problems(args, allowed_targets=INFERENTIA2_TARGETS)
 
 
 # ---------------------------------------------------------------- instance types

@@ -5,7 +5,7 @@ with an EFA security group), :class:`EfaLaunchTemplate`, :class:`TrainiumCompute
 :class:`FairShareJobQueue`, :class:`TrainiumJobDefinitions` and :class:`TrainingPipeline`.
 The container runtime shipped with them lives in ``runtime/``.
 
-Names are imported on first use, so the pure modules (``limits``, ``neuron_flags``,
+Names are imported on first use, so the pure modules (``limits``,
 ``retry``, ``instances``, ``runtime``) load without CDK (``config`` uses them).
 """
 from __future__ import annotations

@@ -14,7 +14,7 @@ from constructs import Construct
 
 from ml_constructs.storage import ArtifactLocation
 from ml_constructs.trainium_batch.instances import TrainiumInstance
-from ml_constructs.trainium_batch.neuron_flags import validate_neuron_cc_flags
+from ml_constructs.neuron_flags import TRAINIUM_TARGETS, validate_neuron_cc_flags
 from ml_constructs.trainium_batch.retry import RetryRule, default_retry_rules, validate_retry
 
 ENTRYPOINT = ("python3", "-m", "trainium_runtime.entrypoint")
@@ -90,7 +90,7 @@ class TrainiumJobDefinitions(Construct):
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
         super().__init__(scope, construct_id)
-        validate_neuron_cc_flags(settings.neuron_cc_flags)
+        validate_neuron_cc_flags(settings.neuron_cc_flags, allowed_targets=TRAINIUM_TARGETS)
         validate_retry(settings.retry_attempts, settings.rules)
         if not 1 <= settings.node_count <= 256:
             raise ValueError(f"node_count: got {settings.node_count}, allowed range: 1 to 256")

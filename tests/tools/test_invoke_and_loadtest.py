@@ -64,6 +64,26 @@ def test_llm_client_sends_prompts_and_parameters(runtime, capsys):
     assert "--- a dog\n ran far" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("tool", "argv", "answer", "message"), [
+    ("invoke_llm", ["--endpoint-name", "e", "one", "two"], [{"generated_text": "x"}],
+     "invoke-llm: 2 prompts sent, 1 answers received"),
+    ("invoke_mme", ["--endpoint-name", "e", "1", "2", "3"], {"predictions": [1.0]},
+     "invoke-mme: 3 inputs sent, 1 predictions received"),
+])
+def test_clients_reject_an_answer_of_the_wrong_length(runtime, capsys, tool, argv, answer, message):
+    """A short answer must not be zipped silently against the inputs."""
+    import argparse
+    import importlib
+
+    client, _ = runtime
+    queue_results(json.dumps(answer))
+    module = importlib.import_module(f"ml_tools.{tool}")
+    parser = argparse.ArgumentParser()
+    module.configure(parser)
+    assert module.run(parser.parse_args(argv), client=client) == 1
+    assert message in capsys.readouterr().err
+
+
 def test_sd_client_saves_the_png(tmp_path: Path):
     client = boto3.client("sagemaker-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     with Stubber(client) as stub:
