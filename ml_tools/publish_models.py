@@ -6,6 +6,11 @@ model, as the workload did; ``--distinct-models`` trains one model per package (
 the package number). The model is trained here (``--model-file`` takes an existing one):
 do it in an environment whose numpy and scikit-learn match the serving image's.
 
+Settings come from the environment's configuration with ``--env NAME``
+(``multi_model.model_count``, ``min_workers``, ``max_workers``,
+``max_idle_time_seconds``), and the S3 prefix from the deployed storage stack's
+``MultiModelPackagesUrl`` output; flags given explicitly win.
+
 Uploads go under the endpoint's S3 prefix (its ``ModelDataUrl``) concurrently.
 Idempotent: every object carries its tarball's sha256 in the object metadata
 ``x-amz-meta-sha256``; an object whose stored hash equals the new package's is
@@ -65,11 +70,13 @@ def _packaging() -> tuple[Any, Any]:
 
 def build_packages(
     count: int, *, distinct: bool = False, model_file: Path | None = None,
-    min_workers: int | None = None, max_workers: int | None = None,
+    min_workers: int | None = None, max_workers: int | None = None, max_idle_time: int | None = None,
 ) -> list[Package]:
     tarball, props = _packaging()
-    properties = props.render_properties(PACKAGE_DIR / "serving.properties",
-                                   {"minWorkers": min_workers, "maxWorkers": max_workers})
+    overrides = {"minWorkers": min_workers, "maxWorkers": max_workers}
+    if max_idle_time is not None:
+        overrides["max_idle_time"] = max_idle_time
+    properties = props.render_properties(PACKAGE_DIR / "serving.properties", overrides)
     train = None if model_file else _module_from(TRAIN_SCRIPT, "_sklearn_mme_train")
     shared_model = model_file.read_bytes() if model_file else (None if distinct else train.model_bytes(0))
     packages, cache = [], {}
@@ -119,16 +126,62 @@ def publish(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("s3_url", type=parse_s3_prefix, metavar="S3_PREFIX",
-                        help="the endpoint's model prefix (its ModelDataUrl), s3://bucket/prefix/")
-    parser.add_argument("--count", type=int, default=1000, help="number of packages (default 1000)")
+    parser.add_argument("s3_url", type=parse_s3_prefix, metavar="S3_PREFIX", nargs="?",
+                        help="the endpoint's model prefix (its ModelDataUrl), s3://bucket/prefix/; "
+                        "with --env, read from the deployed storage stack when left out")
+    parser.add_argument("--env", help="take defaults from this environment's multi_model configuration")
+    parser.add_argument("--count", type=int, help="number of packages (default: multi_model.model_count, 1000)")
     parser.add_argument("--distinct-models", action="store_true", help="train one model per package")
     parser.add_argument("--model-file", type=Path, help="use this model.joblib instead of training one")
     parser.add_argument("--min-workers", type=int, help="serving.properties minWorkers of every package")
     parser.add_argument("--max-workers", type=int, help="serving.properties maxWorkers of every package")
+    parser.add_argument("--max-idle-time", type=int, help="serving.properties max_idle_time in seconds (default 600)")
     parser.add_argument("--concurrency", type=int, default=16, help="parallel uploads (default 16)")
     parser.add_argument("--region", help="AWS region (default: the usual boto3 resolution)")
     parser.add_argument("--dry-run", action="store_true", help="report what would be uploaded, upload nothing")
+
+
+def apply_environment(args: argparse.Namespace, *, cloudformation: Any = None) -> list[str]:
+    """Fill unset options from ``--env``'s configuration and the deployed storage stack."""
+    if args.env is None:
+        if args.s3_url is None:
+            return ["S3_PREFIX: required unless --env names an environment whose storage stack is deployed"]
+        args.count = 1000 if args.count is None else args.count
+        return []
+    from config import ConfigError, load_config  # pure Python: no CDK runtime
+
+    try:
+        cfg = load_config(args.env)
+    except ConfigError as err:
+        return [str(err)]
+    mme = cfg.multi_model
+    args.count = mme.model_count if args.count is None else args.count
+    args.min_workers = mme.min_workers if args.min_workers is None else args.min_workers
+    args.max_workers = mme.max_workers if args.max_workers is None else args.max_workers
+    args.max_idle_time = mme.max_idle_time_seconds if args.max_idle_time is None else args.max_idle_time
+    if args.s3_url is None:
+        stack = f"{cfg.stack_prefix}-{cfg.environment}-Storage"
+        url, problem = storage_output(stack, "MultiModelPackagesUrl", args.region, cloudformation)
+        if problem:
+            return [problem]
+        args.s3_url = parse_s3_prefix(url)
+    return []
+
+
+def storage_output(stack: str, key: str, region: str | None, client: Any = None) -> tuple[str, str | None]:
+    """``(value, None)`` of a stack output, or ``("", problem)``."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    client = client or boto3.client("cloudformation", region_name=region)
+    try:
+        outputs = client.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
+    except ClientError as err:
+        return "", f"S3_PREFIX: cannot read stack {stack} ({err.response['Error']['Message']}); deploy it or pass S3_PREFIX"
+    for output in outputs:
+        if output["OutputKey"] == key:
+            return output["OutputValue"], None
+    return "", f"S3_PREFIX: stack {stack} has no output {key}; pass S3_PREFIX"
 
 
 def check(args: argparse.Namespace) -> list[str]:
@@ -141,6 +194,8 @@ def check(args: argparse.Namespace) -> list[str]:
         value = getattr(args, name)
         if value is not None and value < 1:
             problems.append(f"--{name.replace('_', '-')}: got {value}, allowed: 1 or more")
+    if args.max_idle_time is not None and args.max_idle_time < 1:
+        problems.append(f"--max-idle-time: got {args.max_idle_time}, allowed: 1 or more")
     if args.min_workers and args.max_workers and args.min_workers > args.max_workers:
         problems.append(f"--min-workers ({args.min_workers}) must not exceed --max-workers ({args.max_workers})")
     if args.model_file and args.distinct_models:
@@ -150,8 +205,9 @@ def check(args: argparse.Namespace) -> list[str]:
     return problems
 
 
-def run(args: argparse.Namespace, *, client: Any = None) -> int:
-    problems = check(args)
+def run(args: argparse.Namespace, *, client: Any = None, cloudformation: Any = None) -> int:
+    problems = apply_environment(args, cloudformation=cloudformation)
+    problems = problems or check(args)
     if problems:
         print("publish-models: " + "; ".join(problems), file=sys.stderr)
         return 2
@@ -161,7 +217,8 @@ def run(args: argparse.Namespace, *, client: Any = None) -> int:
 
     bucket, prefix = args.s3_url
     packages = build_packages(args.count, distinct=args.distinct_models, model_file=args.model_file,
-                              min_workers=args.min_workers, max_workers=args.max_workers)
+                              min_workers=args.min_workers, max_workers=args.max_workers,
+                              max_idle_time=args.max_idle_time)
     client = client or boto3.client("s3", region_name=args.region,
                                     config=Config(max_pool_connections=args.concurrency))
     with tqdm(total=len(packages), unit="pkg", desc="dry run" if args.dry_run else "publishing",

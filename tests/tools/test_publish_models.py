@@ -155,3 +155,57 @@ def test_cli_end_to_end(s3, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out == ["uploaded 3, unchanged 0, under s3://models/multi-model/cli/",
                    "uploaded 0, unchanged 3, under s3://models/multi-model/cli/"]
+
+
+def storage_stack(region: str = "us-east-1", url: str = f"s3://{BUCKET}/multi-model/") -> None:
+    """A deployed storage stack, as far as the publisher sees it: its MultiModelPackagesUrl output."""
+    import json
+
+    template = {"Resources": {"Logs": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "storage-logs"}}},
+                "Outputs": {"MultiModelPackagesUrl": {"Value": url}}}
+    boto3.client("cloudformation", region_name=region).create_stack(
+        StackName="MlAccel-dev-Storage", TemplateBody=json.dumps(template))
+
+
+def test_env_takes_count_workers_and_prefix_from_configuration(s3, capsys):
+    from config import load_config
+
+    mme = load_config("dev").multi_model
+    storage_stack()
+    assert cli_main(["publish-models", "--env", "dev", "--region", "us-east-1"]) == 0
+    published = keys(s3, "multi-model/")
+    assert published == sorted(f"multi-model/sklearn-{i}.tar.gz" for i in range(mme.model_count))
+    body = s3.get_object(Bucket=BUCKET, Key=published[0])["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        props = tar.extractfile("serving.properties").read().decode()
+    assert f"max_idle_time={mme.max_idle_time_seconds}\n" in props
+    assert f"uploaded {mme.model_count}, unchanged 0, under s3://{BUCKET}/multi-model/" in capsys.readouterr().out
+
+
+def test_explicit_flags_beat_the_environment(s3):
+    storage_stack()
+    parsed = args("--env", "dev", "--count", "2", "--max-workers", "3")
+    assert pm.apply_environment(parsed) == []
+    assert (parsed.count, parsed.max_workers, parsed.s3_url) == (2, 3, (BUCKET, "multi-model/ep/"))
+
+
+def test_env_without_a_deployed_storage_stack_says_what_to_do(s3, capsys):
+    parser = argparse.ArgumentParser()
+    pm.configure(parser)
+    assert pm.run(parser.parse_args(["--env", "dev", "--region", "us-east-1"]), client=s3) == 2
+    err = capsys.readouterr().err
+    assert "cannot read stack MlAccel-dev-Storage" in err and "deploy it or pass S3_PREFIX" in err
+
+
+def test_a_prefix_or_an_environment_is_required(capsys):
+    parser = argparse.ArgumentParser()
+    pm.configure(parser)
+    assert pm.run(parser.parse_args([]), client=object()) == 2
+    assert "S3_PREFIX: required unless --env names an environment" in capsys.readouterr().err
+
+
+def test_unknown_environment_is_reported(capsys):
+    parser = argparse.ArgumentParser()
+    pm.configure(parser)
+    assert pm.run(parser.parse_args(["--env", "qa"]), client=object()) == 2
+    assert "unknown environment 'qa'; known environments: dev, prod" in capsys.readouterr().err
