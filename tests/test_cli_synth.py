@@ -88,6 +88,27 @@ def test_the_app_registers_cdk_nag_so_an_unacknowledged_finding_fails_synth(tmp_
     assert "AwsSolutions-S1" in str(exc.value) or "AwsSolutions-S10" in str(exc.value)
 
 
+def test_python_app_py_alone_synthesizes_what_the_cli_does(cli_assemblies, tmp_path: Path):
+    """Feature flags come from cdk.json either way, so templates are identical."""
+    env = {**os.environ, "CDK_OUTDIR": str(tmp_path), "CDK_CONTEXT_JSON": json.dumps({"env": "prod"})}
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    for template in sorted(cli_assemblies["prod"].glob("*.template.json")):
+        alone = json.loads((tmp_path / template.name).read_text())
+        assert _without_cli_annotations(alone) == _without_cli_annotations(json.loads(template.read_text()))
+
+
+def _without_cli_annotations(template: dict) -> dict:
+    """The CLI adds construct-path metadata and the CDKMetadata resource (with its region condition)."""
+    resources = {
+        k: {key: v for key, v in r.items() if key != "Metadata"}
+        for k, r in template["Resources"].items()
+        if r["Type"] != "AWS::CDK::Metadata"
+    }
+    conditions = {k: v for k, v in template.get("Conditions", {}).items() if k != "CDKMetadataAvailable"}
+    return {**template, "Resources": resources, "Conditions": conditions}
+
+
 def test_unknown_environment_fails_synth_naming_the_known_ones(tmp_path: Path):
     result = run_cdk("-c", "env=staging", outdir=tmp_path)
     assert result.returncode != 0
