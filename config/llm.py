@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from config.sagemaker_endpoint import IMAGE_TAG_PATTERN, INSTANCE_TYPE_PATTERN
+from config.sagemaker_endpoint import IMAGE_REPOSITORY_PATTERN, IMAGE_TAG_PATTERN, INSTANCE_TYPE_PATTERN
 from config.typed import setting
+from ml_constructs.sagemaker.instances import variant_problems
 
 Dtype = Literal["int8", "fp16", "bf16", "fp32"]
 MODEL_NAME_PATTERN = r"[a-z0-9][a-z0-9\-]{0,30}"
@@ -82,12 +83,17 @@ class LlmModelSettings:
 _REQUIRED_FOR_NEW = ("instance_type", "tensor_parallel_degree", "dtype", "weights_prefix")
 
 
+def construct_id_for(model_name: str) -> str:
+    """The endpoint's construct id in the LLM stack: ``bloom-176b`` -> ``Bloom176b``."""
+    return "".join(part.capitalize() for part in model_name.split("-"))
+
+
 @dataclass(frozen=True)
 class LlmConfig:
     """Workload W3: BLOOM-176B and OPT-30B with tensor parallelism (LMI DeepSpeed)."""
 
     enabled: bool = setting(True, doc="false: the stack is not synthesized in this environment.")
-    image_repository: str = setting("djl-inference", pattern=r"[a-z0-9][a-z0-9._/\-]{0,255}")
+    image_repository: str = setting("djl-inference", pattern=IMAGE_REPOSITORY_PATTERN)
     image_tag: str = setting("0.19.0-deepspeed0.7.3-cu113", pattern=IMAGE_TAG_PATTERN, doc="LMI DeepSpeed (W3).")
     models: dict[str, LlmModelSettings] = setting(default_factory=dict, doc="Overrides and additions, by model name.")
 
@@ -112,6 +118,21 @@ class LlmConfig:
                         f"models.{name}",
                         f"a new model needs {', '.join(missing)} (built-in models: {', '.join(sorted(BUILTIN_MODELS))})",
                     ))
+        by_construct_id: dict[str, str] = {}
+        for model in self.resolved_models():
+            clash = by_construct_id.setdefault(construct_id_for(model.name), model.name)
+            if clash != model.name:
+                found.append((f"models.{model.name}", f"model name {model.name!r} names the same endpoint "
+                              f"({construct_id_for(model.name)}) as {clash!r}; allowed: names that differ after "
+                              "dropping '-' and case"))
+            found += [
+                (f"models.{model.name}.{key}", message)
+                for key, message in variant_problems(
+                    model.instance_type,
+                    volume_size_gb=model.volume_size_gb,
+                    tensor_parallel_degree=model.tensor_parallel_degree,
+                )
+            ]
         return found
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from config.sagemaker_endpoint import (
+    IMAGE_REPOSITORY_PATTERN,
     IMAGE_TAG_PATTERN,
     INSTANCE_TYPE_PATTERN,
     AlarmsConfig,
@@ -12,6 +13,7 @@ from config.sagemaker_endpoint import (
     capacity_problem,
 )
 from config.typed import setting
+from ml_constructs.sagemaker.instances import variant_problems
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class MultiModelConfig:
     """
 
     enabled: bool = setting(True, doc="false: the stack is not synthesized in this environment.")
-    image_repository: str = setting("djl-inference", pattern=r"[a-z0-9][a-z0-9._/\-]{0,255}")
+    image_repository: str = setting("djl-inference", pattern=IMAGE_REPOSITORY_PATTERN)
     image_tag: str = setting("0.23.0-cpu-full", pattern=IMAGE_TAG_PATTERN, doc="DJL Serving CPU image (W2).")
     instance_type: str = setting("ml.c5d.18xlarge", pattern=INSTANCE_TYPE_PATTERN)
     instance_count: int = setting(20, ge=1, le=1000, doc="20 reaches thousands of TPS (needs a quota increase).")
@@ -50,7 +52,6 @@ class MultiModelConfig:
     model_cache: Literal["Enabled", "Disabled"] = setting("Enabled", doc="MultiModelConfig.ModelCacheSetting.")
     # Read by the model publisher and load-test tools (rendered into each package's serving.properties).
     model_count: int = setting(1000, ge=1, le=100000, doc="Models published: sklearn-0 .. sklearn-<n-1>.")
-    model_name_prefix: str = setting("sklearn-", pattern=r"[A-Za-z0-9_\-]{1,64}", doc="TargetModel = <prefix><i>.tar.gz")
     min_workers: int | None = setting(None, ge=1, le=1024, doc="DJL minWorkers per model; None: DJL's default.")
     max_workers: int | None = setting(None, ge=1, le=1024, doc="DJL maxWorkers per model; None: DJL's default.")
     max_idle_time_seconds: int = setting(600, ge=1, le=86400, doc="DJL max_idle_time: idle workers are removed.")
@@ -59,6 +60,9 @@ class MultiModelConfig:
 
     def problems(self) -> list[tuple[str, str]]:
         found = capacity_problem(self.instance_count, self.autoscaling)
+        found += variant_problems(
+            self.instance_type, volume_size_gb=self.volume_size_gb, autoscaling=self.autoscaling.enabled, cpu_only=True
+        )
         if self.min_workers is not None and self.max_workers is not None and self.min_workers > self.max_workers:
             found.append(("min_workers", f"got {self.min_workers}, allowed: at most max_workers ({self.max_workers})"))
         return found

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from config.typed import setting
 
 INSTANCE_TYPE_PATTERN = r"ml\.[a-z]+\d+[a-z\-]*\.[a-z0-9]+"
+IMAGE_REPOSITORY_PATTERN = r"[a-z0-9][a-z0-9._/\-]{0,255}"
 IMAGE_TAG_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}"
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from config.sagemaker_endpoint import (
+    IMAGE_REPOSITORY_PATTERN,
     IMAGE_TAG_PATTERN,
     INSTANCE_TYPE_PATTERN,
     AlarmsConfig,
@@ -13,6 +14,7 @@ from config.sagemaker_endpoint import (
 )
 from config.neuron_compile import NeuronCompileConfig
 from config.typed import setting
+from ml_constructs.sagemaker.instances import variant_problems
 
 S3_URL_PATTERN = r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/\S*"
 RELATIVE_PREFIX_PATTERN = r"[A-Za-z0-9!_.*'()\-][A-Za-z0-9!_.*'()\-/]*/"
@@ -58,7 +60,7 @@ class StableDiffusionConfig:
         pattern=S3_URL_PATTERN,
         doc="With compile.enabled=false: an s3:// URL that replaces compiled_artifacts_key (read access is granted on it).",
     )
-    image_repository: str = setting("djl-inference", pattern=r"[a-z0-9][a-z0-9._/\-]{0,255}")
+    image_repository: str = setting("djl-inference", pattern=IMAGE_REPOSITORY_PATTERN)
     image_tag: str = setting(
         "0.24.0-neuronx-sdk2.14.1",
         pattern=IMAGE_TAG_PATTERN,
@@ -84,5 +86,11 @@ class StableDiffusionConfig:
         if self.compile.enabled and self.compile.dtype != self.dtype:
             found.append(("compile.dtype", (f"got {self.compile.dtype!r}, allowed: {self.dtype!r} (the serving dtype); "
                           "the endpoint loads the compiled graphs in the dtype they were traced with")))
+        found += variant_problems(
+            self.instance_type,
+            volume_size_gb=self.volume_size_gb,
+            tensor_parallel_degree=self.tensor_parallel_degree,
+            autoscaling=self.autoscaling.enabled,
+        )
         return found + capacity_problem(self.instance_count, self.autoscaling)
 

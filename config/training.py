@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from config.typed import setting
-from ml_constructs.neuron_flags import TRAINIUM_TARGETS, neuron_cc_flag_problems
+from ml_constructs.neuron_flags import TRAINIUM_TARGETS, neuron_cc_flag_problems, parse_neuron_cc_flags
 from ml_constructs.trainium_batch.limits import fair_share_problems, image_uri_problem
 
 AZ_PATTERN = r"[a-z]{2}(-gov)?-[a-z]+-\d[a-z]"
@@ -111,6 +111,10 @@ class TrainingConfig:
             found.append(("image_uri", str(image_uri_problem(self.image_uri))))
         for problem in neuron_cc_flag_problems(self.neuron_cc_flags, allowed_targets=TRAINIUM_TARGETS):
             found.append(("neuron_cc_flags", f"got {self.neuron_cc_flags!r}: {problem}"))
+        if "--cache_dir" in parse_neuron_cc_flags(self.neuron_cc_flags)[0]:
+            found.append(("neuron_cc_flags", f"got {self.neuron_cc_flags!r}: --cache_dir overrides the S3 compile cache "
+                          "(NEURON_COMPILE_CACHE_URL) the job definition sets, so every job would recompile; "
+                          "allowed: flags without --cache_dir"))
         # Ranges of share_decay_seconds and compute_reservation are checked by setting().
         found.extend(fair_share_problems(self.shares, 0, 0))
         if self.shares and self.pipeline_share not in self.shares:

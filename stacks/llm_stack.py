@@ -6,7 +6,7 @@ from pathlib import Path
 import aws_cdk as cdk
 from constructs import Construct
 
-from config.llm import LlmConfig, LlmModel
+from config.llm import LlmConfig, LlmModel, construct_id_for
 from config.sagemaker_endpoint import AlarmsConfig
 from ml_constructs.packaging import ModelPackageAsset, render_properties
 from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint
@@ -37,7 +37,7 @@ class LlmStack(cdk.Stack):
             self.endpoints[model.name] = self._serve(model)
 
     def _serve(self, model: LlmModel) -> RealtimeEndpoint:
-        scope = Construct(self, "".join(part.capitalize() for part in model.name.split("-")))
+        scope = Construct(self, construct_id_for(model.name))
         weights = self._locations.model_weights.child(model.weights_prefix)
         if model.use_uncompressed_model_data:
             model_data = ModelData.from_s3_prefix(weights)

@@ -84,6 +84,7 @@ def test_context_from_cli_reads_env_config_and_set_keys(tmp_path: Path):
         ({"account": "123456789012"}, "account and region must be set together"),
         ({"stack_prefix": "1bad"}, "stack_prefix: got '1bad', which does not match"),
         ({"tags.aws:owner": "x"}, "tags.aws:owner: tag keys are 1-128 characters and must not start with 'aws:'"),
+        ({"tags." + "k" * 129: "x"}, "tag keys are 1-128 characters"),
         ({"tags": "x"}, "tags: expected a table of a string, got 'x'"),
         ({"storage": "x"}, "storage: expected a table, got 'x'"),
         ({"stable_diffusion.enabled": "yes"}, "stable_diffusion.enabled: expected a boolean, got 'yes'"),

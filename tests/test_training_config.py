@@ -46,6 +46,7 @@ def test_existing_vpc_is_read_with_its_az():
         ({"neuron_cc_flags": "--target inf2"}, "--target got 'inf2', allowed here: trn1, trn1n"),
         ({"neuron_cc_flags": "-O1 --optlevel 2"}, "'--optlevel' repeats the optimisation level (already given as '-O1')"),
         ({"neuron_cc_flags": "--auto-cast-type"}, "--auto-cast-type needs a value"),
+        ({"neuron_cc_flags": "--target trn1 --cache_dir /tmp/cache"}, "--cache_dir overrides the S3 compile cache"),
         ({"neuron_cc_flags": "--target 'trn1"}, "into flags: No closing quotation"),
         ({"shares": "{}"}, "shares: at least one share identifier is required"),
         ({"shares": '{"teamA": 0}'}, "shares.teamA: got weight 0.0, allowed range: 0.0001 to 999.9999"),

@@ -1,27 +1,27 @@
-"""SageMaker hosting constructs: real-time and multi-model endpoints with synth-time validation."""
-from ml_constructs.sagemaker.endpoint_base import EndpointOptions, VariantSettings
-from ml_constructs.sagemaker.images import ContainerImage, end_of_life_notice
-from ml_constructs.sagemaker.instances import InstanceType, accelerator_count, has_local_nvme
-from ml_constructs.sagemaker.model_data import ModelData, grant_read_s3_url
-from ml_constructs.sagemaker.monitoring import EndpointAlarms
-from ml_constructs.sagemaker.multi_model_endpoint import MultiModelEndpoint
-from ml_constructs.sagemaker.realtime_endpoint import RealtimeEndpoint
-from ml_constructs.sagemaker.scaling import InvocationScaling
-from ml_constructs.sagemaker.validation import EndpointValidationError
+"""SageMaker hosting constructs: real-time and multi-model endpoints with synth-time validation.
 
-__all__ = [
-    "ContainerImage",
-    "EndpointAlarms",
-    "EndpointOptions",
-    "EndpointValidationError",
-    "InstanceType",
-    "InvocationScaling",
-    "ModelData",
-    "MultiModelEndpoint",
-    "RealtimeEndpoint",
-    "VariantSettings",
-    "accelerator_count",
-    "end_of_life_notice",
-    "grant_read_s3_url",
-    "has_local_nvme",
-]
+Names are imported on first use, so ``instances`` (which ``config`` uses) loads without CDK.
+"""
+from __future__ import annotations
+
+from ml_constructs._lazy import lazy_getattr
+
+_EXPORTS = {
+    "EndpointOptions": "endpoint_base",
+    "VariantSettings": "endpoint_base",
+    "ContainerImage": "images",
+    "end_of_life_notice": "images",
+    "InstanceType": "instances",
+    "accelerator_count": "instances",
+    "has_local_nvme": "instances",
+    "variant_problems": "instances",
+    "ModelData": "model_data",
+    "grant_read_s3_url": "model_data",
+    "EndpointAlarms": "monitoring",
+    "MultiModelEndpoint": "multi_model_endpoint",
+    "RealtimeEndpoint": "realtime_endpoint",
+    "InvocationScaling": "scaling",
+    "EndpointValidationError": "validation",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

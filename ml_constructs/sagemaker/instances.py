@@ -112,3 +112,40 @@ def accelerator_count(instance_type: str) -> int | None:
 
 def has_local_nvme(instance_type: str) -> bool:
     return InstanceType.parse(instance_type).has_local_nvme
+
+
+def variant_problems(
+    instance_type: str,
+    *,
+    volume_size_gb: int | None = None,
+    tensor_parallel_degree: int | None = None,
+    autoscaling: bool = False,
+    cpu_only: bool = False,
+) -> list[tuple[str, str]]:
+    """``(setting, message)`` for the rules that depend on the instance type.
+
+    The endpoint constructs enforce the same rules; configuration calls this so
+    a bad combination is reported with its config key and where it came from,
+    before any construct exists.
+    """
+    try:
+        instance = InstanceType.parse(instance_type)
+    except UnknownInstanceType as exc:
+        return [("instance_type", f"got {instance_type!r}, allowed: ml.<family>.<size> ({exc})")]
+    found = []
+    if volume_size_gb is not None and instance.has_local_nvme:
+        found.append(("volume_size_gb", f"got {volume_size_gb!r}, allowed: not set: {instance_type} has local NVMe "
+                      "instance storage"))
+    accelerators = instance.accelerator_count
+    if tensor_parallel_degree is not None and accelerators is not None and tensor_parallel_degree > max(accelerators, 1):
+        kind = "NeuronCores" if instance.accelerator_kind == "neuron_core" else "GPUs"
+        allowed = f"at most {accelerators} ({instance_type} has {accelerators} {kind})" if accelerators else (
+            f"1 ({instance_type} has no accelerators)")
+        found.append(("tensor_parallel_degree", f"got {tensor_parallel_degree!r}, allowed: {allowed}"))
+    if autoscaling and instance.is_burstable:
+        found.append(("instance_type", f"got {instance_type!r}, allowed: a non-burstable instance type "
+                      "(ml.t* cannot autoscale)"))
+    if cpu_only and not instance.is_cpu_only:
+        found.append(("instance_type", f"got {instance_type!r}, allowed: a CPU instance type (multi-model endpoints "
+                      "with this container do not run on Inferentia, Trainium or GPU instances)"))
+    return found
