@@ -101,7 +101,7 @@ def test_each_bad_training_value_is_named_with_what_is_allowed(overrides, expect
     [
         W4_NEURON_CC_FLAGS,
         "--target=trn1n -O2 --model-type=generic",
-        "--target trn1 -O3 --cache_dir=/tmp/cache --enable-saturate-infinity",
+        "--target trn1 -O3 --enable-saturate-infinity",
         "--target trn1 --distribution-strategy llm-training --auto-cast none",
     ],
 )
