@@ -29,10 +29,10 @@ def entry_point_for(image_tag: str) -> str:
 class StableDiffusionStack(cdk.Stack):
     """The model package (rendered ``serving.properties``), its endpoint, and an output of its name.
 
-    Where the compiled artifacts come from, first match wins: the
-    ``compiled_artifacts_url`` argument; the compile custom resource
-    (``config.compile.enabled``, the default: ``self.compilation``); the configured
-    ``compiled_artifacts_url``; ``compiled_artifacts_key`` under ``neuron_artifacts``.
+    Where the compiled artifacts come from: the compile custom resource
+    (``config.compile.enabled``, the default: ``self.compilation``), else the
+    configured ``compiled_artifacts_url``, else ``compiled_artifacts_key`` under
+    ``neuron_artifacts``.
     The URL reaches the container as ``OPTION_MODEL_ID`` (DJL Serving maps
     ``OPTION_<KEY>`` onto ``option.<key>``), so a deploy-time token works.
     """
@@ -44,7 +44,6 @@ class StableDiffusionStack(cdk.Stack):
         *,
         config: StableDiffusionConfig,
         storage: ArtifactStorageStack,
-        compiled_artifacts_url: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -62,9 +61,7 @@ class StableDiffusionStack(cdk.Stack):
             extra_files={"serving.properties": render_properties(folder / "serving.properties", properties)},
         )
         self.compilation: NeuronCompilation | None = None
-        if compiled_artifacts_url is not None:
-            model_id = compiled_artifacts_url
-        elif config.compile.enabled:
+        if config.compile.enabled:
             # Compiled at deploy time, once per content hash; the endpoint waits for it.
             self.compilation = NeuronCompilation(
                 self,
@@ -92,9 +89,7 @@ class StableDiffusionStack(cdk.Stack):
             ),
         )
         # Read the compiled artifacts: the compile step writes under neuron_artifacts.
-        if compiled_artifacts_url is not None:
-            locations.neuron_artifacts.grant_read(self.endpoint.role)
-        elif self.compilation is not None:
+        if self.compilation is not None:
             self.compilation.grant_read_artifacts(self.endpoint.role)
         elif config.compiled_artifacts_url is not None:
             grant_read_s3_url(self.endpoint.role, config.compiled_artifacts_url)

@@ -7,7 +7,6 @@ import re
 import tarfile
 from pathlib import Path
 
-import aws_cdk as cdk
 import pytest
 
 from config import load_config
@@ -182,23 +181,12 @@ def test_uncompressed_llm_weights_use_model_data_source(platform_synth):
     }
 
 
-def sd_stack(compiled_artifacts_url=None, **overrides):
+def sd_stack(**overrides):
     cfg = load_config("dev", overrides=overrides)
     app = new_checked_app()
     storage = ArtifactStorageStack(app, "Storage", storage=cfg.storage, retain_data=False)
-    stack = StableDiffusionStack(app, "Sd", config=cfg.stable_diffusion, storage=storage,
-                                 compiled_artifacts_url=compiled_artifacts_url)
+    stack = StableDiffusionStack(app, "Sd", config=cfg.stable_diffusion, storage=storage)
     return stack, app.synth().get_stack_by_name("Sd").template
-
-
-def test_compiled_artifacts_url_argument_overrides_the_configuration():
-    token = cdk.Fn.import_value("CompileStep-ArtifactsUrl")
-    stack, template = sd_stack(token)
-    assert stack.endpoint.model.node.scope is stack.endpoint
-    env = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]
-    assert env == {"OPTION_MODEL_ID": {"Fn::ImportValue": "CompileStep-ArtifactsUrl"}}
-    reads = [s for s in policy_statements(template) if s["Action"] == "s3:GetObject"][0]["Resource"]
-    assert {"Fn::Join": ["", [{"Fn::ImportValue": "Storage-ModelsBucketArn"}, "/neuron-artifacts/*"]]} in reads
 
 
 def test_configured_compiled_artifacts_url_is_read_where_it_points():

@@ -286,7 +286,7 @@ def test_s3_object_and_literal_url_model_data_are_read_where_they_point():
     raw = realtime(stack, "Raw", model_data=ModelData.from_s3_url("s3://other-bucket/raw/", uncompressed=True))
     tj = Template.from_stack(stack).to_json()
     for endpoint, url, resource in [
-        (from_location, "s3://models-bucket/packages/opt/model.tar.gz", ":s3:::models-bucket/packages/*"),
+        (from_location, "s3://models-bucket/packages/opt/model.tar.gz", ":s3:::models-bucket/packages/opt/model.tar.gz"),
         (from_url, "s3://other-bucket/opt/model.tar.gz", ":s3:::other-bucket/opt/model.tar.gz"),
     ]:
         container = tj["Resources"][stack.get_logical_id(endpoint.model)]["Properties"]["PrimaryContainer"]

@@ -198,3 +198,16 @@ def test_location_prefix_must_end_with_slash():
     with pytest.raises(ValueError, match="must end with '/'"):
         ArtifactLocation(storage.models_bucket, "weights", "models")
     assert storage.locations.model_weights.child("bloom-176b").prefix == "weights/bloom-176b/"
+
+
+def test_grant_read_object_names_one_object_and_no_listing():
+    app = new_checked_app()
+    stack = cdk.Stack(app, "S")
+    storage = ArtifactStorage(stack, "Storage")
+    role = iam.Role(stack, "Role", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+    storage.locations.model_packages.grant_read_object(role, "opt/model.tar.gz")
+    statements = policy_statements(Template.from_stack(stack).to_json())  # nag: nothing to acknowledge
+    (get,) = [s for s in statements if s["Action"] == "s3:GetObject"]
+    assert flatten_reference(get["Resource"]).endswith("/packages/opt/model.tar.gz")
+    assert not [s for s in statements if s["Action"] == "s3:ListBucket"]
+    assert [s for s in statements if s["Action"] == "kms:Decrypt"]

@@ -12,7 +12,9 @@ from constructs import Construct
 
 from ml_constructs.packaging.tarball import build_model_tarball
 
-# Built archives are kept by content so repeated synths reuse them.
+# Each synth rebuilds the archive (milliseconds for a package of text files) and files it
+# under its content hash: the same content always gets the same path, so the asset hash
+# and the template stay the same. The folder only grows when package content changes.
 BUILD_DIR = Path(tempfile.gettempdir()) / "ml-accel-model-packages"
 
 

@@ -41,8 +41,8 @@ class ModelData:
 
     @classmethod
     def from_s3_object(cls, location: ArtifactLocation, relative_key: str) -> "ModelData":
-        """A ``.tar.gz`` under an artifact location (read granted on the location's prefix)."""
-        return cls(location.url_for(relative_key), "tarball", location.grant_read)
+        """A ``.tar.gz`` under an artifact location (``s3:GetObject`` on that one object only)."""
+        return cls(location.url_for(relative_key), "tarball", lambda g: location.grant_read_object(g, relative_key))
 
     @classmethod
     def from_s3_url(cls, url: str, *, uncompressed: bool = False) -> "ModelData":

@@ -56,6 +56,14 @@ class ArtifactLocation:
         """Get and list objects under the prefix (and decrypt them)."""
         return self._grant(grantee, READ_ACTIONS, decrypt_only=True)
 
+    def grant_read_object(self, grantee: iam.IGrantable, relative_key: str) -> iam.Grant:
+        """Get one object under the prefix (and decrypt it): no wildcard, no listing."""
+        grant = iam.Grant.add_to_principal(
+            grantee=grantee, actions=list(READ_ACTIONS), resource_arns=[self.bucket.arn_for_objects(self.prefix + relative_key)]
+        )
+        self._grant_key(grantee, decrypt_only=True)
+        return grant
+
     def grant_write(self, grantee: iam.IGrantable) -> iam.Grant:
         """Put objects under the prefix (no read, no delete)."""
         return self._grant(grantee, WRITE_ACTIONS, decrypt_only=False, listing=False)
@@ -76,15 +84,7 @@ class ArtifactLocation:
                 resource_arns=[self.bucket.bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [f"{self.prefix}*"]}},
             )
-        if self.key is not None:
-            key_actions = ["kms:Decrypt"] if decrypt_only else ["kms:Decrypt", "kms:GenerateDataKey"]
-            region = cdk.Stack.of(self.bucket).region
-            iam.Grant.add_to_principal(
-                grantee=grantee,
-                actions=key_actions,
-                resource_arns=[self.key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.{cdk.Aws.URL_SUFFIX}"}},
-            )
+        self._grant_key(grantee, decrypt_only=decrypt_only)
         principal = grantee.grant_principal
         if isinstance(principal, Construct):
             nag.acknowledge_wildcard_resources(
@@ -94,3 +94,15 @@ class ArtifactLocation:
                 "bucket; S3 can only name the objects under a prefix with a trailing wildcard.",
             )
         return grant
+
+    def _grant_key(self, grantee: iam.IGrantable, *, decrypt_only: bool) -> None:
+        """The bucket's KMS key, only through S3."""
+        if self.key is None:
+            return
+        region = cdk.Stack.of(self.bucket).region
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["kms:Decrypt"] if decrypt_only else ["kms:Decrypt", "kms:GenerateDataKey"],
+            resource_arns=[self.key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.{cdk.Aws.URL_SUFFIX}"}},
+        )
