@@ -123,10 +123,17 @@ def test_prod_llm_endpoints_are_the_documented_ones(prod):
         assert int(degree) == accelerator_count(instance_type)
 
 
-def test_llm_roles_read_their_own_weights(prod):
+def test_llm_roles_read_their_own_weights_only(prod):
     template = prod[1]["MlAccel-prod-Llm"]
-    text = str(policy_statements(template))
-    assert "/weights/bloom-176b/*" in text and "/weights/opt-30b/*" in text
+    for prefix, own in {"Bloom176b": "bloom-176b", "Opt30b": "opt-30b"}.items():
+        role_id = by_id_prefix(template, "AWS::SageMaker::Model", prefix)["ExecutionRoleArn"]["Fn::GetAtt"][0]
+        reads = [s for p in resources_of_type(template, "AWS::IAM::Policy").values()
+                 if {"Ref": role_id} in p["Properties"]["Roles"]
+                 for s in p["Properties"]["PolicyDocument"]["Statement"] if s["Action"] == "s3:GetObject"]
+        weights = [r for s in reads for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+                   if "/weights/" in json.dumps(r)]
+        assert weights == [{"Fn::Join": ["", [{"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketArn"},
+                                              f"/weights/{own}/*"]]}]
 
 
 def test_prod_multi_model_endpoint_is_the_documented_one(prod):
