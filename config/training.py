@@ -93,7 +93,11 @@ class TrainingConfig:
     neuron_cc_flags: str = setting(W4_NEURON_CC_FLAGS, doc="NEURON_CC_FLAGS of every job (validated here).")
     retry_attempts: int = setting(3, ge=1, le=10, doc="Batch attempts of a job (1 = no retry).")
     preflight_exit_code: int = setting(
-        75, ge=1, le=255, doc="Exit code of a failed pre-flight check; Batch retries it on another host."
+        75,
+        ge=3,
+        le=125,
+        doc="Exit code of a failed pre-flight check; Batch retries it on another host. Not 1 (any crash), "
+        "not 2 (the entrypoint's configuration error, never retried), not 126+ (shell and signal codes).",
     )
     job_timeout_seconds: int = setting(172800, ge=60, doc="Per attempt; a hung collective cannot hold nodes forever.")
     single_node_timeout_seconds: int = setting(21600, ge=60, doc="Compile, evaluation and batch inference jobs.")

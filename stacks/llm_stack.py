@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aws_cdk as cdk
 from constructs import Construct
 
 from config.llm import LlmConfig, LlmModel, construct_id_for
@@ -11,12 +10,13 @@ from config.sagemaker_endpoint import AlarmsConfig
 from ml_constructs.packaging import ModelPackageAsset, render_properties
 from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint
 from stacks.inference_common import endpoint_options, variant_settings
+from stacks.base import PlatformStack
 from stacks.storage_stack import ArtifactStorageStack
 
 PACKAGE = Path(__file__).resolve().parent.parent / "model_packages" / "llm_deepspeed"
 
 
-class LlmStack(cdk.Stack):
+class LlmStack(PlatformStack):
     """One endpoint per enabled model of ``config.resolved_models()`` (``endpoints[name]``).
 
     The weights live under ``model_weights/<weights_prefix>``. By default the

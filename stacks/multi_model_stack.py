@@ -1,16 +1,16 @@
 """W2: thousands of scikit-learn models behind one multi-model endpoint (DJL Serving on CPU)."""
 from __future__ import annotations
 
-import aws_cdk as cdk
 from constructs import Construct
 
 from config.multi_model import MultiModelConfig
 from ml_constructs.sagemaker import ContainerImage, ModelData, MultiModelEndpoint
 from stacks.inference_common import endpoint_options, variant_settings
+from stacks.base import PlatformStack
 from stacks.storage_stack import ArtifactStorageStack
 
 
-class MultiModelStack(cdk.Stack):
+class MultiModelStack(PlatformStack):
     """The endpoint over the ``multi_model_packages`` prefix (``endpoint``).
 
     The stack deploys no model: a publisher uploads ``<prefix><name>.tar.gz``

@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import aws_cdk as cdk
 from constructs import Construct
 
 from config.stable_diffusion import StableDiffusionConfig
@@ -12,6 +11,7 @@ from ml_constructs.neuron_compile import NeuronCompilation, compilation_props
 from ml_constructs.packaging import ModelPackageAsset, render_properties
 from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint, grant_read_s3_url
 from stacks.inference_common import endpoint_options, variant_settings
+from stacks.base import PlatformStack
 from stacks.storage_stack import ArtifactStorageStack
 
 PACKAGES = Path(__file__).resolve().parent.parent / "model_packages"
@@ -26,7 +26,7 @@ def entry_point_for(image_tag: str) -> str:
     return "djl_python.transformers_neuronx"
 
 
-class StableDiffusionStack(cdk.Stack):
+class StableDiffusionStack(PlatformStack):
     """The model package (rendered ``serving.properties``), its endpoint, and an output of its name.
 
     Where the compiled artifacts come from: the compile custom resource

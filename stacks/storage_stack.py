@@ -14,11 +14,12 @@ from constructs import Construct
 
 from config.schema import StorageConfig
 from ml_constructs.storage import ArtifactLocation, ArtifactLocations, ArtifactStorage, ArtifactStorageProps
+from stacks.base import PlatformStack
 
 _BUCKETS = {"Models": "models_bucket", "CompileCache": "compile_cache_bucket", "Training": "training_bucket"}
 
 
-class ArtifactStorageStack(cdk.Stack):
+class ArtifactStorageStack(PlatformStack):
     def __init__(
         self, scope: Construct, construct_id: str, *, storage: StorageConfig, retain_data: bool, **kwargs
     ) -> None:

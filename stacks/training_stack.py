@@ -19,10 +19,11 @@ from ml_constructs.trainium_batch import (
     trainium_instance,
 )
 from ml_constructs.trainium_batch.image import training_image
+from stacks.base import PlatformStack
 from stacks.storage_stack import ArtifactStorageStack
 
 
-class TrainingStack(cdk.Stack):
+class TrainingStack(PlatformStack):
     def __init__(
         self,
         scope: Construct,

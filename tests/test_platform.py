@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,11 @@ def test_without_account_the_synth_is_environment_agnostic(platform_synth):
     _, assembly = platform_synth("dev")
     stack = assembly.get_stack_by_name("MlAccel-dev-Storage")
     assert stack.environment.account == "unknown-account" and stack.environment.region == "unknown-region"
+
+
+def test_a_pinned_account_and_region_need_no_context_lookup(platform_synth):
+    """No AWS credentials at synth: VPCs in the compile and training stacks must not look up AZs."""
+    _, assembly = platform_synth("prod", account="123456789012", region="eu-west-1")
+    manifest = json.loads((Path(assembly.directory) / "manifest.json").read_text())
+    assert manifest.get("missing") is None
+    assert not (Path(assembly.directory).parent / "cdk.context.json").exists()

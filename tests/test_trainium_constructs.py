@@ -121,6 +121,7 @@ def test_neuron_flags_validation_names_the_setting():
         (3, [RetryRule("RETRY"), RetryRule("EXIT", on_reason="*")], "needs on_status_reason, on_reason or on_exit_code"),
         (3, [RetryRule("SKIP", on_reason="x"), RetryRule("EXIT", on_reason="*")], "action 'SKIP' is not RETRY or EXIT"),
         (3, [RetryRule("RETRY", on_status_reason="Host EC2*")], "the last rule must be EXIT on '*'"),
+        (3, [RetryRule("EXIT", on_reason="*", on_exit_code="1")], "the last rule must be EXIT on '*' and nothing narrower"),
     ],
 )
 def test_retry_strategy_validation(attempts, rules, message):

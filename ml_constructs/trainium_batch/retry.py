@@ -61,8 +61,11 @@ def retry_problems(attempts: int, rules: Sequence[RetryRule]) -> list[str]:
                     "letters, digits, '.', ':', '-', '_', spaces and '*'"
                 )
                 problems.append(f"retry rule {i}: {name} {pattern!r} is not valid; allowed: {allowed}")
-    if rules and not (rules[-1].action == "EXIT" and "*" in rules[-1].patterns().values()):
-        problems.append("retry rules: the last rule must be EXIT on '*' (Batch retries any failure no rule matches)")
+    # Every pattern of a rule must match, so EXIT(on_reason="*", on_exit_code="1") only catches code 1.
+    last = rules[-1].patterns() if rules else {}
+    if rules and not (rules[-1].action == "EXIT" and last and all(v == "*" for v in last.values())):
+        problems.append("retry rules: the last rule must be EXIT on '*' and nothing narrower "
+                        "(Batch retries any failure no rule matches)")
     return problems
 
 
