@@ -172,7 +172,7 @@ def test_cache_hit_submits_no_job_and_completes_at_once(aws):
     response = handler.on_event(start)
     assert jobs(aws) == []
     assert response == {"PhysicalResourceId": p["Hash"], "Data": {
-        "ArtifactsUrl": f"s3://{BUCKET}/{p['ArtifactsPrefix']}", "JobId": "", "Deadline": ""}}
+        "ArtifactsUrl": f"s3://{BUCKET}/{p['ArtifactsPrefix']}", "JobId": "", "Deadline": "", "Adopted": "false"}}
     assert handler.is_complete(poll_event(start, response)) == {"IsComplete": True}
 
 
@@ -231,6 +231,24 @@ def test_deadline_exceeded_terminates_the_job_and_fails_cleanly(aws):
         handler.is_complete(poll_event(start, late))
     detail = aws["batch"].describe_jobs(jobs=[job_id])["jobs"][0]
     assert detail["statusReason"] == "CloudFormation custom resource: deadline of 3000 s exceeded"
+
+
+def test_deadline_leaves_a_job_started_by_an_earlier_deploy_running(aws):
+    """The long-compile path: deploy without waiting, deploy again; hours of work survive the deadline."""
+    p = props(aws)
+    p["WaitForCompletion"] = "false"
+    handler.on_event(event("Create", p))
+    (job_id,) = [j["jobId"] for j in jobs(aws)]
+    make_running(job_id)
+    waiting = dict(p, WaitForCompletion="true")
+    start = event("Update", waiting, old=p, physical_id=p["Hash"])
+    response = handler.on_event(start)
+    assert (response["Data"]["JobId"], response["Data"]["Adopted"]) == (job_id, "true")
+    late = copy.deepcopy(response)
+    late["Data"]["Deadline"] = str(int(time.time()) - 1)
+    with pytest.raises(handler.CompileFailed, match="started by an earlier deploy, is still RUNNING .* left running"):
+        handler.is_complete(poll_event(start, late))
+    assert aws["batch"].describe_jobs(jobs=[job_id])["jobs"][0]["status"] == "RUNNING"
 
 
 def test_without_waiting_the_job_starts_and_the_resource_completes_with_the_expected_url(aws):

@@ -170,6 +170,14 @@ def is_complete(event: CustomResourceEvent, context: Any = None) -> IsCompleteRe
     deadline = float(data.get("Deadline", "0") or 0)
     if time.time() > deadline:
         reason = f"deadline of {compile_.props['TimeoutSeconds']} s exceeded"
+        if data.get("Adopted") == "true":
+            # Started by an earlier deploy (the long-compile path): hours of work must survive
+            # this deploy's deadline. The update rolls back; a later deploy finds the manifest.
+            raise CompileFailed(
+                f"Neuron compile job {job['jobName']} ({job_id}), started by an earlier deploy, is still "
+                f"{status} after this deploy's {reason}; it is left running: deploy again once it has finished. "
+                f"{_log_location(job, compile_)}"
+            )
         _terminate(job_id, f"CloudFormation custom resource: {reason}")
         raise CompileFailed(
             f"Neuron compile job {job['jobName']} ({job_id}) terminated: {reason} while {status}; "
@@ -206,7 +214,7 @@ def on_delete(event: CustomResourceEvent) -> OnEventResponse:
 
 def _start(compile_: Compile) -> OnEventResponse:
     props = compile_.props
-    data = {"ArtifactsUrl": compile_.artifacts_url, "JobId": "", "Deadline": ""}
+    data = {"ArtifactsUrl": compile_.artifacts_url, "JobId": "", "Deadline": "", "Adopted": "false"}
     if _manifest_exists(compile_):
         _log(logging.INFO, "cache hit: artifacts already compiled", url=compile_.artifacts_url)
         for job_id in _active_jobs(props["JobQueue"], props["JobName"]):  # a finished job kept alive
@@ -214,6 +222,7 @@ def _start(compile_: Compile) -> OnEventResponse:
         return {"PhysicalResourceId": props["Hash"], "Data": data}
     active = _active_jobs(props["JobQueue"], props["JobName"])
     job_id = active[0] if active else _submit(compile_)
+    data["Adopted"] = "true" if active else "false"
     if props["WaitForCompletion"] == "true":
         data["JobId"] = job_id
         data["Deadline"] = str(int(time.time()) + int(props["TimeoutSeconds"]))
