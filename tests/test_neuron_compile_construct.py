@@ -175,10 +175,12 @@ def test_job_role_reads_its_script_and_writes_only_its_own_prefix(default):
     (policy,) = [p for k, p in resources_of_type(template, "AWS::IAM::Policy").items() if "JobRole" in k]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     by_action = {json.dumps(s["Action"]): s for s in statements}
-    assert set(by_action) == {'"s3:GetObject"', '["s3:AbortMultipartUpload", "s3:PutObject"]',
-                              '["kms:Decrypt", "kms:GenerateDataKey"]'}
-    write = json.dumps(by_action['["s3:AbortMultipartUpload", "s3:PutObject"]']["Resource"])
+    own = ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+    assert set(by_action) == {'"s3:GetObject"', json.dumps(own), '"s3:ListBucket"', '["kms:Decrypt", "kms:GenerateDataKey"]'}
+    write = json.dumps(by_action[json.dumps(own)]["Resource"])
     assert f"/neuron-artifacts/{compilation.content_hash}/*" in write
+    listing = by_action['"s3:ListBucket"']["Condition"]
+    assert listing == {"StringLike": {"s3:prefix": [f"neuron-artifacts/{compilation.content_hash}/*"]}}
     assert compilation.script.object_key in json.dumps(by_action['"s3:GetObject"']["Resource"])
 
 

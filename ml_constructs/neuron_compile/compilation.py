@@ -159,7 +159,9 @@ class NeuronCompilation(Construct):
         self.job_role = iam.Role(self, "JobRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
                                  description="Neuron compile job: reads its script and weights, writes its output prefix")
         self.script.grant_read(self.job_role)
-        self.output.grant_write(self.job_role)
+        # compile.py lists its prefix to check the upload target before hours of work, and
+        # deletes a stale manifest.json before re-uploading: list/get/put/delete, this prefix only.
+        self.output.grant_read_write(self.job_role, allow_delete=True)
         if model_id.startswith("s3://"):
             bucket_name, prefix = S3_PREFIX.fullmatch(model_id).groups()
             weights_bucket = s3.Bucket.from_bucket_name(self, "WeightsBucket", bucket_name)
