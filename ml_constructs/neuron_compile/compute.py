@@ -9,10 +9,9 @@ from constructs import Construct
 
 from ml_constructs import nag
 from ml_constructs.neuron_compile.rules import COMPILE_INSTANCES
-
-# The ECS-optimized Amazon Linux 2023 Neuron AMI (drivers and runtime for /dev/neuron*);
-# Batch has no Neuron image type, so it is used as ECS_AL2023 (AWS_FACTS.md).
-NEURON_AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id"
+# The same Neuron AMI and stuck-job handling as the training cluster's.
+from ml_constructs.trainium_batch.compute import NEURON_AMI_PARAMETER
+from ml_constructs.trainium_batch.queue import STUCK_RUNNABLE_REASONS
 
 
 def compile_vpc(scope: Construct, construct_id: str, *, log_retention: logs.RetentionDays) -> ec2.Vpc:
@@ -111,8 +110,6 @@ class CompileQueue(Construct):
             compute_environments=[batch.OrderedComputeEnvironment(compute_environment=self.compute_environment, order=1)],
             job_state_time_limit_actions=[
                 batch.JobStateTimeLimitAction(max_time=runnable_time_limit, reason=reason)
-                for reason in (batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
-                               batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
-                               batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT)
+                for reason in STUCK_RUNNABLE_REASONS
             ],
         )

@@ -10,7 +10,9 @@ from constructs import Construct
 
 from ml_constructs.trainium_batch.limits import fair_share_problems
 
-_STUCK_REASONS = (
+# Why a job can sit RUNNABLE for ever: no capacity, a full compute environment, or a job
+# that asks for more than any instance has. The queue cancels such jobs after a time limit.
+STUCK_RUNNABLE_REASONS = (
     batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY,
     batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
     batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
@@ -73,7 +75,7 @@ class FairShareJobQueue(Construct):
                     action=batch.JobStateTimeLimitActionsAction.CANCEL,
                     state=batch.JobStateTimeLimitActionsState.RUNNABLE,
                 )
-                for reason in _STUCK_REASONS
+                for reason in STUCK_RUNNABLE_REASONS
             ],
         )
 
