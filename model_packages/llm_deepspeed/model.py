@@ -10,9 +10,12 @@ One package serves both models; the endpoint's environment tells them apart:
 ``serving.properties``' ``option.dtype`` (``int8``, ``fp16`` or ``bf16``; DJL passes
 it as ``dtype``) picks the inference precision.
 
-Start-up: rank 0 copies ``s3://$MODEL_S3_BUCKET/$MODEL_S3_PREFIX/`` into the scratch
+Start-up: when SageMaker already placed the weights in the model directory
+(uncompressed ``ModelDataSource``: ``config.json`` in ``model_dir``), every rank
+loads from there. Otherwise rank 0 copies ``s3://$MODEL_S3_BUCKET/$MODEL_S3_PREFIX/`` into the scratch
 folder unless a completion marker from an earlier complete copy of the same source
-is there; the marker is written only after every object has arrived. Every rank then
+is there (a marker of another source: the folder is emptied first); the marker is
+written only after every object has arrived. Every rank then
 meets at a barrier; if rank 0 failed, all ranks raise with rank 0's cause (no rank
 waits for a download that will never come). DeepSpeed's ``init_inference`` then
 shards the model with kernel injection; a pre-sharded checkpoint
@@ -38,6 +41,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -123,13 +127,20 @@ def s3_client() -> Any:
 
 def download_model(bucket: str, prefix: str, dest: Path, client: Any) -> Path:
     """Copy every object under ``s3://bucket/prefix`` into ``dest`` (idempotent via the marker)."""
+    from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
     source = f"s3://{bucket}/{prefix}"
     marker = dest / MARKER
-    if _marker_source(marker) == source:
+    previous = _marker_source(marker)
+    if previous == source:
         logging.info("weights from %s already complete in %s", source, dest)
         return dest
+    if previous is not None:
+        # Files of another model (e.g. its ds_inference_config.json) would mix with
+        # the new weights and could send them down the wrong loading path.
+        logging.info("removing %s's weights from %s", previous, dest)
+        shutil.rmtree(dest)
     marker.unlink(missing_ok=True)
     try:
         keys = [
@@ -151,7 +162,7 @@ def download_model(bucket: str, prefix: str, dest: Path, client: Any) -> Path:
         raise DownloadError(
             f"downloading {source} failed: {error.get('Code', 'error')}: {error.get('Message', err)}"
         ) from err
-    except (BotoCoreError, OSError) as err:
+    except (BotoCoreError, Boto3Error, OSError) as err:  # Boto3Error: s3transfer's retries exhausted
         raise DownloadError(f"downloading {source} failed: {err}") from err
     total = sum(size for _key, size in keys)
     marker.write_text(json.dumps({"source": source, "objects": len(keys), "bytes": total}))
@@ -170,10 +181,15 @@ def prepare_weights(settings: Settings, *, barrier: Callable[[], None], client_f
     """Rank 0 downloads, every rank waits at ``barrier``; all ranks fail if the download did."""
     failure: DownloadError | None = None
     if settings.local_rank == 0:
+        # Any error (no region, exhausted transfer retries, ...) is raised only after
+        # the barrier, so the other ranks are not left waiting until it times out.
         try:
             download_model(settings.bucket, settings.prefix, settings.download_dir, client_factory())
         except DownloadError as err:
-            failure = err  # raised after the barrier, so the other ranks are not left waiting
+            failure = err
+        except Exception as err:  # noqa: BLE001 - every cause must reach the barrier
+            failure = DownloadError(f"downloading {settings.source} failed: {type(err).__name__}: {err}")
+            failure.__cause__ = err
     barrier()
     if failure is not None:
         raise failure
@@ -295,8 +311,18 @@ def _load_for_djl(properties: dict[str, str]) -> tuple[Any, Any]:
 
     settings = Settings.from_env(dict(os.environ), properties)
     deepspeed.init_distributed()
-    model_dir = prepare_weights(settings, barrier=dist.barrier)
-    return load_model(settings, model_dir)
+    return load_model(settings, weights_dir(settings, properties, barrier=dist.barrier))
+
+
+def weights_dir(settings: Settings, properties: dict[str, str], *, barrier: Callable[[], None],
+                client_factory=s3_client) -> Path:
+    """The folder to load from: SageMaker's model directory when it already holds the
+    weights (uncompressed ModelDataSource), otherwise a fresh or reused download."""
+    model_dir = Path(properties.get("model_dir", ""))
+    if properties.get("model_dir") and (model_dir / "config.json").is_file():
+        logging.info("weights already in %s: not downloading %s", model_dir, settings.source)
+        return model_dir
+    return prepare_weights(settings, barrier=barrier, client_factory=client_factory)
 
 
 _service = Service(_load_for_djl)

@@ -61,7 +61,9 @@ def test_marker_is_reused_without_touching_s3(s3, tmp_path: Path):
 def test_marker_of_another_source_triggers_a_new_download(s3, tmp_path: Path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / llm.MARKER).write_text(json.dumps({"source": "s3://weights-bucket/opt30b/"}))
+    (tmp_path / "model" / "ds_inference_config.json").write_text("{}")  # the old model was pre-sharded
     dest = llm.download_model(BUCKET, "bloom/", tmp_path / "model", s3)
+    assert sorted(local_files(dest)) == sorted([*FILES, llm.MARKER])  # nothing of the old model is left
     assert (dest / "shards" / "part-1.bin").read_bytes() == FILES["shards/part-1.bin"]
     assert json.loads((dest / llm.MARKER).read_text())["source"] == "s3://weights-bucket/bloom/"
 
@@ -134,6 +136,76 @@ def test_every_rank_fails_when_rank_0_download_fails(tmp_path: Path):
             t.join(15)
     assert "NoSuchBucket" in errors[0]
     assert errors[1] == "rank 1: rank 0 did not complete s3://missing/bloom/; see rank 0's log"
+
+
+def run_ranks(tmp_path: Path, client_factory, barrier_timeout: float = 10) -> tuple[dict, float]:
+    barrier = threading.Barrier(2, timeout=barrier_timeout)
+    errors = {}
+
+    def run(rank: int):
+        try:
+            llm.prepare_weights(settings(tmp_path, rank), barrier=barrier.wait, client_factory=client_factory)
+        except llm.DownloadError as err:
+            errors[rank] = str(err)
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=run, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(barrier_timeout + 5)
+    return errors, time.monotonic() - start
+
+
+def test_every_rank_fails_fast_on_an_exhausted_transfer(s3, tmp_path: Path):
+    from boto3.exceptions import RetriesExceededError
+
+    def give_up(*_args, **_kwargs):
+        raise RetriesExceededError(ConnectionResetError("connection reset by peer"))
+
+    s3.download_file = give_up  # what s3transfer raises once its own retries are spent
+    errors, elapsed = run_ranks(tmp_path, lambda: s3)
+    assert elapsed < 5  # not the barrier's 10 s timeout
+    assert errors[0] == "downloading s3://weights-bucket/bloom/ failed: Max Retries Exceeded"
+    assert errors[1] == "rank 1: rank 0 did not complete s3://weights-bucket/bloom/; see rank 0's log"
+
+
+def test_every_rank_fails_fast_when_no_client_can_be_made(tmp_path: Path):
+    from botocore.exceptions import NoRegionError
+
+    def no_region():
+        raise NoRegionError()
+
+    errors, elapsed = run_ranks(tmp_path, no_region)
+    assert elapsed < 5
+    assert errors[0] == "downloading s3://weights-bucket/bloom/ failed: NoRegionError: You must specify a region."
+    assert errors[1].startswith("rank 1: rank 0 did not complete")
+
+
+def test_weights_in_the_model_directory_are_used_without_downloading(tmp_path: Path):
+    model_dir = tmp_path / "opt-ml-model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    factories, barriers = [], []
+    for rank in (0, 1):
+        got = llm.weights_dir(settings(tmp_path, rank), {"model_dir": str(model_dir)},
+                              barrier=lambda: barriers.append(1), client_factory=lambda: factories.append(1))
+        assert got == model_dir
+    assert factories == [] and barriers == [] and not (tmp_path / "model").exists()
+
+
+def test_model_directory_without_weights_falls_back_to_the_download(s3, tmp_path: Path):
+    (tmp_path / "opt-ml-model").mkdir()  # packaged code only, no config.json
+    got = llm.weights_dir(settings(tmp_path), {"model_dir": str(tmp_path / "opt-ml-model")},
+                          barrier=lambda: None, client_factory=lambda: s3)
+    assert got == tmp_path / "model" and (got / "shards" / "part-0.bin").exists()
+
+
+def test_s3_client_gives_up_in_seconds(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    config = llm.s3_client().meta.config
+    assert config.retries == {"total_max_attempts": 4, "mode": "standard"}  # 3 retries
+    assert config.connect_timeout == 10
 
 
 @pytest.mark.parametrize(
