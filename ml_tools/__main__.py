@@ -49,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    return int(importlib.import_module(SUBCOMMANDS[chosen][0]).run(args))
+    from ml_tools.runtime import EndpointError
+
+    try:
+        return int(importlib.import_module(SUBCOMMANDS[chosen][0]).run(args))
+    except EndpointError as err:  # the endpoint's refusal is the answer, not a crash
+        print(f"{chosen}: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from locust import User, between, events, task
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, when run as a plain file
 from ml_tools.invoke_mme import predict  # noqa: E402
 from ml_tools.loadtest.patterns import PATTERNS, choose_model  # noqa: E402
-from ml_tools.runtime import runtime_client  # noqa: E402
+from ml_tools.runtime import NO_RETRIES, runtime_client  # noqa: E402
 
 
 @events.init_command_line_parser.add_listener
@@ -41,7 +41,7 @@ class MultiModelUser(User):
 
     def on_start(self) -> None:
         options = self.environment.parsed_options
-        self.client = runtime_client(options.region)
+        self.client = runtime_client(options.region, retries=NO_RETRIES)
         self.rng = random.Random(None if options.seed is None else options.seed + next(self._numbers))
 
     @task

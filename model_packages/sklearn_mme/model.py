@@ -56,14 +56,21 @@ def parse_rows(body: bytes, n_features: int) -> list[list[float]]:
         raise BadRequest(f'"inputs" has {len(rows)} rows, at most {MAX_ROWS} are allowed')
     for index, row in enumerate(rows):
         if not isinstance(row, list) or not all(_is_number(v) for v in row):
-            raise BadRequest(f"row {index} must be a list of finite numbers, got {json.dumps(row)[:80]}")
+            raise BadRequest(f"row {index} must be a list of finite numbers (integers at most 2**53 in magnitude), got {json.dumps(row)[:80]}")
         if len(row) != n_features:
             raise BadRequest(f"row {index} has {len(row)} values, the model expects {n_features}")
     return rows
 
 
+MAX_EXACT_INT = 2**53  # larger integers lose precision as float64 (or do not fit at all)
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):  # math.isfinite would raise OverflowError beyond float's range
+        return abs(value) <= MAX_EXACT_INT
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _error(code: int, message: str) -> Output:

@@ -75,6 +75,8 @@ def test_model_is_loaded_once(handler_module, model_dir: Path):
         (b'{"inputs": [[1], ["x"]]}', "row 1 must be a list of finite numbers"),
         (b'{"inputs": [[NaN]]}', "row 0 must be a list of finite numbers"),
         (b'{"inputs": [[true]]}', "row 0 must be a list of finite numbers"),
+        (b'{"inputs": [[1' + b"0" * 400 + b']]}', "row 0 must be a list of finite numbers (integers at most 2**53"),
+        (b'{"inputs": [[-9007199254740993]]}', "row 0 must be a list of finite numbers"),
         (b'"just a string"', "non-empty list"),
     ],
 )

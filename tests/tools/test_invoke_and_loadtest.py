@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import random
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from ml_tools.__main__ import main as cli_main
 from ml_tools.invoke_mme import predict
 from ml_tools.loadtest.patterns import choose_model
 
+REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 
@@ -103,6 +107,38 @@ def test_sd_client_saves_the_png(tmp_path: Path):
         assert invoke_sd.run(args, client=client) == 0
         stub.assert_no_pending_responses()
     assert out.read_bytes() == PNG
+
+
+def test_a_model_error_is_one_line_with_the_models_answer(monkeypatch, capsys):
+    client = boto3.client("sagemaker-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    monkeypatch.setattr("ml_tools.invoke_llm.runtime_client", lambda region: client)
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "invoke_endpoint", "ModelError", "Received client error (400) from primary", http_status_code=424,
+            modeled_fields={"OriginalStatusCode": 400, "OriginalMessage": '{"error": "unknown parameter \'max_tokens\'"}'},
+        )
+        assert cli_main(["invoke-llm", "--endpoint-name", "llm", "hello"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("invoke-llm: llm: ModelError: Received client error (400) from primary "
+                   "(the model answered 400: {\"error\": \"unknown parameter 'max_tokens'\"})\n")
+
+
+def test_the_load_test_client_does_not_retry():
+    # Run the locustfile's own start-up in a fresh process (locust patches the standard library).
+    code = (
+        "import runpy, types\n"
+        f"user_class = runpy.run_path({str(REPO / 'ml_tools' / 'loadtest' / 'locustfile.py')!r})['MultiModelUser']\n"
+        "from locust.env import Environment\n"
+        "env = Environment(user_classes=[user_class])\n"
+        "env.parsed_options = types.SimpleNamespace(region='us-east-1', seed=1)\n"
+        "user = user_class(env)\n"
+        "user.on_start()\n"
+        "print(user.client.meta.config.retries)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO,
+                         env={**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "{'total_max_attempts': 1, 'mode': 'standard'}"
 
 
 def test_sd_client_reports_an_answer_without_image():
