@@ -116,6 +116,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def split_s3_url(url: str) -> tuple[str, str]:
+    # Not ml_tools.s3_url: this file ships alone into the compile job's image.
     bucket, _, prefix = url[len("s3://"):].partition("/")
     if not bucket:
         raise CompileError(f"not an S3 URL: {url!r}")
@@ -142,6 +143,8 @@ def download_prefix(url: str, dest: Path, client: Any) -> Path:
 def upload_dir(root: Path, url: str, client: Any) -> int:
     bucket, prefix = split_s3_url(url)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+    # An earlier run's manifest would vouch for a half-replaced prefix while this one uploads.
+    client.delete_object(Bucket=bucket, Key=prefix + MANIFEST)
     for path in files + [root / MANIFEST]:  # the manifest last: readers take it as "complete"
         client.upload_file(str(path), bucket, prefix + path.relative_to(root).as_posix())
     return len(files) + 1
@@ -213,11 +216,13 @@ def compile_pipeline(args: argparse.Namespace, tracer: Tracer, *, s3_client: Any
     from diffusers import StableDiffusionPipeline
 
     out: Path = args.output_dir
+    if out.exists() and any(out.iterdir()):
+        # An earlier run's files would be hashed into the manifest and uploaded with this one.
+        raise CompileError(f"--output-dir: {out} is not empty; give a new or empty folder")
     if args.upload_url:
         s3_client = s3_client or _s3()
         check_upload_target(args.upload_url, s3_client)  # before an hour of compiling, not after
     out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)  # a stale manifest must not vouch for a new run
     with tempfile.TemporaryDirectory() as scratch:
         source = args.model_id
         if source.startswith("s3://"):

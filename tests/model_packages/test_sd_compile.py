@@ -117,15 +117,21 @@ def test_s3_source_and_upload_with_manifest_last(tiny_pipeline: Path, tmp_path: 
         for path in tiny_pipeline.rglob("*"):
             if path.is_file():
                 s3.upload_file(str(path), "artifacts", f"source/sd/{path.relative_to(tiny_pipeline).as_posix()}")
+        s3.put_object(Bucket="artifacts", Key="neuron/sd21/manifest.json", Body=b'{"files": {}}')  # an earlier run
         uploads: list[str] = []
+        calls: list[tuple[str, str]] = []
         s3.meta.events.register("before-parameter-build.s3.PutObject",
                                 lambda params, **_: uploads.append(params["Key"]))
+        s3.meta.events.register("before-parameter-build.s3.*",
+                                lambda params, model, **_: calls.append((model.name, params.get("Key", ""))))
         rc = compile_sd.main(["--model-id", "s3://artifacts/source/sd", *ARGS, "--output-dir", str(tmp_path / "o"),
                               "--upload-url", "s3://artifacts/neuron/sd21/"], tracer=RecordingTracer(), s3_client=s3)
         assert rc == 0
         local = sorted(p.relative_to(tmp_path / "o").as_posix() for p in (tmp_path / "o").rglob("*") if p.is_file())
         assert "unet/diffusion_pytorch_model.safetensors" in local  # weights kept for DJL's built-in handler
         assert uploads[-1] == "neuron/sd21/manifest.json"
+        writes = [c for c in calls if c[0] in ("PutObject", "DeleteObject")]
+        assert writes[0] == ("DeleteObject", "neuron/sd21/manifest.json")  # the old one is gone before any upload
         assert sorted(uploads) == [f"neuron/sd21/{name}" for name in local]
         body = s3.get_object(Bucket="artifacts", Key="neuron/sd21/manifest.json")["Body"].read()
         assert body == (tmp_path / "o" / "manifest.json").read_bytes()
@@ -155,6 +161,16 @@ def test_bad_arguments_are_rejected(argv, message, tmp_path: Path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         compile_sd.parse_args(["--model-id", "m", "--output-dir", str(tmp_path), *argv])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_non_empty_output_dir_is_refused_before_any_work(tmp_path: Path, capsys):
+    (tmp_path / "compiled_model").mkdir()
+    (tmp_path / "compiled_model" / "unet.pt").write_bytes(b"from an earlier run")
+    rc = compile_sd.main(["--model-id", "s3://artifacts/never-read/", *ARGS, "--output-dir", str(tmp_path)],
+                         tracer=RecordingTracer(), s3_client=object())  # any S3 call would raise
+    assert rc == 1
+    assert f"compile failed: --output-dir: {tmp_path} is not empty" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["compiled_model", "unet.pt"]
 
 
 def test_unusable_upload_target_fails_before_compiling(tiny_pipeline: Path, tmp_path: Path, capsys):
