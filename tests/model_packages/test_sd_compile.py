@@ -27,13 +27,28 @@ class RecordingTracer:
     def __init__(self):
         self.calls: list[tuple[str, list[tuple[int, ...]], list[torch.dtype]]] = []
         self.neuron_attention_active: list[bool] = []
+        self.attention: dict[str, tuple[int, int]] = {}  # name -> (attention layers, layers that scored)
 
     def __call__(self, module, example_inputs, name):
         from diffusers.models.attention_processor import Attention
 
         self.calls.append((name, [tuple(t.shape) for t in example_inputs], [t.dtype for t in example_inputs]))
-        self.neuron_attention_active.append(Attention.get_attention_scores is attention.neuron_attention_scores)
-        return torch.jit.trace(module, example_inputs, check_trace=False)  # the tests run the files instead
+        installed = Attention.get_attention_scores
+        self.neuron_attention_active.append(installed is attention.neuron_attention_scores)
+        scored: list[int] = []
+
+        def counting(layer, *args, **kwargs):  # counts what the traced graph really computes
+            scored.append(id(layer))
+            return installed(layer, *args, **kwargs)
+
+        Attention.get_attention_scores = counting
+        try:
+            traced = torch.jit.trace(module, example_inputs, check_trace=False)  # the tests run the files instead
+        finally:
+            Attention.get_attention_scores = installed
+        layers = {id(m) for m in module.modules() if isinstance(m, Attention)}
+        self.attention[name] = (len(layers), len(set(scored) & layers))
+        return traced
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +86,12 @@ def test_components_traced_with_batch_1_shapes_in_the_dtype(compiled):
         ("vae_post_quant_conv", [(1, 4, 32, 32)], [torch.bfloat16]),
     ]
     assert tracer.neuron_attention_active == [True] * 4
+    # Every attention layer of the UNet and the VAE decoder went through the replacement
+    # scores while tracing (the default SDPA processor would bypass it).
+    unet_layers, unet_scored = tracer.attention["unet"]
+    vae_layers, vae_scored = tracer.attention["vae_decoder"]
+    assert unet_layers > 0 and unet_scored == unet_layers
+    assert vae_layers > 0 and vae_scored == vae_layers
 
 
 def test_traced_files_load_and_run(compiled):
