@@ -39,3 +39,11 @@ def handler_module():
     yield _load
     for name in loaded:
         sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_pipeline(tmp_path_factory) -> Path:
+    """One tiny Stable Diffusion pipeline on disk, shared by the compile and BYO tests."""
+    from tests.model_packages.tiny_models import save_tiny_sd_pipeline
+
+    return save_tiny_sd_pipeline(tmp_path_factory.mktemp("tiny-sd"))

@@ -15,7 +15,6 @@ from djl_python import Input
 from PIL import Image
 
 from tests.model_packages.conftest import PACKAGES, load_module
-from tests.model_packages.tiny_models import save_tiny_sd_pipeline
 
 sys.path.insert(0, str(PACKAGES / "stable_diffusion_compile"))
 compile_sd = load_module(PACKAGES / "stable_diffusion_compile" / "compile.py")
@@ -23,8 +22,8 @@ byo = load_module(PACKAGES / "stable_diffusion_inf2_byo" / "model.py")
 
 
 @pytest.fixture(scope="module")
-def compiled_dir(tmp_path_factory) -> Path:
-    source = save_tiny_sd_pipeline(tmp_path_factory.mktemp("tiny-sd"))
+def compiled_dir(tiny_sd_pipeline: Path, tmp_path_factory) -> Path:
+    source = tiny_sd_pipeline
     out = tmp_path_factory.mktemp("compiled")
     argv = ["--model-id", str(source), "--height", "64", "--width", "64", "--dtype", "fp32",
             "--output-dir", str(out), "--no-pipeline-weights"]

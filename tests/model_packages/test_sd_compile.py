@@ -13,7 +13,6 @@ import torch
 from moto import mock_aws
 
 from tests.model_packages.conftest import PACKAGES, load_module
-from tests.model_packages.tiny_models import save_tiny_sd_pipeline
 
 sys.path.insert(0, str(PACKAGES / "stable_diffusion_compile"))
 compile_sd = load_module(PACKAGES / "stable_diffusion_compile" / "compile.py")
@@ -52,8 +51,8 @@ class RecordingTracer:
 
 
 @pytest.fixture(scope="module")
-def tiny_pipeline(tmp_path_factory) -> Path:
-    return save_tiny_sd_pipeline(tmp_path_factory.mktemp("tiny-sd"))
+def tiny_pipeline(tiny_sd_pipeline: Path) -> Path:
+    return tiny_sd_pipeline
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ def test_headless_run_writes_csv_per_group(moto_url: str, tmp_path: Path):
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     run = subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(REPO / "ml_tools" / "loadtest" / "locustfile.py"), "--headless",
-         "-u", "2", "-r", "2", "-t", "5s", "--endpoint-name", "mme", "--pattern", "hot", "--model-count", "20",
+         "-u", "2", "-r", "2", "-t", "2s", "--endpoint-name", "mme", "--pattern", "hot", "--model-count", "20",
          "--seed", "1", "--csv", str(tmp_path / "hot"), "--only-summary"],
         env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )
