@@ -22,7 +22,8 @@ one (downloaded first). Output (the contract with the serving packages):
                                                 output (model, revision, shapes, dtype,
                                                 compiler args, versions, sha256 of every file)
 
-With ``--upload-url`` the bucket is checked first (HeadBucket), then after compiling every
+With ``--upload-url`` the target is checked first (a one-key listing of the prefix, which
+the job role may do; HeadBucket would need unconditional ListBucket), then after compiling every
 file is uploaded under that prefix, ``manifest.json`` last.
 Any failure exits non-zero with a one-line reason. Host memory: each component is
 deep-copied out of the pipeline and the pipeline is freed before tracing starts.
@@ -153,12 +154,13 @@ def upload_dir(root: Path, url: str, client: Any) -> int:
 def check_upload_target(url: str, client: Any) -> None:
     from botocore.exceptions import ClientError
 
-    bucket, _prefix = split_s3_url(url)
+    bucket, prefix = split_s3_url(url)
     try:
-        client.head_bucket(Bucket=bucket)
+        # Listing under the prefix is what the job role is granted (s3:prefix condition).
+        client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
     except ClientError as err:
         code = err.response.get("Error", {}).get("Code", "error")
-        raise CompileError(f"upload target {url} is not usable: HeadBucket answered {code}") from err
+        raise CompileError(f"upload target {url} is not usable: listing it answered {code}") from err
 
 
 def write_pipeline_files(pipe: Any, out: Path, *, weights: bool) -> None:

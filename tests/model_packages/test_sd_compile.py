@@ -143,7 +143,8 @@ def test_s3_source_and_upload_with_manifest_last(tiny_pipeline: Path, tmp_path: 
         s3.meta.events.register("before-parameter-build.s3.PutObject",
                                 lambda params, **_: uploads.append(params["Key"]))
         s3.meta.events.register("before-parameter-build.s3.*",
-                                lambda params, model, **_: calls.append((model.name, params.get("Key", ""))))
+                                lambda params, model, **_: calls.append(
+                                    (model.name, params.get("Key") or params.get("Prefix") or "")))
         rc = compile_sd.main(["--model-id", "s3://artifacts/source/sd", *ARGS, "--output-dir", str(tmp_path / "o"),
                               "--upload-url", "s3://artifacts/neuron/sd21/"], tracer=RecordingTracer(), s3_client=s3)
         assert rc == 0
@@ -153,6 +154,12 @@ def test_s3_source_and_upload_with_manifest_last(tiny_pipeline: Path, tmp_path: 
         writes = [c for c in calls if c[0] in ("PutObject", "DeleteObject")]
         assert writes[0] == ("DeleteObject", "neuron/sd21/manifest.json")  # the old one is gone before any upload
         assert sorted(uploads) == [f"neuron/sd21/{name}" for name in local]
+        # Only what the compile job role may do on its own prefix (tests/test_neuron_compile_construct.py
+        # pins the role: ListBucket with an s3:prefix condition, Get/Put/Delete/AbortMultipartUpload).
+        granted = {"ListObjectsV2", "GetObject", "HeadObject", "PutObject", "DeleteObject", "CreateMultipartUpload",
+                   "UploadPart", "CompleteMultipartUpload", "AbortMultipartUpload"}
+        assert {op for op, key in calls if key.startswith("neuron/sd21/")} <= granted
+        assert not {op for op, _ in calls} & {"HeadBucket", "ListBuckets", "GetBucketLocation"}
         body = s3.get_object(Bucket="artifacts", Key="neuron/sd21/manifest.json")["Body"].read()
         assert body == (tmp_path / "o" / "manifest.json").read_bytes()
 
@@ -200,6 +207,6 @@ def test_unusable_upload_target_fails_before_compiling(tiny_pipeline: Path, tmp_
                               "--no-pipeline-weights", "--upload-url", "s3://missing-bucket/sd/"],
                              tracer=RecordingTracer(), s3_client=s3)
     assert rc == 1
-    assert "compile failed: upload target s3://missing-bucket/sd/ is not usable: HeadBucket answered 404" in (
+    assert "compile failed: upload target s3://missing-bucket/sd/ is not usable: listing it answered NoSuchBucket" in (
         capsys.readouterr().err)
     assert not list(tmp_path.iterdir())  # refused before compiling anything
