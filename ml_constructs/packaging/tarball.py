@@ -62,13 +62,16 @@ def build_model_tarball(
             data, executable = entries[name]
             tar.addfile(_info(name, tarfile.REGTYPE, 0o755 if executable else 0o644, len(data)), io.BytesIO(data))
 
+    compressed = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=9) as gz:
+        gz.write(raw.getvalue())
+    archive = compressed.getvalue()
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh, gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0, compresslevel=9) as gz:
-        gz.write(raw.getvalue())
+    tmp.write_bytes(archive)
     os.replace(tmp, out)
-    return hashlib.sha256(out.read_bytes()).hexdigest()
+    return hashlib.sha256(archive).hexdigest()
 
 
 def _parent_dirs(names: Mapping[str, object]) -> set[str]:
