@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 
 from constructs import Construct
@@ -71,10 +72,14 @@ class StableDiffusionStack(PlatformStack):
                 **compilation_props(config.compile),
             )
             model_id = self.compilation.artifacts_url
+            grant_read_artifacts = self.compilation.grant_read_artifacts
         elif config.compiled_artifacts_url is not None:
             model_id = config.compiled_artifacts_url
+            grant_read_artifacts = partial(grant_read_s3_url, url=model_id)
         else:
-            model_id = locations.neuron_artifacts.url_for(config.compiled_artifacts_key)
+            artifacts = locations.neuron_artifacts.child(config.compiled_artifacts_key)
+            model_id = artifacts.s3_url
+            grant_read_artifacts = artifacts.grant_read
         key = locations.model_packages.key
         self.endpoint = RealtimeEndpoint(
             self,
@@ -88,11 +93,5 @@ class StableDiffusionStack(PlatformStack):
                 instance_type=config.instance_type, key=key, alarms=config.alarms, autoscaling=config.autoscaling
             ),
         )
-        # Read the compiled artifacts: the compile step writes under neuron_artifacts.
-        if self.compilation is not None:
-            self.compilation.grant_read_artifacts(self.endpoint.role)
-        elif config.compiled_artifacts_url is not None:
-            grant_read_s3_url(self.endpoint.role, config.compiled_artifacts_url)
-        else:
-            locations.neuron_artifacts.child(config.compiled_artifacts_key).grant_read(self.endpoint.role)
+        grant_read_artifacts(self.endpoint.role)  # the compiled artifacts it serves, nothing else
         self.model_package = package
