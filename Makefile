@@ -26,6 +26,7 @@ synth: $(STAMP)
 test: $(STAMP)
 	python -m ruff check .
 	python -m pytest
+	python -m runtime_profiles.env test
 
 bench: $(STAMP)
 	python scripts/bench_synth.py

@@ -1,6 +1,6 @@
 """The platform's configuration schema: one frozen dataclass per section.
 
-Defaults are the documented values of each workload (../shared/spec/WORKLOADS.md);
+Defaults are the documented values of each workload (docs/workloads.md);
 environment files under ``config/environments/`` only hold what differs.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Configuration of workload W4: multi-node LLM training on Trainium with AWS Batch.
 
-Defaults are W4's documented values (../shared/spec/WORKLOADS.md) and the
-limits of AWS_FACTS.md ("AWS Batch on Trainium", "Neuron compiler").
+Defaults are W4's documented values (docs/workloads.md) and the
+limits of docs/aws-limits.md ("AWS Batch on Trainium", "Neuron compiler").
 """
 from __future__ import annotations
 

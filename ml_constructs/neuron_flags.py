@@ -7,7 +7,7 @@ error naming the flag. One implementation for every place that takes flags
 (``NEURON_CC_FLAGS`` of training jobs, the compile custom resource's
 ``compiler_args``). Pure Python: ``config`` uses it without importing CDK.
 
-Facts (AWS_FACTS.md, "Neuron compiler"): ``--optlevel {1,2,3}`` or ``-O1|-O2|-O3``
+Facts (docs/aws-limits.md, "Neuron compiler"): ``--optlevel {1,2,3}`` or ``-O1|-O2|-O3``
 (``--optlevel O1`` is invalid); ``--target``, ``--model-type``, ``--auto-cast`` and
 ``--auto-cast-type`` take the values listed below.
 """

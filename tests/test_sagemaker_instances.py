@@ -1,4 +1,4 @@
-"""The instance catalogue encodes AWS_FACTS.md (accelerators, NVMe storage, burstable, vCPUs)."""
+"""The instance catalogue encodes docs/aws-limits.md (accelerators, NVMe storage, burstable, vCPUs)."""
 from __future__ import annotations
 
 import pytest

@@ -94,7 +94,7 @@ class CompileQueue(Construct):
             )],
         )
         # Escape hatch: the L2 renders the launch template without a version, so later
-        # edits of the template would never reach the hosts (AWS_FACTS.md).
+        # edits of the template would never reach the hosts (docs/aws-limits.md).
         cfn_env = self.compute_environment.node.default_child
         cfn_env.add_property_override("ComputeResources.LaunchTemplate.Version",
                                       self.launch_template.latest_version_number)

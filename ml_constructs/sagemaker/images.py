@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aws_cdk as cdk
 from aws_cdk import aws_ecr as ecr
@@ -17,9 +18,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import region_info
 from constructs import Construct
 
+if TYPE_CHECKING:
+    from runtime_profiles import RuntimeProfile
+
 PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 
-# (repository, tag pattern) -> why it is end-of-life and what replaces it (AWS_FACTS.md).
+# (repository, tag pattern) -> why it is end-of-life and what replaces it (docs/aws-limits.md).
 END_OF_LIFE_TAGS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     (
         "djl-inference",
@@ -63,17 +67,34 @@ class BoundImage:
 class ContainerImage:
     """Where a model's serving container comes from; bound to a scope when used."""
 
-    def __init__(self, repository_name: str, tag: str, repository: ecr.IRepository | None = None) -> None:
+    def __init__(
+        self, repository_name: str, tag: str, repository: ecr.IRepository | None = None, *,
+        end_of_life: str | None = None,
+    ) -> None:
         if not tag or ":" in tag or "@" in tag:
             raise ValueError(f"image tag: got {tag!r}, allowed: a plain tag such as 0.24.0-neuronx-sdk2.14.1")
         self.repository_name = repository_name
         self.tag = tag
         self._repository = repository
+        self._end_of_life = end_of_life
 
     @classmethod
-    def deep_learning_container(cls, repository_name: str, tag: str) -> "ContainerImage":
-        """An AWS Deep Learning Container (``djl-inference``, ``pytorch-inference-neuronx``, ...)."""
-        return cls(repository_name, tag)
+    def deep_learning_container(
+        cls, repository_name: str, tag: str, *, end_of_life: str | None = None
+    ) -> "ContainerImage":
+        """An AWS Deep Learning Container (``djl-inference``, ``pytorch-inference-neuronx``, ...).
+
+        ``end_of_life``: why the image is end-of-life (a runtime profile's notice); default: the
+        notice of a known end-of-life tag pattern, if any.
+        """
+        return cls(repository_name, tag, end_of_life=end_of_life)
+
+    @classmethod
+    def from_profile(cls, profile: "RuntimeProfile", tag: str | None = None) -> "ContainerImage":
+        """A runtime profile's Deep Learning Container (``tag``: one of its verified tags; default the first)."""
+        return cls.deep_learning_container(
+            profile.image_repository, tag or profile.default_tag, end_of_life=profile.end_of_life
+        )
 
     @classmethod
     def from_ecr_repository(cls, repository: ecr.IRepository, tag: str) -> "ContainerImage":
@@ -82,6 +103,8 @@ class ContainerImage:
 
     @property
     def end_of_life_notice(self) -> str | None:
+        if self._end_of_life is not None:
+            return self._end_of_life
         return None if self._repository is not None else end_of_life_notice(self.repository_name, self.tag)
 
     def bind(self, scope: Construct) -> BoundImage:

@@ -1,6 +1,6 @@
 """What the project knows about SageMaker hosting instance types.
 
-One place for the facts the validation rules need (AWS_FACTS.md, SageMaker):
+One place for the facts the validation rules need (docs/aws-limits.md, SageMaker):
 accelerators per instance (NeuronCores on Inferentia2/Trainium, GPUs on
 p/g families), local NVMe instance storage (no ``VolumeSizeInGB`` and no
 endpoint-config KMS key), burstable types (cannot autoscale) and vCPUs

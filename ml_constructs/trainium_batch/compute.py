@@ -22,7 +22,7 @@ class TrainiumComputeEnvironment(Construct):
     ``optimal``), ``BEST_FIT_PROGRESSIVE``, min vCPUs 0 and max vCPUs ``max_nodes`` x the
     instance's vCPUs, the ECS AL2023 Neuron AMI from SSM as ``ECS_AL2023``.
 
-    Three escape hatches on aws-cdk-lib's ``ManagedEc2EcsComputeEnvironment`` (AWS_FACTS):
+    Three escape hatches on aws-cdk-lib's ``ManagedEc2EcsComputeEnvironment`` (docs/aws-limits.md):
       - ``SecurityGroupIds`` is removed: Batch rejects it together with launch-template
         network interfaces; the EFA security group sits on each interface instead;
       - the launch template ``Version`` is pinned to its latest version number, so a

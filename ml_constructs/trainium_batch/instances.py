@@ -1,4 +1,4 @@
-"""What each supported Trainium instance type offers (AWS_FACTS: AWS Batch on Trainium)."""
+"""What each supported Trainium instance type offers (docs/aws-limits.md: AWS Batch on Trainium)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -12,7 +12,7 @@ def efa_network_interfaces(
     instance: TrainiumInstance, security_group_id: str
 ) -> list[ec2.CfnLaunchTemplate.NetworkInterfaceProperty]:
     """One EFA interface per network card: card 0 is the primary (device index 0),
-    cards 1..N-1 attach as device index 1 (AWS_FACTS: AWS Batch on Trainium)."""
+    cards 1..N-1 attach as device index 1 (docs/aws-limits.md: AWS Batch on Trainium)."""
     return [
         ec2.CfnLaunchTemplate.NetworkInterfaceProperty(
             network_card_index=card,

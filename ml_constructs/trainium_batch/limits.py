@@ -29,7 +29,7 @@ def image_uri_problem(uri: str) -> str | None:
 def fair_share_problems(
     shares: Mapping[str, float], share_decay_seconds: int, compute_reservation: int
 ) -> list[tuple[str, str]]:
-    """``(setting, message)`` for each fair-share limit broken (AWS_FACTS: weights
+    """``(setting, message)`` for each fair-share limit broken (docs/aws-limits.md: weights
     0.0001-999.9999, decay <= 604,800 s, <= 500 share identifiers, reservation 0-99 %)."""
     problems = []
     if not shares:

@@ -1,7 +1,7 @@
 """Batch retry strategies: retry what a new host fixes, exit on everything else.
 
 Batch retries a failed job whenever no ``evaluateOnExit`` rule matches, so the last
-rule must be ``EXIT`` on ``*`` (AWS_FACTS: AWS Batch on Trainium). Pure Python.
+rule must be ``EXIT`` on ``*`` (docs/aws-limits.md: AWS Batch on Trainium). Pure Python.
 """
 from __future__ import annotations
 
