@@ -38,6 +38,10 @@ class EnvironmentAccess:
     read_role: bool = setting(
         True, doc="Also create a read-only role for the GitHub environment '<env>-read' (pull-request diff, "
         "drift check): it may assume only the CDK lookup role.")
+    verify_role: bool = setting(
+        True, doc="Also create a role for the post-deploy check (`python -m ml_tools verify`) for the same GitHub "
+        "environment as the deploy role: it may read this environment's stacks and describe and invoke the "
+        "account's SageMaker endpoints in the region, nothing else.")
 
     def problems(self) -> list[tuple[str, str]]:
         found = []
@@ -81,6 +85,7 @@ class EnvironmentTarget:
     account: str
     region: str
     partition: str
+    stack_prefix: str
     access: EnvironmentAccess
 
 
@@ -145,7 +150,8 @@ def load_bootstrap_plan(
                                         f"account {match.group(2)}; allowed: a provider in {name}'s account "
                                         f"{platform.account} ({partition}, from {env_file})", display))
                 continue
-        targets.append(EnvironmentTarget(name, platform.account, platform.region, partition, access))
+        targets.append(EnvironmentTarget(name, platform.account, platform.region, partition,
+                                         f"{platform.stack_prefix}-{name}-", access))
 
     accounts: dict[str, list[EnvironmentTarget]] = {}
     for target in targets:

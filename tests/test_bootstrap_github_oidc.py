@@ -85,6 +85,7 @@ def bootstrap_roles(account: str, region: str, *kinds: str) -> list[str]:
     ("prod", PROD_ACCOUNT, "prod", "MlAccel-github-deploy-prod"),
     ("dev", DEV_ACCOUNT, "dev-read", "MlAccel-github-read-dev"),
     ("prod", PROD_ACCOUNT, "prod-read", "MlAccel-github-read-prod"),
+    ("dev", DEV_ACCOUNT, "dev", "MlAccel-github-verify-dev"),
 ])
 def test_each_role_trusts_only_this_repository_in_its_github_environment(standard, env, account,
                                                                          github_environment, role_name):
@@ -104,9 +105,10 @@ def test_each_role_trusts_only_this_repository_in_its_github_environment(standar
 
 
 def test_each_account_holds_only_its_own_environments_roles(standard):
-    assert sorted(roles(standard[DEV_ACCOUNT].template)) == ["MlAccel-github-deploy-dev", "MlAccel-github-read-dev"]
-    assert sorted(roles(standard[PROD_ACCOUNT].template)) == ["MlAccel-github-deploy-prod",
-                                                              "MlAccel-github-read-prod"]
+    assert sorted(roles(standard[DEV_ACCOUNT].template)) == [
+        "MlAccel-github-deploy-dev", "MlAccel-github-read-dev", "MlAccel-github-verify-dev"]
+    assert sorted(roles(standard[PROD_ACCOUNT].template)) == [
+        "MlAccel-github-deploy-prod", "MlAccel-github-read-prod", "MlAccel-github-verify-prod"]
     assert standard[DEV_ACCOUNT].environment.account == DEV_ACCOUNT
     assert standard[PROD_ACCOUNT].environment.region == "eu-west-1"
 
@@ -142,6 +144,21 @@ def test_read_role_may_only_assume_the_lookup_role(standard):
     assert all(s["Action"] == ["sts:AssumeRole", "sts:TagSession"] for s in statements)
 
 
+def test_verify_role_reads_only_its_environments_stacks_and_describes_or_invokes_endpoints(standard):
+    template = standard[PROD_ACCOUNT].template
+    statements = {s["Sid"]: s for s in permissions_of(template, logical_id(template, "MlAccel-github-verify-prod"))}
+    assert statements["ReadEnvironmentStacks"]["Action"] == ["cloudformation:DescribeStacks",
+                                                             "cloudformation:ListStackResources"]
+    assert statements["ReadEnvironmentStacks"]["Resource"] == \
+        f"arn:aws:cloudformation:eu-west-1:{PROD_ACCOUNT}:stack/MlAccel-prod-*/*"
+    assert statements["CheckEndpoints"]["Action"] == ["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
+                                                      "sagemaker:InvokeEndpoint"]
+    assert sorted(statements["CheckEndpoints"]["Resource"]) == [
+        f"arn:aws:sagemaker:eu-west-1:{PROD_ACCOUNT}:endpoint-config/*",
+        f"arn:aws:sagemaker:eu-west-1:{PROD_ACCOUNT}:endpoint/*"]
+    assert sorted(statements) == ["CheckEndpoints", "ReadEnvironmentStacks"]
+
+
 def test_role_arns_are_stack_outputs_for_the_github_environment_variables(standard):
     outputs = standard[DEV_ACCOUNT].template["Outputs"]
     described = {o.get("Description", ""): o["Value"] for o in outputs.values()}
@@ -170,14 +187,14 @@ def test_an_existing_provider_is_reused_not_created(tmp_path):
 
 
 def test_environments_sharing_an_account_share_one_provider_and_one_stack(tmp_path):
-    stacks = synth(tmp_path, STANDARD + "read_role = false\n",
+    stacks = synth(tmp_path, STANDARD + "read_role = false\nverify_role = false\n",
                    {"dev": (DEV_ACCOUNT, "us-east-1"), "prod": (DEV_ACCOUNT, "us-west-2")})
     assert list(stacks) == [DEV_ACCOUNT]
     template = stacks[DEV_ACCOUNT].template
     assert len(resources_of_type(template, "AWS::IAM::OIDCProvider")) == 1
     # prod's read role was switched off; each role targets its own environment's region.
     assert sorted(roles(template)) == ["MlAccel-github-deploy-dev", "MlAccel-github-deploy-prod",
-                                       "MlAccel-github-read-dev"]
+                                       "MlAccel-github-read-dev", "MlAccel-github-verify-dev"]
     prod = permissions_of(template, logical_id(template, "MlAccel-github-deploy-prod"))
     assert all(arn.endswith(f"-{DEV_ACCOUNT}-us-west-2") for arn in prod[0]["Resource"])
 
@@ -251,7 +268,7 @@ def test_environments_sharing_an_account_must_agree_on_the_provider(tmp_path):
     (f'repository = "{REPO}"\nmax_session_hours = 24\n[environments.dev]\n',
      "max_session_hours: got 24, allowed range: 1 to 12"),
     (f'repository = "{REPO}"\n[environments.dev]\nread_roles = false\n',
-     "environments.dev.read_roles: unknown key 'read_roles'; allowed keys: oidc_provider_arn, read_role"),
+     "environments.dev.read_roles: unknown key 'read_roles'; allowed keys: oidc_provider_arn, read_role, verify_role"),
     ('[environments.dev]\n', "repository: required, expected a string"),
 ])
 def test_other_settings_are_checked(tmp_path, text, expected):
