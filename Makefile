@@ -40,7 +40,7 @@ clean:
 # make diff ENV=prod                 cdk diff against the deployed stacks (read-only: the lookup role)
 # make deploy ENV=dev                cdk deploy --all (through the CDK bootstrap roles)
 # make drift ENV=prod [SUMMARY=f]    CloudFormation drift detection; fails on drift
-# make bootstrap-synth               the GitHub OIDC bootstrap app (bootstrap/), into cdk.out.bootstrap/
+# make bootstrap-synth [CONFIG=f]    the GitHub OIDC bootstrap app (bootstrap/), into cdk.out.bootstrap/
 .PHONY: lint-workflows lint-templates diff deploy drift bootstrap-synth
 CDK_CI := --no-notices --no-color -c env=$(ENV)
 
@@ -62,4 +62,4 @@ drift: $(STAMP)
 	python scripts/drift_check.py cdk.out $(if $(SUMMARY),--summary "$(SUMMARY)")
 
 bootstrap-synth: $(STAMP)
-	npx cdk synth --app "python -m bootstrap.app" --output cdk.out.bootstrap --quiet --no-notices
+	npx cdk synth --app "python -m bootstrap.app" --output cdk.out.bootstrap --quiet --no-notices $(if $(CONFIG),-c config=$(CONFIG))
