@@ -7,6 +7,7 @@ same commit, one deploy per environment at a time, credentials only where a job 
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -226,3 +227,45 @@ def test_the_test_job_installs_each_runtime_profiles_python_and_ends_with_the_pr
         (folder / "profile.toml").write_text(text)
     # 3.9 can't be installed for b/seed, so its test_python is what the tests need.
     assert module.needed(tmp_path) == ["3.8", "3.10", "3.12", "3.11"]
+
+
+# ---- the pull-request comment helpers ----------------------------------------------------------------
+
+def fake_gh(tmp_path: Path, existing_ids: str) -> dict:
+    """A `gh` stand-in on PATH: prints the given comment ids for the listing, logs every call."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "gh.log"
+    (bin_dir / "gh").write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "{log}"\n'
+                                f'if [ "$2" = "--paginate" ]; then printf "{existing_ids}"; fi\n')
+    (bin_dir / "gh").chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_REPOSITORY": "my-org/ml-platform", "log": log}
+
+
+@pytest.mark.parametrize("existing, expected", [
+    ("", "api --method POST repos/my-org/ml-platform/issues/7/comments -f body=<!-- cdk-diff-dev -->\n### cdk diff"),
+    ("111\\n222\\n", "api --method PATCH repos/my-org/ml-platform/issues/comments/111 -f body=<!-- cdk-diff-dev -->"),
+])
+def test_each_push_updates_one_comment_per_environment_instead_of_adding_more(tmp_path, existing, expected):
+    env = fake_gh(tmp_path, existing)
+    log = env.pop("log")
+    body = tmp_path / "diff.md"
+    body.write_text("### cdk diff: dev\n")
+    result = subprocess.run([str(ROOT / ".github" / "scripts" / "pr_comment.sh"), "7", "cdk-diff-dev", str(body)],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text()
+    assert calls.startswith("api --paginate repos/my-org/ml-platform/issues/7/comments --jq ")
+    assert expected in calls
+    assert calls.count("--method") == 1
+
+
+def test_a_long_diff_is_cut_below_githubs_comment_limit_and_says_so(tmp_path):
+    diff = tmp_path / "diff.txt"
+    diff.write_text("Resources\n[~] AWS::IAM::Role\n" + "x" * 70000)
+    result = subprocess.run([str(ROOT / ".github" / "scripts" / "diff_markdown.sh"), "prod", str(diff)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.startswith("### cdk diff: prod\n\n```\nResources\n[~] AWS::IAM::Role\n")
+    assert len(result.stdout) < 65536
+    assert result.stdout.rstrip().endswith("Cut at 60000 characters: the whole diff is in the job's log.")

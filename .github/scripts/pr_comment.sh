@@ -8,8 +8,10 @@ key=$2
 file=$3
 marker="<!-- ${key} -->"
 body="$(printf '%s\n%s\n' "$marker" "$(cat "$file")")"
-existing=$(gh api --paginate "repos/${GITHUB_REPOSITORY}/issues/${pr}/comments" \
-  --jq ".[] | select(.user.login == \"github-actions[bot]\" and (.body | startswith(\"${marker}\"))) | .id" | head -n 1)
+# All matching ids first, then the first one (piping into `head` could cut gh off mid-write).
+ids=$(gh api --paginate "repos/${GITHUB_REPOSITORY}/issues/${pr}/comments" \
+  --jq ".[] | select(.user.login == \"github-actions[bot]\" and (.body | startswith(\"${marker}\"))) | .id")
+existing=${ids%%$'\n'*}
 if [ -n "$existing" ]; then
   gh api --method PATCH "repos/${GITHUB_REPOSITORY}/issues/comments/${existing}" -f body="$body" > /dev/null
   echo "updated comment ${existing} on #${pr}"
