@@ -25,6 +25,7 @@ STS_AUDIENCE = "sts.amazonaws.com"
 REPOSITORY_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}"
 # `cdk bootstrap --qualifier`: lower-case alphanumerics, at most 10 characters.
 QUALIFIER_PATTERN = r"[a-z0-9]{1,10}"
+IAM_ROLE_NAME_MAX = 64
 OIDC_ARN_PATTERN = r"arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):oidc-provider/(.+)"
 
 
@@ -132,6 +133,12 @@ def load_bootstrap_plan(
                                     f"(the files in {_display(environments_dir)})", display))
             continue
         env_file = _display(environments_dir / f"{name}.toml")
+        longest = f"{cfg.role_name_prefix}-github-verify-{name}"
+        if len(longest) > IAM_ROLE_NAME_MAX:
+            problems.append(Problem(key, f"role names such as {longest!r} would be {len(longest)} characters; allowed: "
+                                    f"at most {IAM_ROLE_NAME_MAX} (IAM): shorten role_name_prefix or the "
+                                    "environment's name", display))
+            continue
         try:
             platform = load_config(name, environments_dir=environments_dir)
         except ConfigError as exc:

@@ -254,6 +254,14 @@ def test_unknown_environment_is_refused_with_the_known_ones(tmp_path):
     assert "environments.staging: unknown environment 'staging'; allowed: dev, prod" in message
 
 
+def test_role_names_longer_than_iam_allows_are_refused(tmp_path):
+    long_env = "integration-" + "x" * 30
+    message = problems_of(tmp_path, f'repository = "{REPO}"\nrole_name_prefix = "MlAcceleratorPlatformTeamA"\n'
+                          f"[environments.{long_env}]\n", {long_env: (DEV_ACCOUNT, "us-east-1")})
+    assert f"environments.{long_env}: role names such as 'MlAcceleratorPlatformTeamA-github-verify-{long_env}' " \
+           "would be 83 characters; allowed: at most 64 (IAM)" in message
+
+
 def test_environments_sharing_an_account_must_agree_on_the_provider(tmp_path):
     arn = f"arn:aws:iam::{DEV_ACCOUNT}:oidc-provider/{PROVIDER_HOST}"
     message = problems_of(tmp_path, f'repository = "{REPO}"\n[environments.dev]\noidc_provider_arn = "{arn}"\n'
