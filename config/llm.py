@@ -32,7 +32,7 @@ from config.runtime import image_tag_problems, profile_for, runtime_setting
 from config.sagemaker_endpoint import IMAGE_TAG_PATTERN, INSTANCE_TYPE_PATTERN
 from config.typed import setting
 from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType, variant_problems
-from runtime_profiles import RuntimeProfile
+from runtime_profiles import RuntimeProfile, profile_names
 
 Dtype = Literal["int8", "fp16", "bf16", "fp32"]
 Quantize = Literal["fp8", "bitsandbytes"]
@@ -207,6 +207,8 @@ class LlmConfig:
         return out
 
     def problems(self) -> list[tuple[str, str]]:
+        if self.runtime not in profile_names("llm"):
+            return []  # reported against the runtime key's choices; nothing else can be checked
         found = image_tag_problems(self.profile, self.image_tag)
         for name, override in self.models.items():
             if not re.fullmatch(MODEL_NAME_PATTERN, name):
@@ -249,6 +251,8 @@ class LlmConfig:
                           f"runtime profile {profile.key} runs the CUDA image {profile.image_repository}:"
                           f"{self.image_tag or profile.default_tag}"))
             return found
+        if model.tensor_parallel_degree < 1 or model.tokens_per_second <= 0:
+            return found  # out of range: reported by the key's own check
         degree = degree_problem(model.attention_heads, model.instance_type, model.tensor_parallel_degree)
         if degree:
             found.append(("tensor_parallel_degree", degree))
