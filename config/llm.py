@@ -43,6 +43,7 @@ RENDERED_OPTIONS = {
     "tensor_parallel_degree": "tensor_parallel_degree", "dtype": "dtype", "quantize": "quantize",
     "max_rolling_batch_size": "max_batch_size", "max_model_len": "max_input_tokens + max_new_tokens",
     "model_loading_timeout": "container_startup_health_check_timeout_seconds",
+    "override_generation_config": "max_new_tokens",
 }
 
 

@@ -1,6 +1,8 @@
 """W3: large language models with tensor parallelism, on the runtime profile ``llm.runtime`` names."""
 from __future__ import annotations
 
+import json
+
 from constructs import Construct
 
 from config.llm import LlmConfig, LlmModel, construct_id_for
@@ -27,6 +29,8 @@ def lmi_environment(model: LlmModel) -> dict[str, str]:
         "max_rolling_batch_size": model.max_batch_size,
         # vLLM refuses (HTTP 400) a request whose prompt plus max_new_tokens exceeds this.
         "max_model_len": model.max_model_len,
+        # vLLM's default and upper bound of a request's max tokens (EngineArgs override_generation_config).
+        "override_generation_config": json.dumps({"max_new_tokens": model.max_new_tokens}),
         # LMI's own load timeout (default 1800 s) must not end before SageMaker's health check does.
         "model_loading_timeout": model.container_startup_health_check_timeout_seconds,
     }

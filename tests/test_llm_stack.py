@@ -28,6 +28,9 @@ LMI_20_DOCUMENTED = {
     # serving/docs/lmi/user_guides/vllm_user_guide.md: vLLM EngineArgs pass through as option.<arg>;
     # the guide's sample configurations set OPTION_MAX_MODEL_LEN.
     "OPTION_MAX_MODEL_LEN": "vllm_user_guide.md: pass-through EngineArg max_model_len",
+    # vllm_user_guide.md, "Mapping Configuration": JSON-valued EngineArgs pass through (vLLM's
+    # override_generation_config: default sampling parameters, max_new_tokens among them).
+    "OPTION_OVERRIDE_GENERATION_CONFIG": "vllm_user_guide.md: mapping pass-through override_generation_config",
     # vllm_user_guide.md, "Runtime Quantization": option.quantize=<fp8|bitsandbytes>
     "OPTION_QUANTIZE": "vllm_user_guide.md: option.quantize",
     # vllm_user_guide.md, "Boolean Configuration" example
@@ -103,9 +106,11 @@ def test_prod_lmi_configuration_key_by_key(prod):
         # BLOOM-176B: an 8-bit pre-quantized checkpoint, so no OPTION_QUANTIZE (vllm_user_guide.md:
         # "If you bring a pre-quantized model to LMI, you should not set the option.quantize").
         "Bloom176b": {"OPTION_TENSOR_PARALLEL_DEGREE": "8", "OPTION_DTYPE": "fp16", "OPTION_MAX_ROLLING_BATCH_SIZE": "4",
-                      "OPTION_MAX_MODEL_LEN": "1424", "OPTION_MODEL_LOADING_TIMEOUT": "2400"},
+                      "OPTION_MAX_MODEL_LEN": "1424", "OPTION_MODEL_LOADING_TIMEOUT": "2400",
+                      "OPTION_OVERRIDE_GENERATION_CONFIG": '{"max_new_tokens": 400}'},
         "Opt30b": {"OPTION_TENSOR_PARALLEL_DEGREE": "4", "OPTION_DTYPE": "fp16", "OPTION_MAX_ROLLING_BATCH_SIZE": "4",
-                   "OPTION_MAX_MODEL_LEN": "2048", "OPTION_MODEL_LOADING_TIMEOUT": "2400"},
+                   "OPTION_MAX_MODEL_LEN": "2048", "OPTION_MODEL_LOADING_TIMEOUT": "2400",
+                   "OPTION_OVERRIDE_GENERATION_CONFIG": '{"max_new_tokens": 1024}'},
     }
     for prefix, environment in expected.items():
         rendered = model_of(template, prefix)["PrimaryContainer"]["Environment"]
