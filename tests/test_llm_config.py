@@ -204,3 +204,19 @@ def test_each_bad_llm_value_names_key_value_allowed_and_source(overrides, expect
         load_config("prod", overrides=overrides)
     assert expected in str(exc.value)
     assert "(from -c set:llm." in str(exc.value)
+
+
+def test_gpu_memory_catalogue_gives_the_fit_its_sizes():
+    from ml_constructs.sagemaker.instances import InstanceType, gpu_instance_types, inference_ami_problem
+
+    sizes = {name: InstanceType.parse(name).accelerator_memory_gib
+             for name in ("ml.p4d.24xlarge", "ml.p4de.24xlarge", "ml.g5.24xlarge", "ml.g5.xlarge", "ml.inf2.48xlarge")}
+    assert sizes == {"ml.p4d.24xlarge": 320, "ml.p4de.24xlarge": 640, "ml.g5.24xlarge": 96, "ml.g5.xlarge": 24,
+                     "ml.inf2.48xlarge": None}
+    totals = [InstanceType.parse(n).accelerator_memory_gib for n in gpu_instance_types()]
+    assert totals == sorted(totals) and "ml.inf2.xlarge" not in gpu_instance_types()
+    assert inference_ami_problem("ml.p4d.24xlarge", "al2-ami-sagemaker-inference-gpu-2-1") is None
+    assert inference_ami_problem("ml.trn1.32xlarge", "al2-ami-sagemaker-inference-neuron-2") is None
+    assert inference_ami_problem("ml.c5.xlarge", "al2-ami-sagemaker-inference-gpu-2") == (
+        "got 'al2-ami-sagemaker-inference-gpu-2' (built for GPU instances) for ml.c5.xlarge, "
+        "allowed: not set (ml.c5.xlarge has no accelerators)")
