@@ -27,9 +27,9 @@ def lmi_environment(model: LlmModel) -> dict[str, str]:
         "tensor_parallel_degree": model.tensor_parallel_degree,
         "dtype": model.dtype,
         "max_rolling_batch_size": model.max_batch_size,
-        # vLLM refuses (HTTP 400) a request whose prompt plus max_new_tokens exceeds this.
+        # Prompt plus generated tokens: vLLM refuses (HTTP 400) a prompt longer than this.
         "max_model_len": model.max_model_len,
-        # vLLM's default and upper bound of a request's max tokens (EngineArgs override_generation_config).
+        # A server-wide limit on the tokens one request generates: vLLM cuts a larger max_tokens to it.
         "override_generation_config": json.dumps({"max_new_tokens": model.max_new_tokens}),
         # LMI's own load timeout (default 1800 s) must not end before SageMaker's health check does.
         "model_loading_timeout": model.container_startup_health_check_timeout_seconds,

@@ -29,7 +29,7 @@ LMI_20_DOCUMENTED = {
     # the guide's sample configurations set OPTION_MAX_MODEL_LEN.
     "OPTION_MAX_MODEL_LEN": "vllm_user_guide.md: pass-through EngineArg max_model_len",
     # vllm_user_guide.md, "Mapping Configuration": JSON-valued EngineArgs pass through (vLLM's
-    # override_generation_config: default sampling parameters, max_new_tokens among them).
+    # override_generation_config; its max_new_tokens is a server-wide limit on generated tokens).
     "OPTION_OVERRIDE_GENERATION_CONFIG": "vllm_user_guide.md: mapping pass-through override_generation_config",
     # vllm_user_guide.md, "Runtime Quantization": option.quantize=<fp8|bitsandbytes>
     "OPTION_QUANTIZE": "vllm_user_guide.md: option.quantize",
