@@ -20,12 +20,14 @@ class VariantConfig(Protocol):
 
 
 def variant_settings(config: VariantConfig) -> VariantSettings:
+    """``inference_ami_version`` is read where a section has one (the LLM models do)."""
     return VariantSettings(
         instance_type=config.instance_type,
         initial_instance_count=config.instance_count,
         volume_size_gb=config.volume_size_gb,
         model_data_download_timeout_seconds=config.model_data_download_timeout_seconds,
         container_startup_health_check_timeout_seconds=config.container_startup_health_check_timeout_seconds,
+        inference_ami_version=getattr(config, "inference_ami_version", None),
     )
 
 

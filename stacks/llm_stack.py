@@ -1,29 +1,66 @@
-"""W3: large language models with tensor parallelism on the LMI DeepSpeed container."""
+"""W3: large language models with tensor parallelism, on the runtime profile ``llm.runtime`` names."""
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 from constructs import Construct
 
 from config.llm import LlmConfig, LlmModel, construct_id_for
 from config.sagemaker_endpoint import AlarmsConfig
-from ml_constructs.packaging import ModelPackageAsset, render_properties
 from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint
-from stacks.inference_common import endpoint_options, variant_settings
+from runtime_profiles import RuntimeProfile
 from stacks.base import PlatformStack
+from stacks.inference_common import endpoint_options, variant_settings
 from stacks.storage_stack import ArtifactStorageStack
 
-PACKAGE = Path(__file__).resolve().parent.parent / "model_packages" / "llm_deepspeed"
+# /opt/ml/model, where SageMaker places ModelDataSource files (LMI's default model store).
+MODEL_DIR = "/opt/ml/model"
+
+
+def lmi_environment(model: LlmModel) -> dict[str, str]:
+    """The current profile's serving configuration: LMI options as ``OPTION_<KEY>`` variables.
+
+    LMI's own vLLM handler loads the weights SageMaker placed in /opt/ml/model, so no
+    model id is set (djl-serving v0.36.0 serving/docs/lmi/deployment_guide/configurations.md).
+    """
+    options: dict[str, object] = {
+        "tensor_parallel_degree": model.tensor_parallel_degree,
+        "dtype": model.dtype,
+        "max_rolling_batch_size": model.max_batch_size,
+        # Prompt plus generated tokens: vLLM refuses (HTTP 400) a prompt longer than this.
+        "max_model_len": model.max_model_len,
+        # A server-wide limit on the tokens one request generates: vLLM cuts a larger max_tokens to it.
+        "override_generation_config": json.dumps({"max_new_tokens": model.max_new_tokens}),
+        # LMI's own load timeout (default 1800 s) must not end before SageMaker's health check does.
+        "model_loading_timeout": model.container_startup_health_check_timeout_seconds,
+    }
+    if model.quantize is not None:
+        options["quantize"] = model.quantize
+    options.update(model.serving_options)
+    return {f"OPTION_{key.upper()}": str(value) for key, value in options.items()}
+
+
+def deepspeed_environment(model: LlmModel) -> dict[str, str]:
+    """The seed profile's configuration, read by DJL Serving 0.19 (the degree) and model.py (the rest)."""
+    return {
+        "TENSOR_PARALLEL_DEGREE": str(model.tensor_parallel_degree),
+        "MODEL_DTYPE": model.dtype,
+        "MAX_NEW_TOKENS": str(model.max_new_tokens),
+        "MAX_BATCH_SIZE": str(model.max_batch_size),
+    }
 
 
 class LlmStack(PlatformStack):
     """One endpoint per enabled model of ``config.resolved_models()`` (``endpoints[name]``).
 
-    The weights live under ``model_weights/<weights_prefix>``. By default the
-    package's ``model.py`` downloads them (``MODEL_S3_BUCKET``/``MODEL_S3_PREFIX``)
-    on rank 0; with ``use_uncompressed_model_data`` SageMaker copies that
-    prefix itself (``ModelDataSource``, no tarball), so the package files
-    (``serving.properties``, ``model.py``) must be published next to the weights.
+    Every model reads its weights uncompressed from ``model_weights/<weights_prefix>``
+    (``ModelDataSource``: SageMaker copies the prefix to /opt/ml/model before the container
+    starts; nothing is downloaded or installed by the container). Stage them first with
+    ``python -m ml_tools stage-weights`` (docs/llm.md).
+
+    ``current`` profile: LMI's vLLM handler, configured through ``OPTION_*`` variables.
+    ``seed`` profile: ``model_packages/llm_deepspeed`` (``model.py``, ``serving.properties``)
+    must be staged into the same prefix as the weights; its settings arrive as variables.
     """
 
     def __init__(
@@ -31,7 +68,8 @@ class LlmStack(PlatformStack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self._locations = storage.locations_for(self)
-        self._image = ContainerImage.deep_learning_container(config.image_repository, config.image_tag)
+        self.profile: RuntimeProfile = config.profile
+        self._image = ContainerImage.from_profile(self.profile, config.image_tag)
         self.endpoints: dict[str, RealtimeEndpoint] = {}
         for model in config.resolved_models():
             self.endpoints[model.name] = self._serve(model)
@@ -39,39 +77,21 @@ class LlmStack(PlatformStack):
     def _serve(self, model: LlmModel) -> RealtimeEndpoint:
         scope = Construct(self, construct_id_for(model.name))
         weights = self._locations.model_weights.child(model.weights_prefix)
-        if model.use_uncompressed_model_data:
-            model_data = ModelData.from_s3_prefix(weights)
-        else:
-            properties = {"option.tensor_parallel_degree": model.tensor_parallel_degree, "option.dtype": model.dtype}
-            package = ModelPackageAsset(
-                scope,
-                "ModelPackage",
-                source_dir=PACKAGE,
-                extra_files={"serving.properties": render_properties(PACKAGE / "serving.properties", properties)},
-            )
-            model_data = ModelData.from_asset(package)
-        key = self._locations.model_weights.key
-        endpoint = RealtimeEndpoint(
+        # A profile that ships its own handler (seed: model.py) reads variables; LMI reads OPTION_*.
+        own_handler = bool(self.profile.settings.get("handler"))
+        environment = deepspeed_environment(model) if own_handler else lmi_environment(model)
+        return RealtimeEndpoint(
             scope,
             "Endpoint",
             image=self._image,
-            model_data=model_data,
+            model_data=ModelData.from_s3_prefix(weights),
             variant=variant_settings(model),
-            environment={
-                "MODEL_S3_BUCKET": weights.bucket.bucket_name,
-                "MODEL_S3_PREFIX": weights.prefix,
-                "TENSOR_PARALLEL_DEGREE": str(model.tensor_parallel_degree),
-            },
+            environment=environment,
             tensor_parallel_degree=model.tensor_parallel_degree,
             options=endpoint_options(
                 instance_type=model.instance_type,
-                key=key,
+                key=self._locations.model_weights.key,
                 alarms=AlarmsConfig(),
                 model_latency_p99_ms=model.model_latency_p99_ms,
             ),
         )
-        # model.py downloads the weights itself in the default mode; ModelDataSource
-        # reads the same prefix, and ModelData.from_s3_prefix already granted it.
-        if not model.use_uncompressed_model_data:
-            weights.grant_read(endpoint.role)
-        return endpoint

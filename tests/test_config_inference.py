@@ -1,4 +1,5 @@
-"""Inference sections: documented defaults, per-environment sizes, and every rule's message."""
+"""Inference sections: documented defaults, per-environment sizes, and every rule's message
+(the LLM section: tests/test_llm_config.py)."""
 from __future__ import annotations
 
 import pytest
@@ -15,20 +16,6 @@ def test_stable_diffusion_defaults_are_the_documented_w1_values():
     assert sd.autoscaling.enabled is False and sd.autoscaling.max_rps_per_instance == 0.8
 
 
-def test_llm_models_are_the_documented_w3_values():
-    llm = load_config("prod").llm
-    assert llm.image_tag == "0.19.0-deepspeed0.7.3-cu113"
-    models = {m.name: m for m in llm.resolved_models()}
-    assert sorted(models) == ["bloom-176b", "opt-30b"]
-    bloom, opt = models["bloom-176b"], models["opt-30b"]
-    assert (bloom.instance_type, bloom.tensor_parallel_degree, bloom.dtype, bloom.volume_size_gb) == (
-        "ml.p4d.24xlarge", 8, "int8", None)
-    assert (opt.instance_type, opt.tensor_parallel_degree, opt.dtype) == ("ml.g5.24xlarge", 4, "fp16")
-    for model in (bloom, opt):
-        assert model.model_data_download_timeout_seconds == model.container_startup_health_check_timeout_seconds == 2400
-        assert model.instance_count == 1 and model.use_uncompressed_model_data is False
-
-
 def test_multi_model_prod_and_dev_sizes():
     prod, dev = load_config("prod").multi_model, load_config("dev").multi_model
     assert (prod.instance_type, prod.instance_count, prod.model_cache) == ("ml.c5d.18xlarge", 20, "Enabled")
@@ -36,27 +23,6 @@ def test_multi_model_prod_and_dev_sizes():
     assert prod.autoscaling.enabled and (prod.autoscaling.min_capacity, prod.autoscaling.max_capacity) == (20, 40)
     assert (dev.instance_type, dev.instance_count, dev.autoscaling.min_capacity, dev.autoscaling.max_capacity) == (
         "ml.m5.large", 1, 1, 2)
-
-
-def test_one_llm_value_is_overridden_without_restating_the_model():
-    llm = load_config("prod", overrides={"llm.models.opt-30b.instance_count": "2"}).llm
-    models = {m.name: m for m in llm.resolved_models()}
-    assert models["opt-30b"].instance_count == 2 and models["opt-30b"].tensor_parallel_degree == 4
-    assert models["bloom-176b"].instance_count == 1
-
-
-def test_llm_models_can_be_disabled_added_and_switched_to_uncompressed(tmp_path):
-    overlay = tmp_path / "o.toml"
-    overlay.write_text(
-        "[llm.models.bloom-176b]\nenabled = false\n"
-        "[llm.models.opt-30b]\nuse_uncompressed_model_data = true\n"
-        "[llm.models.opt-13b]\ninstance_type = 'ml.g5.12xlarge'\ntensor_parallel_degree = 4\n"
-        "dtype = 'fp16'\nweights_prefix = 'opt-13b/'\n"
-    )
-    models = {m.name: m for m in load_config("prod", overlay_file=str(overlay)).llm.resolved_models()}
-    assert sorted(models) == ["opt-13b", "opt-30b"]
-    assert models["opt-30b"].use_uncompressed_model_data is True
-    assert models["opt-13b"].model_data_download_timeout_seconds == 2400
 
 
 @pytest.mark.parametrize(
@@ -91,15 +57,6 @@ def test_llm_models_can_be_disabled_added_and_switched_to_uncompressed(tmp_path)
         ({"multi_model.min_workers": "4", "multi_model.max_workers": "2"}, "multi_model.min_workers: got 4, allowed: at most max_workers (2)"),
         ({"multi_model.max_workers": "0"}, "multi_model.max_workers: got 0, allowed range: 1 to 1024"),
         ({"multi_model.instance_count": "50"}, "multi_model.instance_count: got 50, allowed: autoscaling.min_capacity (20) to autoscaling.max_capacity (40)"),
-        ({"llm.models.opt-30b.tensor_parallel_degree": "0"}, "llm.models.opt-30b.tensor_parallel_degree: got 0, allowed range: 1 to 64"),
-        ({"llm.models.opt-30b.dtype": "int4"}, "llm.models.opt-30b.dtype: got 'int4', allowed: 'int8', 'fp16', 'bf16', 'fp32'"),
-        ({"llm.models.opt-30b.volume_size_gb": "600"}, "llm.models.opt-30b.volume_size_gb: got 600, allowed range: 1 to 512"),
-        ({"llm.models.opt-30b.model_data_download_timeout_seconds": "4000"}, "got 4000, allowed range: 60 to 3600"),
-        ({"llm.models.opt-30b.weights_prefix": "opt"}, "llm.models.opt-30b.weights_prefix: got 'opt', which does not match"),
-        ({"llm.models.opt-30b.unknown": "1"}, "llm.models.opt-30b.unknown: unknown key 'unknown'"),
-        ({"llm.models.gpt-x.instance_count": "1"}, "llm.models.gpt-x: a new model needs instance_type, tensor_parallel_degree, dtype, weights_prefix"),
-        ({"llm.models.Bad_Name.instance_count": "1"}, "llm.models.Bad_Name: model name 'Bad_Name' does not match"),
-        ({"llm.image_tag": "x y"}, "llm.image_tag: got 'x y', which does not match"),
         # Rules that depend on the instance type: reported with the config key and the flag.
         ({"stable_diffusion.tensor_parallel_degree": "4"},
          "stable_diffusion.tensor_parallel_degree: got 4, allowed: at most 2 (ml.inf2.xlarge has 2 NeuronCores)"),
@@ -112,24 +69,12 @@ def test_llm_models_can_be_disabled_added_and_switched_to_uncompressed(tmp_path)
          "multi_model.instance_type: got 'ml.inf2.xlarge', allowed: a CPU instance type"),
         ({"multi_model.volume_size_gb": "100"},
          "multi_model.volume_size_gb: got 100, allowed: not set: ml.c5d.18xlarge has local NVMe instance storage"),
-        ({"llm.models.bloom-176b.volume_size_gb": "100"},
-         "llm.models.bloom-176b.volume_size_gb: got 100, allowed: not set: ml.p4d.24xlarge has local NVMe"),
-        ({"llm.models.opt-30b.tensor_parallel_degree": "8"},
-         "llm.models.opt-30b.tensor_parallel_degree: got 8, allowed: at most 4 (ml.g5.24xlarge has 4 GPUs)"),
-        ({"llm.models.opt30b.instance_type": "ml.g5.24xlarge", "llm.models.opt30b.tensor_parallel_degree": "4",
-          "llm.models.opt30b.dtype": "fp16", "llm.models.opt30b.weights_prefix": "opt30b/"},
-         "model name 'opt30b' names the same endpoint (Opt30b) as 'opt-30b'"),
         # Patterns and ranges not covered above.
         ({"stable_diffusion.image_repository": "Bad Repo"}, "stable_diffusion.image_repository: got 'Bad Repo', which does not match"),
         ({"multi_model.image_repository": "-x"}, "multi_model.image_repository: got '-x', which does not match"),
-        ({"llm.image_repository": "A"}, "llm.image_repository: got 'A', which does not match"),
         ({"multi_model.instance_type": "c5.large"}, "multi_model.instance_type: got 'c5.large', which does not match"),
         ({"multi_model.image_tag": "a:b"}, "multi_model.image_tag: got 'a:b', which does not match"),
         ({"multi_model.volume_size_gb": "513"}, "multi_model.volume_size_gb: got 513, allowed range: 1 to 512"),
-        ({"llm.models.opt-30b.instance_type": "g5.24xlarge"}, "llm.models.opt-30b.instance_type: got 'g5.24xlarge', which does not match"),
-        ({"llm.models.opt-30b.instance_count": "0"}, "llm.models.opt-30b.instance_count: got 0, allowed range"),
-        ({"llm.models.opt-30b.container_startup_health_check_timeout_seconds": "59"}, "got 59, allowed range: 60 to 3600"),
-        ({"llm.models.opt-30b.model_latency_p99_ms": "0"}, "llm.models.opt-30b.model_latency_p99_ms: got 0"),
     ],
 )
 def test_each_bad_inference_value_names_key_value_and_allowed(overrides, expected):

@@ -101,41 +101,6 @@ def test_dev_stable_diffusion_without_platform_key_and_multi_model_small(dev):
     assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 2)
 
 
-def test_prod_llm_endpoints_are_the_documented_ones(prod):
-    template = prod[1]["MlAccel-prod-Llm"]
-    expected = {"Bloom176b": ("ml.p4d.24xlarge", "8", "int8", "bloom-176b"), "Opt30b": ("ml.g5.24xlarge", "4", "fp16", "opt-30b")}
-    for prefix, (instance_type, degree, dtype, name) in expected.items():
-        variant = by_id_prefix(template, "AWS::SageMaker::EndpointConfig", prefix)
-        assert variant == {"ProductionVariants": [variant["ProductionVariants"][0]], "Tags": variant["Tags"]}  # no KMS key
-        pv = variant["ProductionVariants"][0]
-        assert (pv["InstanceType"], pv["InitialInstanceCount"]) == (instance_type, 1)
-        assert pv["ModelDataDownloadTimeoutInSeconds"] == pv["ContainerStartupHealthCheckTimeoutInSeconds"] == 2400
-        assert "VolumeSizeInGB" not in pv  # local NVMe
-        model = by_id_prefix(template, "AWS::SageMaker::Model", prefix)
-        assert model["PrimaryContainer"]["Environment"] == {
-            "MODEL_S3_BUCKET": {"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketName"},
-            "MODEL_S3_PREFIX": f"weights/{name}/",
-            "TENSOR_PARALLEL_DEGREE": degree,
-        }
-        props = package_properties(prod[0], model)
-        assert props["engine"] == "DeepSpeed"
-        assert (props["option.tensor_parallel_degree"], props["option.dtype"]) == (degree, dtype)
-        assert int(degree) == accelerator_count(instance_type)
-
-
-def test_llm_roles_read_their_own_weights_only(prod):
-    template = prod[1]["MlAccel-prod-Llm"]
-    for prefix, own in {"Bloom176b": "bloom-176b", "Opt30b": "opt-30b"}.items():
-        role_id = by_id_prefix(template, "AWS::SageMaker::Model", prefix)["ExecutionRoleArn"]["Fn::GetAtt"][0]
-        reads = [s for p in resources_of_type(template, "AWS::IAM::Policy").values()
-                 if {"Ref": role_id} in p["Properties"]["Roles"]
-                 for s in p["Properties"]["PolicyDocument"]["Statement"] if s["Action"] == "s3:GetObject"]
-        weights = [r for s in reads for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
-                   if "/weights/" in json.dumps(r)]
-        assert weights == [{"Fn::Join": ["", [{"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketArn"},
-                                              f"/weights/{own}/*"]]}]
-
-
 def test_prod_multi_model_endpoint_is_the_documented_one(prod):
     template = prod[1]["MlAccel-prod-MultiModel"]
     pv = only(template, "AWS::SageMaker::EndpointConfig")["ProductionVariants"][0]
@@ -160,7 +125,6 @@ def test_each_endpoint_outputs_its_name(prod):
 
 def test_end_of_life_images_are_reported_as_warnings(prod):
     warnings = [m.data for s in prod[0].stacks for m in s.find_metadata_by_type("aws:cdk:warning")]
-    assert any("0.19.0-deepspeed0.7.3-cu113 is end-of-life" in str(w) for w in warnings)
     assert any("0.24.0-neuronx-sdk2.14.1 is end-of-life" in str(w) for w in warnings)
 
 
@@ -176,16 +140,6 @@ def test_entry_point_spelling_follows_the_lmi_version():
     assert entry_point_for("0.23.0-neuronx-sdk2.12.0") == "djl_python.transformers-neuronx"
     assert entry_point_for("0.24.0-neuronx-sdk2.14.1") == "djl_python.transformers_neuronx"
     assert entry_point_for("0.30.0-neuronx-sdk2.20.1") == "djl_python.transformers_neuronx"
-
-
-def test_uncompressed_llm_weights_use_model_data_source(platform_synth):
-    _, assembly = platform_synth("prod", **{"llm__models__bloom-176b__use_uncompressed_model_data": "true"})
-    model = by_id_prefix(assembly.get_stack_by_name("MlAccel-prod-Llm").template, "AWS::SageMaker::Model", "Bloom176b")
-    assert "ModelDataUrl" not in model["PrimaryContainer"]
-    assert model["PrimaryContainer"]["ModelDataSource"]["S3DataSource"] == {
-        "CompressionType": "None", "S3DataType": "S3Prefix",
-        "S3Uri": {"Fn::Join": ["", ["s3://", {"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketName"}, "/weights/bloom-176b/"]]},
-    }
 
 
 def sd_stack(**overrides):
@@ -229,7 +183,6 @@ def test_non_default_options_pass_cfn_lint(platform_synth):
         stable_diffusion__compiled_artifacts_url="s3://my-bucket/sd/",
         stable_diffusion__compile__enabled="false",
         multi_model__model_cache="Disabled",
-        **{"llm__models__bloom-176b__use_uncompressed_model_data": "true"},
     )
     config = ManualArgs(regions=LINT_REGIONS, ignore_checks=sorted(IGNORED_RULES))
     templates = sorted(Path(assembly.directory).glob("*-Llm.template.json")) + sorted(

@@ -20,7 +20,7 @@ from constructs import Construct
 
 from ml_constructs.sagemaker.execution_role import create_execution_role
 from ml_constructs.sagemaker.images import ContainerImage
-from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType
+from ml_constructs.sagemaker.instances import INFERENCE_AMI_VERSIONS, InstanceType, UnknownInstanceType
 from ml_constructs.sagemaker.model_data import ModelData
 from ml_constructs.sagemaker.monitoring import EndpointAlarms, VariantMetrics, create_alarms
 from ml_constructs.sagemaker.scaling import InvocationScaling, attach_invocation_scaling
@@ -34,10 +34,13 @@ _TRAILING_TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}$")
 
 @dataclass(frozen=True)
 class VariantSettings:
-    """The production variant: instance type and count, volume, timeouts.
+    """The production variant: instance type and count, volume, timeouts, inference AMI.
 
-    Default settings: one instance; SageMaker's defaults for the volume and
-    timeouts (left out of the template when not set).
+    Default settings: one instance; SageMaker's defaults for the volume, the
+    timeouts and the AMI (left out of the template when not set).
+    ``inference_ami_version``: ``ProductionVariant.InferenceAmiVersion``, the host
+    image (GPU driver and CUDA version) to run on; it must be built for the
+    instance type's accelerators (``INFERENCE_AMI_VERSIONS``).
     """
 
     instance_type: str
@@ -46,6 +49,7 @@ class VariantSettings:
     model_data_download_timeout_seconds: int | None = None
     container_startup_health_check_timeout_seconds: int | None = None
     variant_name: str = "AllTraffic"
+    inference_ami_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,7 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
                     container_startup_health_check_timeout_in_seconds=(
                         variant.container_startup_health_check_timeout_seconds
                     ),
+                    inference_ami_version=variant.inference_ami_version,
                 )
             ],
         )
@@ -199,6 +204,14 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
                 problems.add("volume_size_gb", variant.volume_size_gb, nvme)
             if options.volume_kms_key is not None:
                 problems.add("volume_kms_key", "a KMS key", nvme)
+        if variant.inference_ami_version is not None:
+            kind = INFERENCE_AMI_VERSIONS.get(variant.inference_ami_version)
+            if kind is None:
+                problems.add("inference_ami_version", variant.inference_ami_version, ", ".join(INFERENCE_AMI_VERSIONS))
+            elif instance is not None and instance.accelerator_kind != kind:
+                fitting = [n for n, k in INFERENCE_AMI_VERSIONS.items() if k == instance.accelerator_kind]
+                problems.add("inference_ami_version", variant.inference_ami_version,
+                             ", ".join(fitting) if fitting else f"not set ({variant.instance_type} has no accelerators)")
         if model_data.kind == "tarball" and model_data.url.endswith("/"):
             problems.add("model data URL", model_data.url, "one S3 object (a .tar.gz), not a prefix")
         if model_data.kind != "tarball" and not model_data.url.endswith("/") and not _TRAILING_TOKEN.search(model_data.url):

@@ -4,7 +4,9 @@ One place for the facts the validation rules need (docs/aws-limits.md, SageMaker
 accelerators per instance (NeuronCores on Inferentia2/Trainium, GPUs on
 p/g families), local NVMe instance storage (no ``VolumeSizeInGB`` and no
 endpoint-config KMS key), burstable types (cannot autoscale) and vCPUs
-(SageMaker's ``CPUUtilization`` is summed over vCPUs: 0-100 x vCPUs).
+(SageMaker's ``CPUUtilization`` is summed over vCPUs: 0-100 x vCPUs), memory per
+GPU (what decides whether a model's weights fit) and the inference AMI versions
+(``ProductionVariant.InferenceAmiVersion``) each accelerator kind accepts.
 """
 from __future__ import annotations
 
@@ -34,6 +36,21 @@ _ACCELERATORS: dict[str, tuple[AcceleratorKind, dict[str, int]]] = {
     ),
     "g4dn": ("gpu", {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1, "12xlarge": 4}),
     "p3": ("gpu", {"2xlarge": 1, "8xlarge": 4, "16xlarge": 8}),
+}
+# GPU family -> memory of one GPU in GiB (NVIDIA's datasheets, as the EC2 instance-type pages list them):
+# A100 40 GB (p4d), A100 80 GB (p4de), H100 80 GB (p5), H200 141 GB (p5e, p5en), A10G 24 GB (g5),
+# L4 24 GB (g6), L40S 48 GB (g6e), T4 16 GB (g4dn), V100 16 GB (p3).
+_GPU_MEMORY_GIB: dict[str, int] = {
+    "p4d": 40, "p4de": 80, "p5": 80, "p5e": 141, "p5en": 141, "g5": 24, "g6": 24, "g6e": 48, "g4dn": 16, "p3": 16,
+}
+# ProductionVariant.InferenceAmiVersion -> the accelerator kind it is built for (SageMaker API
+# reference, ProductionVariant; botocore's ProductionVariantInferenceAmiVersion enum).
+INFERENCE_AMI_VERSIONS: dict[str, AcceleratorKind] = {
+    "al2-ami-sagemaker-inference-gpu-2": "gpu",  # NVIDIA driver 535, CUDA 12.2
+    "al2-ami-sagemaker-inference-gpu-2-1": "gpu",  # driver 535, CUDA 12.2, CUDA-compat mounting disabled
+    "al2-ami-sagemaker-inference-gpu-3-1": "gpu",  # driver 550, CUDA 12.4, CUDA-compat mounting disabled
+    "al2023-ami-sagemaker-inference-gpu-4-1": "gpu",  # driver 580, CUDA 13.0, CUDA-compat mounting disabled
+    "al2-ami-sagemaker-inference-neuron-2": "neuron_core",  # Inferentia2 and Trainium, Neuron driver 2.19
 }
 # Families with local NVMe storage although their name carries no 'd' (AWS SDK rule).
 _NVME_WITHOUT_D = frozenset({"g5", "g6", "p5", "trn1", "trn1n"})
@@ -80,6 +97,17 @@ class InstanceType:
         return known[1].get(self.size) if known else None
 
     @property
+    def gpu_memory_gib(self) -> int | None:
+        """Memory of one GPU in GiB; None for non-GPU or uncatalogued families."""
+        return _GPU_MEMORY_GIB.get(self.family) if self.accelerator_kind == "gpu" else None
+
+    @property
+    def accelerator_memory_gib(self) -> int | None:
+        """Total GPU memory of the instance in GiB (GPUs x memory per GPU); None when not catalogued."""
+        per_gpu, count = self.gpu_memory_gib, self.accelerator_count
+        return per_gpu * count if per_gpu is not None and count else None
+
+    @property
     def has_local_nvme(self) -> bool:
         """Local NVMe instance storage: rejects VolumeSizeInGB and an endpoint-config KMS key."""
         generation_suffix = re.sub(r"^[a-z]+\d+", "", self.family)
@@ -114,6 +142,33 @@ def has_local_nvme(instance_type: str) -> bool:
     return InstanceType.parse(instance_type).has_local_nvme
 
 
+def gpu_instance_types() -> list[str]:
+    """Every catalogued GPU instance type with known GPU memory, smallest total memory first."""
+    found = [
+        InstanceType.parse(f"ml.{family}.{size}")
+        for family, (kind, sizes) in _ACCELERATORS.items() if kind == "gpu" and family in _GPU_MEMORY_GIB
+        for size in sizes
+    ]
+    return [i.name for i in sorted(found, key=lambda i: (i.accelerator_memory_gib, i.accelerator_count, i.name))]
+
+
+def inference_ami_problem(instance_type: str, ami_version: str) -> str | None:
+    """Why ``ami_version`` cannot run ``instance_type`` (``got ..., allowed: ...``), or None."""
+    kind = INFERENCE_AMI_VERSIONS.get(ami_version)
+    if kind is None:
+        return f"got {ami_version!r}, allowed: {', '.join(INFERENCE_AMI_VERSIONS)} (SageMaker ProductionVariant)"
+    try:
+        instance = InstanceType.parse(instance_type)
+    except UnknownInstanceType:
+        return None  # the instance type itself is reported
+    if instance.accelerator_kind != kind:
+        fitting = [name for name, k in INFERENCE_AMI_VERSIONS.items() if k == instance.accelerator_kind]
+        what = {"gpu": "GPU", "neuron_core": "Inferentia2/Trainium"}[kind]
+        allowed = ", ".join(fitting) if fitting else f"not set ({instance_type} has no accelerators)"
+        return f"got {ami_version!r} (built for {what} instances) for {instance_type}, allowed: {allowed}"
+    return None
+
+
 def variant_problems(
     instance_type: str,
     *,
@@ -121,6 +176,7 @@ def variant_problems(
     tensor_parallel_degree: int | None = None,
     autoscaling: bool = False,
     cpu_only: bool = False,
+    inference_ami_version: str | None = None,
 ) -> list[tuple[str, str]]:
     """``(setting, message)`` for the rules that depend on the instance type.
 
@@ -145,6 +201,10 @@ def variant_problems(
     if autoscaling and instance.is_burstable:
         found.append(("instance_type", f"got {instance_type!r}, allowed: a non-burstable instance type "
                       "(ml.t* cannot autoscale)"))
+    if inference_ami_version is not None:
+        problem = inference_ami_problem(instance_type, inference_ami_version)
+        if problem:
+            found.append(("inference_ami_version", problem))
     if cpu_only and not instance.is_cpu_only:
         found.append(("instance_type", f"got {instance_type!r}, allowed: a CPU instance type (multi-model endpoints "
                       "with this container do not run on Inferentia, Trainium or GPU instances)"))

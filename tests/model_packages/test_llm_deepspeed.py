@@ -1,5 +1,6 @@
-"""The DeepSpeed LLM package: weight download against moto's S3, the rank barrier,
-and request/response handling with a tiny real causal LM (DeepSpeed itself needs GPUs)."""
+"""The DeepSpeed LLM package (runtime profile llm/seed): weights from the model directory or a
+parallel download against moto's S3, the rank barrier, the request limits, and request/response
+handling with a tiny real causal LM (DeepSpeed itself needs GPUs)."""
 from __future__ import annotations
 
 import json
@@ -206,13 +207,55 @@ def test_s3_client_gives_up_in_seconds(monkeypatch):
     config = llm.s3_client().meta.config
     assert config.retries == {"total_max_attempts": 4, "mode": "standard"}  # 3 retries
     assert config.connect_timeout == 10
+    assert config.max_pool_connections >= llm.DOWNLOAD_THREADS
+
+
+def test_objects_are_downloaded_several_at_a_time(s3, tmp_path: Path):
+    for index in range(6):
+        s3.put_object(Bucket=BUCKET, Key=f"bloom/shards/extra-{index}.bin", Body=b"x" * 10)
+    in_flight, most = [0], [0]
+    lock = threading.Lock()
+
+    def start(**_):
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        time.sleep(0.05)  # long enough for the other threads to start theirs
+
+    def end(**_):
+        with lock:
+            in_flight[0] -= 1
+
+    s3.meta.events.register("before-call.s3.GetObject", start)
+    s3.meta.events.register("after-call.s3.GetObject", end)
+    dest = llm.download_model(BUCKET, "bloom/", tmp_path / "model", s3)
+    assert len(local_files(dest)) == len(FILES) + 6 + 1  # and the marker
+    assert most[0] > 1
+
+
+def test_without_boto3_the_download_fails_naming_the_staging_step(monkeypatch, tmp_path: Path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "boto3", None)  # the DeepSpeed 0.19 image has no boto3
+    errors, elapsed = run_ranks(tmp_path, llm.s3_client)
+    assert elapsed < 5
+    assert "has no boto3" in errors[0] and "weights prefix" in errors[0]
+    assert errors[1].startswith("rank 1: rank 0 did not complete")
+
+
+def test_weights_neither_staged_nor_named_fail_every_rank_at_once(tmp_path: Path):
+    (tmp_path / "opt-ml-model").mkdir()  # the package files only: the weights were not staged
+    for rank in (0, 1):
+        bare = llm.Settings.from_env({"LOCAL_RANK": str(rank), "TENSOR_PARALLEL_DEGREE": "2"}, {})
+        with pytest.raises(llm.DownloadError, match="MODEL_S3_BUCKET and MODEL_S3_PREFIX are not set: stage them"):
+            llm.weights_dir(bare, {"model_dir": str(tmp_path / "opt-ml-model")},
+                            barrier=lambda: pytest.fail("no rank may wait at the barrier"))
 
 
 @pytest.mark.parametrize(
     ("env", "properties", "message"),
     [
-        ({}, {}, "MODEL_S3_BUCKET is not set"),
-        ({"MODEL_S3_BUCKET": "b"}, {}, "MODEL_S3_PREFIX is not set"),
+        ({"MODEL_DTYPE": "int4"}, {"dtype": "fp16"}, "MODEL_DTYPE: got 'int4', allowed: int8, fp16, bf16"),
         ({"MODEL_S3_BUCKET": "b", "MODEL_S3_PREFIX": "p", "TENSOR_PARALLEL_DEGREE": "eight"}, {},
          "TENSOR_PARALLEL_DEGREE: got 'eight', expected an integer >= 1"),
         ({"MODEL_S3_BUCKET": "b", "MODEL_S3_PREFIX": "p", "TENSOR_PARALLEL_DEGREE": "0"}, {},
@@ -232,6 +275,17 @@ def test_settings_defaults():
         "s3://b/models/opt-30b/", 1, 0, "/tmp/model", "fp16")
 
 
+def test_the_environment_dtype_wins_over_the_properties():
+    assert llm.Settings.from_env({"MODEL_DTYPE": "int8"}, {"dtype": "fp16"}).dtype == "int8"
+
+
+def test_limits_come_from_the_environment():
+    assert llm.Limits.from_env({"MAX_NEW_TOKENS": "400", "MAX_BATCH_SIZE": "4"}) == llm.Limits(400, 4)
+    assert llm.Limits.from_env({}) == llm.Limits(256, 4)
+    with pytest.raises(ValueError, match="MAX_NEW_TOKENS: got '0', expected an integer >= 1"):
+        llm.Limits.from_env({"MAX_NEW_TOKENS": "0"})
+
+
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> Path:
     return save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm"))
@@ -244,7 +298,7 @@ def service(tiny_model_dir: Path):
     def loader(_properties):  # what load_model returns once DeepSpeed has sharded the model
         return AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(tiny_model_dir)
 
-    return llm.Service(loader)
+    return llm.Service(loader, llm.Limits(max_new_tokens=30, max_batch_size=3))
 
 
 def ask(service, payload) -> object:
@@ -267,6 +321,16 @@ def test_max_new_tokens_bounds_the_output(service):
     assert len(out) == 1 and len(out[0]["generated_text"].split()) == 2
 
 
+def test_requests_at_the_limits_are_served(service):
+    out = ask(service, {"inputs": ["a", "b", "c"], "parameters": {"max_new_tokens": 30, "min_new_tokens": 30}})
+    assert out.code == 200 and len(out.json_body()) == 3
+
+
+def test_default_new_tokens_never_exceed_the_endpoint_limit():
+    assert llm.parse_request(b'{"inputs": "hi"}', llm.Limits(max_new_tokens=100))[1]["max_new_tokens"] == 100
+    assert llm.parse_request(b'{"inputs": "hi"}', llm.Limits(max_new_tokens=400))[1]["max_new_tokens"] == 256
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
@@ -274,10 +338,14 @@ def test_max_new_tokens_bounds_the_output(service):
         ({"prompt": "hi"}, 'expected {"inputs"'),
         ({"inputs": []}, "non-empty string or a non-empty list"),
         ({"inputs": ["ok", 3]}, "non-empty string or a non-empty list"),
-        ({"inputs": ["x"] * 33}, "33 prompts, at most 32"),
+        ({"inputs": ["x"] * 4}, "4 prompts, at most 3 are allowed (this endpoint's MAX_BATCH_SIZE, so that a "
+         "request ends within SageMaker's 60-second invocation limit"),
+        ({"inputs": "hi", "parameters": {"max_new_tokens": 31}},
+         "'max_new_tokens': got 31, allowed: at most 30 (this endpoint's MAX_NEW_TOKENS"),
+        ({"inputs": "hi", "parameters": {"min_new_tokens": 31}}, "'min_new_tokens': got 31, allowed: at most 30"),
         ({"inputs": "hi", "parameters": []}, '"parameters" must be an object'),
         ({"inputs": "hi", "parameters": {"max_tokens": 5}}, "unknown parameter 'max_tokens', allowed: do_sample"),
-        ({"inputs": "hi", "parameters": {"max_new_tokens": 0}}, "'max_new_tokens': got 0, allowed: an integer from 1 to 2048"),
+        ({"inputs": "hi", "parameters": {"max_new_tokens": 0}}, "'max_new_tokens': got 0, allowed: an integer from 1 to 30"),
         ({"inputs": "hi", "parameters": {"max_new_tokens": 5.5}}, "'max_new_tokens': got 5.5"),
         ({"inputs": "hi", "parameters": {"top_p": 1.5}}, "'top_p': got 1.5, allowed: a number above 0, at most 1"),
         ({"inputs": "hi", "parameters": {"do_sample": "yes"}}, "'do_sample': got \"yes\", allowed: true or false"),
@@ -287,9 +355,3 @@ def test_max_new_tokens_bounds_the_output(service):
 def test_bad_requests_get_400_with_the_reason(service, payload, reason: str):
     out = ask(service, payload)
     assert out.code == 400 and reason in out.json_body()["error"]
-
-
-def test_requirements_are_pinned():
-    pins = [line for line in (PACKAGES / "llm_deepspeed" / "requirements.txt").read_text().splitlines()
-            if line and not line.startswith("#")]
-    assert [p.split("==")[0] for p in pins] == ["awscli", "boto3"] and all("==" in p for p in pins)

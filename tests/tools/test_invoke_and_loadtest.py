@@ -60,7 +60,8 @@ def test_llm_client_sends_prompts_and_parameters(runtime, capsys):
 
     parser = __import__("argparse").ArgumentParser()
     invoke_llm.configure(parser)
-    args = parser.parse_args(["--endpoint-name", "bloom", "the cat", "a dog", "--max-new-tokens", "64", "--top-p", "0.9"])
+    args = parser.parse_args(["--endpoint-name", "bloom", "the cat", "a dog", "--max-new-tokens", "64", "--top-p", "0.9",
+                              "--batch"])
     assert invoke_llm.run(args, client=client) == 0
     assert json.loads(sent[0]["Body"]) == {"inputs": ["the cat", "a dog"],
                                            "parameters": {"max_new_tokens": 64, "do_sample": False, "top_p": 0.9}}
@@ -69,7 +70,7 @@ def test_llm_client_sends_prompts_and_parameters(runtime, capsys):
 
 
 @pytest.mark.parametrize(("tool", "argv", "answer", "message"), [
-    ("invoke_llm", ["--endpoint-name", "e", "one", "two"], [{"generated_text": "x"}],
+    ("invoke_llm", ["--endpoint-name", "e", "one", "two", "--batch"], [{"generated_text": "x"}],
      "invoke-llm: 2 prompts sent, 1 answers received"),
     ("invoke_mme", ["--endpoint-name", "e", "1", "2", "3"], {"predictions": [1.0]},
      "invoke-mme: 3 inputs sent, 1 predictions received"),
