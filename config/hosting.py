@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from config.typed import setting
 from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType
@@ -183,4 +183,19 @@ def hosting_problems(
             found.append(("hosting.accelerators_per_copy", (
                 f"got {resolved.accelerators_per_copy}, allowed: at least tensor_parallel_degree "
                 f"({tensor_parallel_degree}); a copy sees only its own accelerators")))
+    return found
+
+
+def platform_hosting_problems(cfg: Any) -> list[tuple[str, str]]:
+    """Every section's hosting rules, keyed from the configuration root (PlatformConfig.problems)."""
+    found: list[tuple[str, str]] = []
+    sd = cfg.stable_diffusion
+    if sd.enabled:
+        found += [(f"stable_diffusion.{key}", message) for key, message in hosting_problems(
+            sd.hosting, sd.instance_type, tensor_parallel_degree=sd.tensor_parallel_degree,
+            autoscaling_enabled=sd.autoscaling.enabled)]
+    if cfg.llm.enabled:
+        for model in cfg.llm.resolved_models():
+            found += [(f"llm.models.{model.name}.{key}", message) for key, message in hosting_problems(
+                model.hosting, model.instance_type, tensor_parallel_degree=model.tensor_parallel_degree)]
     return found

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from config.hosting import HostingConfig
 from config.sagemaker_endpoint import IMAGE_REPOSITORY_PATTERN, IMAGE_TAG_PATTERN, INSTANCE_TYPE_PATTERN
 from config.typed import setting
 from ml_constructs.sagemaker.instances import variant_problems
@@ -37,6 +38,7 @@ class LlmModel:
     container_startup_health_check_timeout_seconds: int = 2400
     use_uncompressed_model_data: bool = False
     model_latency_p99_ms: float = 60000.0
+    hosting: HostingConfig = HostingConfig()
 
 
 BUILTIN_MODELS: dict[str, LlmModel] = {
@@ -78,6 +80,7 @@ class LlmModelSettings:
         None, doc="true: load weights_prefix as uncompressed model data (ModelDataSource) instead of downloading."
     )
     model_latency_p99_ms: float | None = setting(None, ge=1, le=3600000)
+    hosting: HostingConfig | None = setting(None, doc="instances or inference components (config/hosting.py).")
 
 
 _REQUIRED_FOR_NEW = ("instance_type", "tensor_parallel_degree", "dtype", "weights_prefix")

@@ -8,7 +8,8 @@ from constructs import Construct
 from config.llm import LlmConfig, LlmModel, construct_id_for
 from config.sagemaker_endpoint import AlarmsConfig
 from ml_constructs.packaging import ModelPackageAsset, render_properties
-from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint
+from ml_constructs.sagemaker import ContainerImage, InferenceComponentEndpoint, ModelData, RealtimeEndpoint
+from stacks.component_hosting import component_endpoint
 from stacks.inference_common import endpoint_options, variant_settings
 from stacks.base import PlatformStack
 from stacks.storage_stack import ArtifactStorageStack
@@ -32,11 +33,11 @@ class LlmStack(PlatformStack):
         super().__init__(scope, construct_id, **kwargs)
         self._locations = storage.locations_for(self)
         self._image = ContainerImage.deep_learning_container(config.image_repository, config.image_tag)
-        self.endpoints: dict[str, RealtimeEndpoint] = {}
+        self.endpoints: dict[str, RealtimeEndpoint | InferenceComponentEndpoint] = {}
         for model in config.resolved_models():
             self.endpoints[model.name] = self._serve(model)
 
-    def _serve(self, model: LlmModel) -> RealtimeEndpoint:
+    def _serve(self, model: LlmModel) -> RealtimeEndpoint | InferenceComponentEndpoint:
         scope = Construct(self, construct_id_for(model.name))
         weights = self._locations.model_weights.child(model.weights_prefix)
         if model.use_uncompressed_model_data:
@@ -51,25 +52,33 @@ class LlmStack(PlatformStack):
             )
             model_data = ModelData.from_asset(package)
         key = self._locations.model_weights.key
-        endpoint = RealtimeEndpoint(
-            scope,
-            "Endpoint",
-            image=self._image,
-            model_data=model_data,
-            variant=variant_settings(model),
-            environment={
-                "MODEL_S3_BUCKET": weights.bucket.bucket_name,
-                "MODEL_S3_PREFIX": weights.prefix,
-                "TENSOR_PARALLEL_DEGREE": str(model.tensor_parallel_degree),
-            },
-            tensor_parallel_degree=model.tensor_parallel_degree,
-            options=endpoint_options(
-                instance_type=model.instance_type,
-                key=key,
-                alarms=AlarmsConfig(),
+        environment = {
+            "MODEL_S3_BUCKET": weights.bucket.bucket_name,
+            "MODEL_S3_PREFIX": weights.prefix,
+            "TENSOR_PARALLEL_DEGREE": str(model.tensor_parallel_degree),
+        }
+        if model.hosting.uses_components:  # inference components, can scale to zero (config/hosting.py)
+            endpoint = component_endpoint(
+                scope, "Endpoint", model, model.hosting, image=self._image, model_data=model_data,
+                environment=environment, key=key, tensor_parallel_degree=model.tensor_parallel_degree,
                 model_latency_p99_ms=model.model_latency_p99_ms,
-            ),
-        )
+            )
+        else:
+            endpoint = RealtimeEndpoint(
+                scope,
+                "Endpoint",
+                image=self._image,
+                model_data=model_data,
+                variant=variant_settings(model),
+                environment=environment,
+                tensor_parallel_degree=model.tensor_parallel_degree,
+                options=endpoint_options(
+                    instance_type=model.instance_type,
+                    key=key,
+                    alarms=AlarmsConfig(),
+                    model_latency_p99_ms=model.model_latency_p99_ms,
+                ),
+            )
         # model.py downloads the weights itself in the default mode; ModelDataSource
         # reads the same prefix, and ModelData.from_s3_prefix already granted it.
         if not model.use_uncompressed_model_data:
