@@ -22,6 +22,7 @@ $(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 
 synth: $(STAMP)
 	npx cdk synth --quiet --no-notices -c env=$(ENV)
+	@python -m ml_tools cost --env $(ENV) --summary
 
 test: $(STAMP)
 	python -m ruff check .

@@ -47,6 +47,13 @@ def load_prices(region: str = PRICE_REGION) -> PriceTable:
     return PriceTable(data["region"], data["as_of"], section("sagemaker_hosting"), section("ec2"), section("network"))
 
 
+def prices_for(region: str | None) -> PriceTable:
+    """The table of ``region`` if the repository has one, else the us-east-1 table."""
+    if region and (PRICES_DIR / f"{region}.toml").is_file():
+        return load_prices(region)
+    return load_prices()
+
+
 def _price(section: str, key: str, value: Any) -> Price:
     if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], (int, float))
             or value[0] < 0 or value[1] not in ("list", "estimate")):
@@ -56,7 +63,7 @@ def _price(section: str, key: str, value: Any) -> Price:
 
 def price_problems(cfg: Any) -> list[tuple[str, str]]:
     """``(key, message)`` for each instance type of an enabled workload with no price (PlatformConfig.problems)."""
-    table = load_prices()
+    table = prices_for(cfg.region)
     found = []
 
     def need(key: str, instance_type: str, lookup: dict[str, Price]) -> None:
