@@ -191,6 +191,7 @@ def platform_hosting_problems(cfg: Any) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     sd = cfg.stable_diffusion
     if sd.enabled:
+        found += [(f"stable_diffusion.{key}", message) for key, message in async_problems(sd)]
         found += [(f"stable_diffusion.{key}", message) for key, message in hosting_problems(
             sd.hosting, sd.instance_type, tensor_parallel_degree=sd.tensor_parallel_degree,
             autoscaling_enabled=sd.autoscaling.enabled)]
@@ -198,4 +199,43 @@ def platform_hosting_problems(cfg: Any) -> list[tuple[str, str]]:
         for model in cfg.llm.resolved_models():
             found += [(f"llm.models.{model.name}.{key}", message) for key, message in hosting_problems(
                 model.hosting, model.instance_type, tensor_parallel_degree=model.tensor_parallel_degree)]
+    return found
+
+
+@dataclass(frozen=True)
+class AsyncInferenceConfig:
+    """Asynchronous invocations (InvokeEndpointAsync): requests queue in S3, the endpoint can idle at zero."""
+
+    enabled: bool = setting(False, doc="true: the endpoint takes asynchronous requests only (invoke-sd --async).")
+    min_instances: int = setting(0, ge=0, le=1000, doc="0: no instance while the queue is empty.")
+    max_instances: int = setting(1, ge=1, le=1000)
+    max_concurrent_invocations_per_instance: int = setting(
+        1, ge=1, le=1000, doc="Requests one instance works on at once (Stable Diffusion renders one image at a time)."
+    )
+    target_backlog_per_instance: float = setting(
+        2.0, ge=0.01, le=100000, doc="Queued requests per instance the backlog policy keeps (ApproximateBacklogSizePerInstance)."
+    )
+    scale_in_cooldown_seconds: int = setting(600, ge=0, le=86400)
+    scale_out_cooldown_seconds: int = setting(60, ge=0, le=86400)
+    notifications: bool = setting(True, doc="SNS success and error topics (encrypted).")
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.min_instances > self.max_instances:
+            return [("min_instances", f"got {self.min_instances}, allowed: at most max_instances ({self.max_instances})")]
+        return []
+
+
+def async_problems(section: Any) -> list[tuple[str, str]]:
+    """What cannot combine with asynchronous inference, keyed under the section."""
+    async_cfg = section.async_inference
+    if not async_cfg.enabled:
+        return []
+    found = []
+    if section.autoscaling.enabled:
+        found.append(("autoscaling.enabled", (
+            "got true with async_inference.enabled; allowed: false (invocations per instance does not see queued "
+            "requests: the asynchronous endpoint scales on async_inference.target_backlog_per_instance)")))
+    if section.hosting.uses_components:
+        found.append(("hosting.mode", ("got 'inference-components' with async_inference.enabled; allowed: 'instances' "
+                                       "(asynchronous endpoints host one model on a production variant)")))
     return found

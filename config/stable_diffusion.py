@@ -12,7 +12,7 @@ from config.sagemaker_endpoint import (
     AutoscalingConfig,
     capacity_problem,
 )
-from config.hosting import HostingConfig
+from config.hosting import AsyncInferenceConfig, HostingConfig
 from config.neuron_compile import NeuronCompileConfig
 from config.typed import setting
 from ml_constructs.sagemaker.instances import variant_problems
@@ -77,6 +77,7 @@ class StableDiffusionConfig:
     autoscaling: StableDiffusionAutoscaling = setting(default_factory=StableDiffusionAutoscaling)
     alarms: StableDiffusionAlarms = setting(default_factory=StableDiffusionAlarms)
     hosting: HostingConfig = setting(default_factory=HostingConfig, doc="instances or inference components (config/hosting.py).")
+    async_inference: AsyncInferenceConfig = setting(default_factory=AsyncInferenceConfig, doc="config/hosting.py")
 
     def problems(self) -> list[tuple[str, str]]:
         found = []

@@ -1,4 +1,5 @@
-"""A workload section's ``hosting`` table -> an :class:`InferenceComponentEndpoint` (one component).
+"""A workload section's ``hosting`` table -> an :class:`InferenceComponentEndpoint` (one component),
+and its ``async_inference`` table -> :class:`AsyncInference` on the real-time endpoint.
 
 Used by the Stable Diffusion and LLM stacks when ``hosting.mode = "inference-components"``;
 the configuration has already checked the rules that need the instance type
@@ -6,19 +7,21 @@ the configuration has already checked the rules that need the instance type
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from config.hosting import HostingConfig, resolve_component
 from ml_constructs.sagemaker import ContainerImage, ModelData, has_local_nvme
+from ml_constructs.sagemaker.async_inference import AsyncInference, AsyncSettings
 from ml_constructs.sagemaker.inference_components import (
     ComponentSpec,
     CopyScaling,
     InferenceComponentEndpoint,
     ManagedInstances,
 )
+from ml_constructs.storage import ArtifactLocation, ArtifactLocations
 from stacks.inference_common import VariantConfig
 
 COMPONENT_NAME = "Model"
@@ -76,3 +79,22 @@ def component_endpoint(
         volume_kms_key=None if has_local_nvme(section.instance_type) else key,
         model_latency_p99_ms=model_latency_p99_ms,
     )
+
+
+def async_inference(scope: Construct, config: Any, endpoint: Any, locations: ArtifactLocations) -> AsyncInference | None:
+    """``config.async_inference`` on the section's real-time endpoint; requests and results under
+    ``async-inference/`` of the models bucket (its key encrypts results)."""
+    settings = config.async_inference
+    if not settings.enabled:
+        return None
+    io = ArtifactLocation(locations.model_packages.bucket, "async-inference/",
+                          "asynchronous inference requests and results", locations.model_packages.key)
+    return AsyncInference(scope, "Async", endpoint=endpoint, io=io, settings=AsyncSettings(
+        max_concurrent_invocations_per_instance=settings.max_concurrent_invocations_per_instance,
+        min_instances=settings.min_instances,
+        max_instances=settings.max_instances,
+        target_backlog_per_instance=settings.target_backlog_per_instance,
+        scale_in_cooldown_seconds=settings.scale_in_cooldown_seconds,
+        scale_out_cooldown_seconds=settings.scale_out_cooldown_seconds,
+        notifications=settings.notifications,
+    ))

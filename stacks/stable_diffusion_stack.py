@@ -11,7 +11,7 @@ from config.stable_diffusion import StableDiffusionConfig
 from ml_constructs.neuron_compile import NeuronCompilation, compilation_props
 from ml_constructs.packaging import ModelPackageAsset, render_properties
 from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint, grant_read_s3_url
-from stacks.component_hosting import component_endpoint
+from stacks.component_hosting import async_inference, component_endpoint
 from stacks.inference_common import endpoint_options, variant_settings
 from stacks.base import PlatformStack
 from stacks.storage_stack import ArtifactStorageStack
@@ -104,4 +104,5 @@ class StableDiffusionStack(PlatformStack):
                 ),
             )
         grant_read_artifacts(self.endpoint.role)  # the compiled artifacts it serves, nothing else
+        self.async_inference = async_inference(self, config, self.endpoint, locations)  # None unless enabled
         self.model_package = package
