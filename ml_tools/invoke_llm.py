@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Any
 
+from ml_tools.cold_start import wrap
 from ml_tools.runtime import add_endpoint_arguments, invoke_json, runtime_client
 
 
@@ -27,7 +28,7 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, *, client: Any = None) -> int:
-    client = client or runtime_client(args.region)
+    client = wrap(client or runtime_client(args.region), args)  # waits out a cold start (ml_tools/cold_start.py)
     _content_type, body = invoke_json(client, args.endpoint_name, request_body(args))
     try:
         texts = [item["generated_text"] for item in json.loads(body)]
