@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: install synth test bench clean
+.PHONY: install synth test bench clean diagrams
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test: $(STAMP)
 	python -m ruff check .
 	python -m pytest
 	python -m runtime_profiles.env test
+
+# docs/diagrams/<env>.md from freshly synthesized dev and prod apps (Mermaid; GitHub renders it).
+diagrams: $(STAMP)
+	python scripts/diagrams.py
 
 bench: $(STAMP)
 	python scripts/bench_synth.py

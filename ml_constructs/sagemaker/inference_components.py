@@ -248,6 +248,8 @@ class InferenceComponentEndpoint(Construct):
         self.models[spec.name] = model
         self.components[spec.name] = component
         self.component_names[spec.name] = name
+        cdk.CfnOutput(scope, "InferenceComponentName", value=name,
+                      description=f"Pass as --inference-component to the invoke tools ({self.node.path}/{spec.name})")
         self.alarms.update({f"{spec.name}{k}": v for k, v in _component_alarms(scope, name, latency_ms).items()})
         if spec.scaling is not None and scaling_role is not None:
             self._scale(scope, spec, name, scaling_role)
