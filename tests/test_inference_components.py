@@ -15,7 +15,7 @@ from ml_constructs.sagemaker.inference_components import (
     InferenceComponentEndpoint,
     ManagedInstances,
 )
-from tests.helpers import new_checked_app, resources_of_type
+from tests.helpers import new_checked_app, policy_statements, resources_of_type
 from tests.sagemaker_fixtures import LMI, PACKAGE, bare_stack, weights_location
 
 
@@ -147,3 +147,10 @@ def test_multi_model_prefix_is_rejected():
     stack = bare_stack()
     with pytest.raises(EndpointValidationError, match="multi-model endpoints cannot host inference components"):
         _endpoint(stack, model_data=ModelData.multi_model_prefix(weights_location(stack)))
+
+
+def test_the_role_may_write_the_component_log_groups(built):
+    _, template = built
+    (statement,) = [s for s in policy_statements(template) if "logs:PutLogEvents" in s["Action"]]
+    tails = sorted(r["Fn::Join"][1][-1] for r in statement["Resource"])
+    assert tails == [":log-group:/aws/sagemaker/Endpoints/*:*", ":log-group:/aws/sagemaker/InferenceComponents/*:*"]
