@@ -74,3 +74,15 @@ def test_hosting_mistakes_name_key_value_allowed_and_source(overrides, key, mess
     assert message in problems[key].message
     assert problems[key].source.startswith("-c set:")
 
+
+
+def test_dev_llms_idle_at_zero_instances_when_turned_on(platform_synth):
+    _, assembly = platform_synth("dev", llm__enabled="true")
+    template = assembly.get_stack_by_name("MlAccel-dev-Llm").template
+    variants = [c["Properties"]["ProductionVariants"][0]
+                for c in resources_of_type(template, "AWS::SageMaker::EndpointConfig").values()]
+    assert sorted(v["InstanceType"] for v in variants) == ["ml.g5.24xlarge", "ml.p4d.24xlarge"]
+    assert all(v["ManagedInstanceScaling"]["MinInstanceCount"] == 0 for v in variants)
+    accelerators = sorted(c["Properties"]["Specification"]["ComputeResourceRequirements"]["NumberOfAcceleratorDevicesRequired"]
+                          for c in resources_of_type(template, "AWS::SageMaker::InferenceComponent").values())
+    assert accelerators == [4, 8]  # tensor_parallel_degree of OPT-30B and BLOOM-176B
