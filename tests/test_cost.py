@@ -83,3 +83,20 @@ def test_price_table_states_region_date_and_sources():
     assert table.region == "us-east-1" and table.as_of
     for page in ("aws.amazon.com/sagemaker/pricing", "aws.amazon.com/ec2/pricing/on-demand", "aws.amazon.com/vpc/pricing"):
         assert page in text
+
+
+def test_a_copy_floor_keeps_the_instances_it_needs():
+    cfg = load_config("prod", overrides={"llm.models.opt-30b.hosting.mode": "inference-components",
+                                         "llm.models.opt-30b.hosting.min_copies": "1"})
+    (opt,) = [line for line in estimate(cfg).lines if "opt-30b" in line.item]
+    assert (opt.floor, opt.ceiling) == (10.18, 10.18)  # one copy needs all 4 GPUs of one g5.24xlarge
+
+
+def test_a_malformed_price_entry_is_refused(tmp_path, monkeypatch):
+    import config.prices as prices
+
+    (tmp_path / "xx-test-1.toml").write_text(
+        'region = "xx-test-1"\nas_of = "2026-01-01"\n[sagemaker_hosting]\n"ml.m5.large" = [0.1]\n[ec2]\n[network]\n')
+    monkeypatch.setattr(prices, "PRICES_DIR", tmp_path)
+    with pytest.raises(ValueError, match=r"\[sagemaker_hosting\] 'ml.m5.large': got \[0.1\]"):
+        prices.load_prices("xx-test-1")
