@@ -156,9 +156,9 @@ class InferenceComponentEndpoint(Construct):
         self.instance = instance
 
         if role is None:
-            created = create_execution_role(self, "ExecutionRole", endpoint_name=endpoint_name)
-            _grant_component_logs(created)
-        self.role: iam.IRole = role or created
+            role = create_execution_role(self, "ExecutionRole", endpoint_name=endpoint_name)
+            _grant_component_logs(role)
+        self.role: iam.IRole = role
         if volume_kms_key is not None:
             iam.Grant.add_to_principal(grantee=self.role, actions=["kms:Decrypt", "kms:GenerateDataKey"],
                                        resource_arns=[volume_kms_key.key_arn])
