@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: install synth test bench clean
+.PHONY: install synth test bench clean diagrams
 
 install: $(STAMP)
 
@@ -22,11 +22,16 @@ $(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 
 synth: $(STAMP)
 	npx cdk synth --quiet --no-notices -c env=$(ENV)
+	@python -m ml_tools cost --env $(ENV) --summary
 
 test: $(STAMP) lint-workflows
 	python -m ruff check .
 	python -m pytest
 	python -m runtime_profiles.env test
+
+# docs/diagrams/<env>.md from freshly synthesized dev and prod apps (Mermaid; GitHub renders it).
+diagrams: $(STAMP)
+	python scripts/diagrams.py
 
 bench: $(STAMP)
 	python scripts/bench_synth.py

@@ -30,6 +30,7 @@ from typing import Literal, Mapping
 from config.llm_fit import Precision, degree_problem, fit_problem, generation_problem
 from config.runtime import image_tag_problems, profile_for, runtime_setting
 from config.sagemaker_endpoint import IMAGE_TAG_PATTERN, INSTANCE_TYPE_PATTERN
+from config.hosting import HostingConfig
 from config.typed import setting
 from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType, variant_problems
 from runtime_profiles import RuntimeProfile, profile_names
@@ -99,6 +100,7 @@ class LlmModel:
     def max_model_len(self) -> int:
         """Prompt plus generated tokens of one sequence: what LMI's max_model_len bounds."""
         return self.max_input_tokens + self.max_new_tokens
+    hosting: HostingConfig = HostingConfig()
 
 
 # Throughput assumptions: the reported DeepSpeed runs generated 4 x 256 tokens per request
@@ -171,6 +173,7 @@ class LlmModelSettings:
         None, pattern=r"[a-z0-9\-]+", doc="ProductionVariant.InferenceAmiVersion; default: the runtime profile's.")
     serving_options: dict[str, str] | None = setting(
         None, doc="Extra LMI options (option.<key>, rendered as OPTION_<KEY>), current profile only.")
+    hosting: HostingConfig | None = setting(None, doc="instances or inference components (config/hosting.py).")
 
 
 REQUIRED_FOR_NEW = (

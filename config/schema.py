@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from config.hosting import platform_hosting_problems
 from config.llm import LlmConfig
 from config.multi_model import MultiModelConfig
+from config.prices import price_problems
 from config.stable_diffusion import StableDiffusionConfig
 from config.training import TrainingConfig
 from config.typed import setting
@@ -58,4 +60,5 @@ class PlatformConfig:
         for key in self.tags:
             if not 1 <= len(key) <= 128 or key.lower().startswith("aws:"):
                 found.append((f"tags.{key}", "tag keys are 1-128 characters and must not start with 'aws:'"))
+        found += platform_hosting_problems(self) + price_problems(self)  # config/hosting.py, config/prices.py
         return found

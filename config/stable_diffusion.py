@@ -12,6 +12,7 @@ from config.sagemaker_endpoint import (
     AutoscalingConfig,
     capacity_problem,
 )
+from config.hosting import AsyncInferenceConfig, HostingConfig
 from config.neuron_compile import NeuronCompileConfig
 from config.typed import setting
 from ml_constructs.sagemaker.instances import variant_problems
@@ -75,6 +76,8 @@ class StableDiffusionConfig:
     container_startup_health_check_timeout_seconds: int | None = setting(360, ge=60, le=3600)
     autoscaling: StableDiffusionAutoscaling = setting(default_factory=StableDiffusionAutoscaling)
     alarms: StableDiffusionAlarms = setting(default_factory=StableDiffusionAlarms)
+    hosting: HostingConfig = setting(default_factory=HostingConfig, doc="instances or inference components (config/hosting.py).")
+    async_inference: AsyncInferenceConfig = setting(default_factory=AsyncInferenceConfig, doc="config/hosting.py")
 
     def problems(self) -> list[tuple[str, str]]:
         found = []

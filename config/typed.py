@@ -93,7 +93,12 @@ class Builder:
     def build(self, tp: Any, value: Any, path: str, meta: Mapping[str, Any] | None = None) -> Any:
         built = self._convert(tp, value, path)
         if built is not _INVALID and meta:
+            before = len(self.problems)
             self._check_meta(built, path, meta)
+            if len(self.problems) > before:
+                # Out of range or not a choice: the enclosing section's own checks (which may look the
+                # value up, like a runtime profile name) must not run on it.
+                return _INVALID
         return built
 
     def _convert(self, tp: Any, value: Any, path: str) -> Any:

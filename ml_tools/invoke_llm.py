@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from ml_tools.cold_start import wrap
 from ml_tools.runtime import add_endpoint_arguments, invoke_json, runtime_client
 
 
@@ -50,7 +51,7 @@ def texts_of(body: bytes) -> list[str]:
 
 
 def run(args: argparse.Namespace, *, client: Any = None) -> int:
-    client = client or runtime_client(args.region)
+    client = wrap(client or runtime_client(args.region), args)  # waits out a cold start (ml_tools/cold_start.py)
     texts: list[str] = []
     for request in request_bodies(args):
         _content_type, body = invoke_json(client, args.endpoint_name, request)

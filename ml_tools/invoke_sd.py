@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ml_tools.cold_start import wrap
+from ml_tools.invoke_async import add_async_arguments, run_async
 from ml_tools.runtime import add_endpoint_arguments, invoke_json, runtime_client
 
 
@@ -44,10 +46,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--height", type=int, help="must equal the compiled height, if given")
     parser.add_argument("--width", type=int, help="must equal the compiled width, if given")
+    add_async_arguments(parser)  # --async, --input-location, --timeout (ml_tools/invoke_async.py)
 
 
 def run(args: argparse.Namespace, *, client: Any = None) -> int:
-    client = client or runtime_client(args.region)
+    if getattr(args, "use_async", False):
+        return run_async(args, request_body(args), image_bytes)
+    client = wrap(client or runtime_client(args.region), args)  # waits out a cold start (ml_tools/cold_start.py)
     content_type, body = invoke_json(client, args.endpoint_name, request_body(args), accept="image/png, application/json")
     try:
         data = image_bytes(content_type, body)

@@ -46,3 +46,6 @@ def invoke_json(client: Any, endpoint: str, payload: Any, *, target_model: str |
 def add_endpoint_arguments(parser: Any) -> None:
     parser.add_argument("--endpoint-name", required=True, help="the SageMaker endpoint's name")
     parser.add_argument("--region", help="AWS region (default: the usual boto3 resolution)")
+    from ml_tools.cold_start import add_cold_start_arguments
+
+    add_cold_start_arguments(parser)  # --inference-component, --cold-start-wait (endpoints scaled to zero)

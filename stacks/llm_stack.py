@@ -7,8 +7,9 @@ from constructs import Construct
 
 from config.llm import LlmConfig, LlmModel, construct_id_for
 from config.sagemaker_endpoint import AlarmsConfig
-from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint
+from ml_constructs.sagemaker import ContainerImage, InferenceComponentEndpoint, ModelData, RealtimeEndpoint
 from runtime_profiles import RuntimeProfile
+from stacks.component_hosting import component_endpoint
 from stacks.base import PlatformStack
 from stacks.inference_common import endpoint_options, variant_settings
 from stacks.storage_stack import ArtifactStorageStack
@@ -70,27 +71,35 @@ class LlmStack(PlatformStack):
         self._locations = storage.locations_for(self)
         self.profile: RuntimeProfile = config.profile
         self._image = ContainerImage.from_profile(self.profile, config.image_tag)
-        self.endpoints: dict[str, RealtimeEndpoint] = {}
+        self.endpoints: dict[str, RealtimeEndpoint | InferenceComponentEndpoint] = {}
         for model in config.resolved_models():
             self.endpoints[model.name] = self._serve(model)
 
-    def _serve(self, model: LlmModel) -> RealtimeEndpoint:
+    def _serve(self, model: LlmModel) -> RealtimeEndpoint | InferenceComponentEndpoint:
         scope = Construct(self, construct_id_for(model.name))
         weights = self._locations.model_weights.child(model.weights_prefix)
         # A profile that ships its own handler (seed: model.py) reads variables; LMI reads OPTION_*.
         own_handler = bool(self.profile.settings.get("handler"))
         environment = deepspeed_environment(model) if own_handler else lmi_environment(model)
+        model_data = ModelData.from_s3_prefix(weights)
+        key = self._locations.model_weights.key
+        if model.hosting.uses_components:  # inference components, can scale to zero (config/hosting.py)
+            return component_endpoint(
+                scope, "Endpoint", model, model.hosting, image=self._image, model_data=model_data,
+                environment=environment, key=key, tensor_parallel_degree=model.tensor_parallel_degree,
+                model_latency_p99_ms=model.model_latency_p99_ms,
+            )
         return RealtimeEndpoint(
             scope,
             "Endpoint",
             image=self._image,
-            model_data=ModelData.from_s3_prefix(weights),
+            model_data=model_data,
             variant=variant_settings(model),
             environment=environment,
             tensor_parallel_degree=model.tensor_parallel_degree,
             options=endpoint_options(
                 instance_type=model.instance_type,
-                key=self._locations.model_weights.key,
+                key=key,
                 alarms=AlarmsConfig(),
                 model_latency_p99_ms=model.model_latency_p99_ms,
             ),

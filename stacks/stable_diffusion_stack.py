@@ -11,6 +11,7 @@ from config.stable_diffusion import StableDiffusionConfig
 from ml_constructs.neuron_compile import NeuronCompilation, compilation_props
 from ml_constructs.packaging import ModelPackageAsset, render_properties
 from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint, grant_read_s3_url
+from stacks.component_hosting import async_inference, component_endpoint
 from stacks.inference_common import endpoint_options, variant_settings
 from stacks.base import PlatformStack
 from stacks.storage_stack import ArtifactStorageStack
@@ -81,17 +82,27 @@ class StableDiffusionStack(PlatformStack):
             model_id = artifacts.s3_url
             grant_read_artifacts = artifacts.grant_read
         key = locations.model_packages.key
-        self.endpoint = RealtimeEndpoint(
-            self,
-            "Endpoint",
-            image=ContainerImage.deep_learning_container(config.image_repository, config.image_tag),
-            model_data=ModelData.from_asset(package),
-            variant=variant_settings(config),
-            environment={"OPTION_MODEL_ID": model_id},
-            tensor_parallel_degree=config.tensor_parallel_degree,
-            options=endpoint_options(
-                instance_type=config.instance_type, key=key, alarms=config.alarms, autoscaling=config.autoscaling
-            ),
-        )
+        if config.hosting.uses_components:  # inference components, can scale to zero (config/hosting.py)
+            self.endpoint = component_endpoint(
+                self, "Endpoint", config, config.hosting,
+                image=ContainerImage.deep_learning_container(config.image_repository, config.image_tag),
+                model_data=ModelData.from_asset(package), environment={"OPTION_MODEL_ID": model_id}, key=key,
+                tensor_parallel_degree=config.tensor_parallel_degree,
+                model_latency_p99_ms=config.alarms.model_latency_p99_ms,
+            )
+        else:
+            self.endpoint = RealtimeEndpoint(
+                self,
+                "Endpoint",
+                image=ContainerImage.deep_learning_container(config.image_repository, config.image_tag),
+                model_data=ModelData.from_asset(package),
+                variant=variant_settings(config),
+                environment={"OPTION_MODEL_ID": model_id},
+                tensor_parallel_degree=config.tensor_parallel_degree,
+                options=endpoint_options(
+                    instance_type=config.instance_type, key=key, alarms=config.alarms, autoscaling=config.autoscaling
+                ),
+            )
         grant_read_artifacts(self.endpoint.role)  # the compiled artifacts it serves, nothing else
+        self.async_inference = async_inference(self, config, self.endpoint, locations)  # None unless enabled
         self.model_package = package

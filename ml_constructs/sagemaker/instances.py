@@ -55,6 +55,25 @@ INFERENCE_AMI_VERSIONS: dict[str, AcceleratorKind] = {
 # Families with local NVMe storage although their name carries no 'd' (AWS SDK rule).
 _NVME_WITHOUT_D = frozenset({"g5", "g6", "p5", "trn1", "trn1n"})
 _SIZE_VCPUS = {"medium": 2, "large": 2, "xlarge": 4}
+# Instance memory in GiB (the EC2 instance type pages). Inference components are checked
+# against it: a copy's MinMemoryRequiredInMb must fit on one instance.
+_GPU_SIZES_GIB = {"xlarge": 16, "2xlarge": 32, "4xlarge": 64, "8xlarge": 128, "12xlarge": 192, "16xlarge": 256,
+                  "24xlarge": 384, "48xlarge": 768}
+_MEMORY_GIB: dict[str, dict[str, int]] = {
+    "inf2": {"xlarge": 16, "8xlarge": 128, "24xlarge": 384, "48xlarge": 768},
+    "trn1": {"2xlarge": 32, "32xlarge": 512},
+    "trn1n": {"32xlarge": 512},
+    "p4d": {"24xlarge": 1152},
+    "p4de": {"24xlarge": 1152},
+    "p5": {"48xlarge": 2048},
+    "p3": {"2xlarge": 61, "8xlarge": 244, "16xlarge": 488},
+    "g5": _GPU_SIZES_GIB,
+    "g6": _GPU_SIZES_GIB,
+    "g4dn": {k: v for k, v in _GPU_SIZES_GIB.items() if k != "24xlarge" and k != "48xlarge"},
+    "m5": {"large": 8, "xlarge": 16, "2xlarge": 32, "4xlarge": 64, "12xlarge": 192, "24xlarge": 384},
+    "c5": {"large": 4, "xlarge": 8, "2xlarge": 16, "4xlarge": 32, "9xlarge": 72, "18xlarge": 144},
+    "c5d": {"large": 4, "xlarge": 8, "2xlarge": 16, "4xlarge": 32, "9xlarge": 72, "18xlarge": 144},
+}
 
 
 class UnknownInstanceType(ValueError):
@@ -122,12 +141,24 @@ class InstanceType:
         return self.accelerator_kind is None
 
     @property
+    def memory_gib(self) -> int | None:
+        """Instance memory; None when not catalogued."""
+        return _MEMORY_GIB.get(self.family, {}).get(self.size)
+
+    @property
     def vcpus(self) -> int | None:
         """vCPUs by EC2's size naming (N x xlarge = 4N vCPUs); None for sizes it does not cover."""
         if self.size in _SIZE_VCPUS:
             return _SIZE_VCPUS[self.size]
         match = re.fullmatch(r"(\d+)xlarge", self.size)
         return 4 * int(match[1]) if match else None
+
+
+def catalogued_instance_types() -> list[str]:
+    """Every ``ml.<family>.<size>`` whose accelerators or memory this module knows (the price table covers them)."""
+    names = {f"ml.{family}.{size}" for family, (_kind, sizes) in _ACCELERATORS.items() for size in sizes}
+    names |= {f"ml.{family}.{size}" for family, sizes in _MEMORY_GIB.items() for size in sizes}
+    return sorted(names)
 
 
 def accelerator_count(instance_type: str) -> int | None:

@@ -1,0 +1,451 @@
+"""An endpoint that hosts its models as inference components, and can scale to zero instances.
+
+SageMaker scales an endpoint to zero instances only when it hosts inference components
+(https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-zero-instances.html).
+Four parts make that work, and all four are created here:
+
+1. the endpoint config's variant has ``ManagedInstanceScaling`` (``MinInstanceCount`` 0 allowed)
+   and a ``RoutingConfig``, no model, and the execution role moves to the endpoint config;
+2. one ``AWS::SageMaker::InferenceComponent`` per model, with its compute per copy
+   (``NumberOfAcceleratorDevicesRequired``, ``MinMemoryRequiredInMb``) and its copy count;
+3. a target-tracking policy on ``sagemaker:inference-component:DesiredCopyCount``
+   (``SageMakerInferenceComponentInvocationsPerCopy`` or the high-resolution concurrency metric)
+   that scales copies in to the floor (0) when idle, after which managed instance scaling
+   removes the empty instances;
+4. a step-scaling policy, triggered by an alarm on ``NoCapacityInvocationFailures``, that adds a
+   copy when a request arrives while there is none: target tracking cannot scale out of zero.
+
+aws-cdk-lib has no L2 for inference components, so the L1 ``CfnEndpointConfig``,
+``CfnInferenceComponent`` and ``CfnModel`` are wrapped here, with the L2 Application Auto
+Scaling and CloudWatch constructs for the policies.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping, Sequence
+
+import aws_cdk as cdk
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from ml_constructs.sagemaker.endpoint_base import DOWNLOAD_TIMEOUT_SECONDS, STARTUP_TIMEOUT_SECONDS, VOLUME_SIZE_GB
+from ml_constructs import nag
+from ml_constructs.sagemaker.execution_role import LOG_ACTIONS, create_execution_role
+from ml_constructs.sagemaker.images import ContainerImage
+from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType
+from ml_constructs.sagemaker.model_data import ModelData
+from ml_constructs.sagemaker.monitoring import INVOCATION_NAMESPACE
+from ml_constructs.sagemaker.scaling import service_linked_role
+from ml_constructs.sagemaker.validation import Problems, is_token
+
+COPY_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
+NO_CAPACITY_METRIC = "NoCapacityInvocationFailures"
+CopyMetric = Literal["invocations-per-copy", "concurrent-requests-per-copy"]
+_PREDEFINED = {
+    "invocations-per-copy": appscaling.PredefinedMetric.SAGEMAKER_INFERENCE_COMPONENT_INVOCATIONS_PER_COPY,
+    "concurrent-requests-per-copy": (
+        appscaling.PredefinedMetric.SAGEMAKER_INFERENCE_COMPONENT_CONCURRENT_REQUESTS_PER_COPY_HIGH_RESOLUTION
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ManagedInstances:
+    """The endpoint's one variant: instance type and the range SageMaker keeps it in.
+
+    Default settings: scale to zero (``min_instances`` 0) and at most one instance; one
+    instance at creation (SageMaker needs at least one to place the first copies); least
+    outstanding requests routing; SageMaker's default volume.
+    """
+
+    instance_type: str
+    min_instances: int = 0
+    max_instances: int = 1
+    initial_instance_count: int = 1
+    volume_size_gb: int | None = None
+    routing: Literal["LEAST_OUTSTANDING_REQUESTS", "RANDOM"] = "LEAST_OUTSTANDING_REQUESTS"
+    variant_name: str = "AllTraffic"
+
+
+@dataclass(frozen=True)
+class CopyScaling:
+    """Autoscaling of one component's copies.
+
+    Default settings: floor 0 (with the scale-out-from-zero step policy), target 10
+    invocations per copy per minute, scale-in after 600 s, scale-out after 60 s.
+    """
+
+    min_copies: int = 0
+    max_copies: int = 1
+    metric: CopyMetric = "invocations-per-copy"
+    target_value: float = 10.0
+    scale_in_cooldown_seconds: int = 600
+    scale_out_cooldown_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One model served as an inference component.
+
+    ``accelerators_per_copy``: GPUs or Inferentia/Trainium accelerators per copy (None on CPU
+    instances); ``memory_per_copy_mb``: the host memory SageMaker reserves per copy;
+    ``copies``: copies CloudFormation deploys (the deploy fails if they do not start);
+    ``scaling``: None keeps ``copies`` fixed.
+    """
+
+    name: str
+    image: ContainerImage
+    model_data: ModelData
+    memory_per_copy_mb: int
+    accelerators_per_copy: int | None = None
+    cpu_cores_per_copy: float | None = None
+    copies: int = 1
+    environment: Mapping[str, str] | None = None
+    tensor_parallel_degree: int | None = None
+    model_data_download_timeout_seconds: int | None = None
+    container_startup_health_check_timeout_seconds: int | None = None
+    scaling: CopyScaling | None = field(default_factory=CopyScaling)
+
+
+class InferenceComponentEndpoint(Construct):
+    """A SageMaker endpoint whose models are inference components, validated at synth time.
+
+    Props
+      instances: :class:`ManagedInstances` (type, min/max, routing, volume).
+      components: one :class:`ComponentSpec` per model.
+      role: the execution role (default: a least-privilege role that reads each model's data,
+        pulls each image, writes only SageMaker logs and metrics).
+      volume_kms_key: encrypts the ML volume (not with local-NVMe instance types).
+      endpoint_name: default generated by CloudFormation.
+
+    Creates ``role``, ``endpoint_config``, ``endpoint``, and per component name:
+    ``models``, ``components``, ``component_names`` (deploy-time names), ``scalable_targets``,
+    ``wake_alarms`` (NoCapacityInvocationFailures), ``alarms`` (5XX and model latency);
+    a stack output with the endpoint name. Synth fails with ``EndpointValidationError``
+    listing every invalid setting.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        instances: ManagedInstances,
+        components: Sequence[ComponentSpec],
+        role: iam.IRole | None = None,
+        volume_kms_key: kms.IKey | None = None,
+        endpoint_name: str | None = None,
+        model_latency_p99_ms: float = 60000.0,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        problems = Problems()
+        instance = _check_instances(problems, instances, volume_kms_key)
+        for spec in components:
+            _check_component(problems, spec, instance, instances)
+        if not components:
+            problems.add("components", "[]", "at least one component (an endpoint without models serves nothing)")
+        if len({c.name for c in components}) != len(components):
+            problems.add("components", [c.name for c in components], "unique names")
+        problems.raise_if_any(self.node.path)
+        self.instances = instances
+        self.instance = instance
+
+        if role is None:
+            role = create_execution_role(self, "ExecutionRole", endpoint_name=endpoint_name)
+            _grant_component_logs(role)
+        self.role: iam.IRole = role
+        if volume_kms_key is not None:
+            iam.Grant.add_to_principal(grantee=self.role, actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                                       resource_arns=[volume_kms_key.key_arn])
+            iam.Grant.add_to_principal(grantee=self.role, actions=["kms:CreateGrant"],
+                                       resource_arns=[volume_kms_key.key_arn],
+                                       conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})
+        self.endpoint_config = sagemaker.CfnEndpointConfig(
+            self,
+            "EndpointConfig",
+            execution_role_arn=self.role.role_arn,
+            kms_key_id=volume_kms_key.key_arn if volume_kms_key else None,
+            production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                variant_name=instances.variant_name,
+                instance_type=instances.instance_type,
+                initial_instance_count=instances.initial_instance_count,
+                volume_size_in_gb=instances.volume_size_gb,
+                managed_instance_scaling=sagemaker.CfnEndpointConfig.ManagedInstanceScalingProperty(
+                    status="ENABLED",
+                    min_instance_count=instances.min_instances,
+                    max_instance_count=instances.max_instances,
+                ),
+                routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(routing_strategy=instances.routing),
+            )],
+        )
+        # SageMaker checks the role when it creates the endpoint config: its policy must exist first.
+        self.endpoint_config.node.add_dependency(self.role)
+        self.endpoint = sagemaker.CfnEndpoint(
+            self, "Endpoint", endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            endpoint_name=endpoint_name,
+        )
+        self.endpoint_name = self.endpoint.attr_endpoint_name
+        self.endpoint_arn = self.endpoint.ref
+        self.variant_name = instances.variant_name
+
+        self.models: dict[str, sagemaker.CfnModel] = {}
+        self.components: dict[str, sagemaker.CfnInferenceComponent] = {}
+        self.component_names: dict[str, str] = {}
+        self.scalable_targets: dict[str, appscaling.ScalableTarget] = {}
+        self.wake_alarms: dict[str, cloudwatch.Alarm] = {}
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+        scaling_role = service_linked_role(self) if any(c.scaling for c in components) else None
+        for spec in components:
+            self._add_component(spec, scaling_role, model_latency_p99_ms)
+        cdk.CfnOutput(self, "EndpointName", value=self.endpoint_name, description=f"SageMaker endpoint {self.node.path}")
+
+    def _add_component(self, spec: ComponentSpec, scaling_role: iam.IRole | None, latency_ms: float) -> None:
+        scope = Construct(self, spec.name)
+        bound = spec.image.bind(scope)
+        spec.model_data.grant_read(self.role)
+        bound.grant_pull(self.role)
+        model = sagemaker.CfnModel(
+            scope,
+            "Model",
+            execution_role_arn=self.role.role_arn,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=bound.image_uri,
+                environment=dict(sorted((spec.environment or {}).items())) or None,
+                **spec.model_data.container_properties(),
+            ),
+        )
+        model.node.add_dependency(self.role)
+        startup = None
+        if spec.model_data_download_timeout_seconds or spec.container_startup_health_check_timeout_seconds:
+            startup = sagemaker.CfnInferenceComponent.InferenceComponentStartupParametersProperty(
+                model_data_download_timeout_in_seconds=spec.model_data_download_timeout_seconds,
+                container_startup_health_check_timeout_in_seconds=spec.container_startup_health_check_timeout_seconds,
+            )
+        component = sagemaker.CfnInferenceComponent(
+            scope,
+            "Component",
+            endpoint_name=self.endpoint_name,
+            variant_name=self.variant_name,
+            specification=sagemaker.CfnInferenceComponent.InferenceComponentSpecificationProperty(
+                model_name=model.attr_model_name,
+                compute_resource_requirements=(
+                    sagemaker.CfnInferenceComponent.InferenceComponentComputeResourceRequirementsProperty(
+                        min_memory_required_in_mb=spec.memory_per_copy_mb,
+                        number_of_accelerator_devices_required=spec.accelerators_per_copy,
+                        number_of_cpu_cores_required=spec.cpu_cores_per_copy,
+                    )
+                ),
+                startup_parameters=startup,
+            ),
+            runtime_config=sagemaker.CfnInferenceComponent.InferenceComponentRuntimeConfigProperty(
+                copy_count=spec.copies
+            ),
+        )
+        # The name is the last part of the ARN (arn:...:inference-component/<name>); Application
+        # Auto Scaling and CloudWatch address the component by name.
+        name = cdk.Fn.select(1, cdk.Fn.split("/", component.attr_inference_component_arn))
+        self.models[spec.name] = model
+        self.components[spec.name] = component
+        self.component_names[spec.name] = name
+        cdk.CfnOutput(scope, "InferenceComponentName", value=name,
+                      description=f"Pass as --inference-component to the invoke tools ({self.node.path}/{spec.name})")
+        self.alarms.update({f"{spec.name}{k}": v for k, v in _component_alarms(scope, name, latency_ms).items()})
+        if spec.scaling is not None and scaling_role is not None:
+            self._scale(scope, spec, name, scaling_role)
+
+    def _scale(self, scope: Construct, spec: ComponentSpec, name: str, role: iam.IRole) -> None:
+        scaling = spec.scaling
+        assert scaling is not None
+        target = appscaling.ScalableTarget(
+            scope,
+            "CopyScaling",
+            service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"inference-component/{name}",
+            scalable_dimension=COPY_DIMENSION,
+            min_capacity=scaling.min_copies,
+            max_capacity=scaling.max_copies,
+            role=role,
+        )
+        target.scale_to_track_metric(
+            "TrackCopies",
+            target_value=scaling.target_value,
+            predefined_metric=_PREDEFINED[scaling.metric],
+            scale_in_cooldown=cdk.Duration.seconds(scaling.scale_in_cooldown_seconds),
+            scale_out_cooldown=cdk.Duration.seconds(scaling.scale_out_cooldown_seconds),
+        )
+        self.scalable_targets[spec.name] = target
+        if scaling.min_copies == 0:
+            self.wake_alarms[spec.name] = _scale_out_from_zero(scope, target, name)
+
+    def metric_no_capacity_failures(self, component: str) -> cloudwatch.Metric:
+        """Requests refused because ``component`` had no copy (the wake-up signal)."""
+        return no_capacity_metric(self.component_names[component])
+
+    def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
+        """``sagemaker:InvokeEndpoint`` on this endpoint (callers name the component per request)."""
+        return iam.Grant.add_to_principal(grantee=grantee, actions=["sagemaker:InvokeEndpoint"],
+                                          resource_arns=[self.endpoint_arn])
+
+
+def _grant_component_logs(role: iam.Role) -> None:
+    """Component containers log to ``/aws/sagemaker/InferenceComponents/<component name>``; the names
+    are generated by CloudFormation after the role must exist, so the grant covers that path."""
+    log_arn = cdk.Stack.of(role).format_arn(
+        service="logs", resource="log-group", resource_name="/aws/sagemaker/InferenceComponents/*:*",
+        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+    )
+    role.add_to_principal_policy(iam.PolicyStatement(actions=list(LOG_ACTIONS), resources=[log_arn]))
+    nag.acknowledge_wildcard_resources(
+        role, [log_arn], "Inference component names are generated by CloudFormation after this role must exist; the "
+        "grant is limited to SageMaker inference component log groups of this account and region.")
+
+
+def no_capacity_metric(component_name: str) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=INVOCATION_NAMESPACE,
+        metric_name=NO_CAPACITY_METRIC,
+        dimensions_map={"InferenceComponentName": component_name},
+        statistic="Sum",
+        period=cdk.Duration.minutes(1),
+    )
+
+
+def _scale_out_from_zero(scope: Construct, target: appscaling.ScalableTarget, name: str) -> cloudwatch.Alarm:
+    """One copy more as soon as a request finds none (AWS's documented step policy, 60 s cooldown)."""
+    action = appscaling.StepScalingAction(
+        scope,
+        "ScaleOutFromZero",
+        scaling_target=target,
+        adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+        metric_aggregation_type=appscaling.MetricAggregationType.MAXIMUM,
+        cooldown=cdk.Duration.seconds(60),
+    )
+    action.add_adjustment(adjustment=1, lower_bound=0)
+    # >= 1: the first refused request wakes the component (AWS's example uses > 1, which waits for two).
+    alarm = no_capacity_metric(name).create_alarm(
+        scope,
+        "NoCapacityAlarm",
+        threshold=1,
+        evaluation_periods=1,
+        datapoints_to_alarm=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarm_description="Inference component invoked with no copy: scale out from zero",
+    )
+    alarm.add_alarm_action(cloudwatch_actions.ApplicationScalingAction(action))
+    return alarm
+
+
+def _component_alarms(scope: Construct, name: str, latency_ms: float) -> dict[str, cloudwatch.Alarm]:
+    def metric(metric_name: str, statistic: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(namespace=INVOCATION_NAMESPACE, metric_name=metric_name, statistic=statistic,
+                                 dimensions_map={"InferenceComponentName": name}, period=cdk.Duration.minutes(5))
+
+    return {
+        "Errors5xx": metric("Invocation5XXErrors", "Sum").create_alarm(
+            scope, "Errors5xx", threshold=1, evaluation_periods=3,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description="Inference component 5XX errors returned"),
+        "ModelLatencyP99": metric("ModelLatency", "p99").create_alarm(
+            scope, "ModelLatencyP99", threshold=latency_ms * 1000, evaluation_periods=3,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=f"Inference component model latency p99 above {latency_ms:g} ms"),
+    }
+
+
+def _check_instances(problems: Problems, instances: ManagedInstances, key: kms.IKey | None) -> InstanceType | None:
+    instance = None
+    if not is_token(instances.instance_type):
+        try:
+            instance = InstanceType.parse(instances.instance_type)
+        except UnknownInstanceType as exc:
+            problems.add("instance_type", instances.instance_type, f"ml.<family>.<size> ({exc})")
+    if instance is not None and instance.is_burstable:
+        problems.add("instance_type", instances.instance_type, "a non-burstable instance type (ml.t* cannot autoscale)")
+    if instances.min_instances < 0:
+        problems.add("min_instances", instances.min_instances, "0 or more")
+    if instances.max_instances < 1:
+        problems.add("max_instances", instances.max_instances, "1 or more")
+    if instances.min_instances > instances.max_instances:
+        problems.add("min_instances", instances.min_instances, f"at most max_instances ({instances.max_instances})")
+    if not max(1, instances.min_instances) <= instances.initial_instance_count <= instances.max_instances:
+        problems.add("initial_instance_count", instances.initial_instance_count,
+                     f"{max(1, instances.min_instances)} to max_instances ({instances.max_instances})")
+    problems.in_range("volume_size_gb", instances.volume_size_gb, *VOLUME_SIZE_GB)
+    if instance is not None and instance.has_local_nvme:
+        nvme = f"not set: {instances.instance_type} has local NVMe instance storage"
+        if instances.volume_size_gb is not None:
+            problems.add("volume_size_gb", instances.volume_size_gb, nvme)
+        if key is not None:
+            problems.add("volume_kms_key", "a KMS key", nvme)
+    return instance
+
+
+def _check_component(problems: Problems, spec: ComponentSpec, instance: InstanceType | None,
+                     instances: ManagedInstances) -> None:
+    where = f"components[{spec.name}]"
+    if spec.model_data.kind == "model_prefix":
+        problems.add(f"{where}.model_data", "a multi-model prefix",
+                     "one model (multi-model endpoints cannot host inference components)")
+    if spec.memory_per_copy_mb < 128:
+        problems.add(f"{where}.memory_per_copy_mb", spec.memory_per_copy_mb, "128 or more")
+    if spec.copies < 0:
+        problems.add(f"{where}.copies", spec.copies, "0 or more")
+    problems.in_range(f"{where}.model_data_download_timeout_seconds", spec.model_data_download_timeout_seconds,
+                      *DOWNLOAD_TIMEOUT_SECONDS)
+    problems.in_range(f"{where}.container_startup_health_check_timeout_seconds",
+                      spec.container_startup_health_check_timeout_seconds, *STARTUP_TIMEOUT_SECONDS)
+    accelerators = spec.accelerators_per_copy
+    if accelerators is not None and accelerators < 1:
+        problems.add(f"{where}.accelerators_per_copy", accelerators, "1 or more, or None on CPU instances")
+    if spec.tensor_parallel_degree is not None and accelerators is not None and (
+            spec.tensor_parallel_degree > accelerators):
+        problems.add(f"{where}.tensor_parallel_degree", spec.tensor_parallel_degree,
+                     f"at most accelerators_per_copy ({accelerators}): a copy sees only its own accelerators")
+    scaling = spec.scaling
+    if scaling is not None:
+        if scaling.min_copies < 0 or scaling.max_copies < 1 or scaling.min_copies > scaling.max_copies:
+            problems.add(f"{where}.scaling", f"min_copies={scaling.min_copies}, max_copies={scaling.max_copies}",
+                         "0 <= min_copies <= max_copies, max_copies >= 1")
+        elif not scaling.min_copies <= spec.copies <= scaling.max_copies:
+            problems.add(f"{where}.copies", spec.copies,
+                         f"min_copies ({scaling.min_copies}) to max_copies ({scaling.max_copies})")
+        if scaling.target_value <= 0:
+            problems.add(f"{where}.scaling.target_value", scaling.target_value, "a number above 0")
+    if instance is None:
+        return
+    have = instance.accelerator_count
+    if have is not None and accelerators is not None:
+        if have == 0:
+            problems.add(f"{where}.accelerators_per_copy", accelerators, f"None ({instance.name} has no accelerators)")
+        elif accelerators > have:
+            problems.add(f"{where}.accelerators_per_copy", accelerators,
+                         f"at most {have} ({instance.name} has {have}; a copy runs on one instance)")
+    memory_gib = instance.memory_gib
+    if memory_gib is not None and spec.memory_per_copy_mb > memory_gib * 1024:
+        problems.add(f"{where}.memory_per_copy_mb", spec.memory_per_copy_mb,
+                     f"at most {memory_gib * 1024} ({instance.name} has {memory_gib} GiB; a copy runs on one instance)")
+        return
+    per_instance = copies_per_instance(instance, spec)
+    ceiling = scaling.max_copies if scaling is not None else spec.copies
+    if per_instance is not None and ceiling > per_instance * instances.max_instances:
+        problems.add(f"{where}.max_copies" if scaling else f"{where}.copies", ceiling,
+                     f"at most {per_instance * instances.max_instances} ({instances.max_instances} x {instance.name} "
+                     f"hold {per_instance} copies each)")
+
+
+def copies_per_instance(instance: InstanceType, spec: ComponentSpec) -> int | None:
+    """How many copies of ``spec`` fit on one instance by accelerators and memory; None if unknown."""
+    limits = []
+    if spec.accelerators_per_copy and instance.accelerator_count:
+        limits.append(instance.accelerator_count // spec.accelerators_per_copy)
+    if instance.memory_gib is not None:
+        limits.append(instance.memory_gib * 1024 // spec.memory_per_copy_mb)
+    return min(limits) if limits else None

@@ -1,0 +1,102 @@
+"""`python -m ml_tools cost`: figures for dev and prod worked out by hand from config/prices/us-east-1.toml."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from config import ConfigError, load_config
+from config.prices import PRICES_DIR, load_prices
+from ml_constructs.neuron_compile.rules import COMPILE_INSTANCES
+from ml_constructs.sagemaker.instances import catalogued_instance_types
+from ml_constructs.trainium_batch.instances import TRAINIUM_INSTANCES
+from ml_tools.cost import estimate
+from tests.helpers import ROOT
+
+# By hand, from the table:
+#   dev floor   = NAT 0.045 + 1 x ml.m5.large 0.115                                   = 0.160
+#   dev ceiling = 1 x ml.inf2.xlarge 0.99 + inf2.8xlarge 1.96786 + NAT 0.045 + 2 x 0.115 = 3.23286
+#   prod floor  = SD 0.99 + NAT 0.045 + 20 x c5d.18xlarge 4.147 (82.94) + p4d 37.688 + g5.24xlarge 10.18
+#                 + 7 endpoints x 0.01                                                = 131.913
+#   prod ceiling= SD 0.99 + 1.96786 + 0.045 + 40 x 4.147 (165.88) + 37.688 + 10.18 + 4 x trn1.32xlarge 21.50
+#                 + 0.07                                                              = 302.82086
+EXPECTED = {"dev": (0.160, 3.23286), "prod": (131.913, 302.82086)}
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_floor_and_ceiling_of_each_environment(env):
+    result = estimate(load_config(env))
+    assert (round(result.floor, 5), round(result.ceiling, 5)) == EXPECTED[env]
+
+
+def test_dev_stable_diffusion_endpoint_costs_nothing_idle():
+    result = estimate(load_config("dev"))
+    (endpoint,) = [line for line in result.lines if line.stack == "MlAccel-dev-StableDiffusion" and "endpoint" in line.item]
+    assert (endpoint.floor, endpoint.ceiling) == (0, 0.99)
+
+
+def test_turning_components_on_for_one_prod_model_lowers_the_floor_by_its_instance():
+    on = estimate(load_config("prod", overrides={"llm.models.opt-30b.hosting.mode": "inference-components"}))
+    assert round(on.floor, 5) == round(131.913 - 10.18, 5)
+    assert round(on.ceiling, 5) == 302.82086  # max_instances 1: the same ceiling
+
+
+def test_cli_prints_each_stack_and_the_summary_line():
+    full = subprocess.run([sys.executable, "-m", "ml_tools", "cost", "--env", "prod"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout
+    for stack in ("MlAccel-prod-StableDiffusion", "MlAccel-prod-MultiModel", "MlAccel-prod-Llm", "MlAccel-prod-Training"):
+        assert stack in full
+    assert "total" in full and "131.913" in full and "302.821" in full
+    line = subprocess.run([sys.executable, "-m", "ml_tools", "cost", "--env", "dev", "--summary"], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert line.startswith("dev: about $0.16/h at the floor, $3.23/h at the ceiling")
+
+
+def test_cli_reports_a_config_error_without_a_traceback():
+    done = subprocess.run([sys.executable, "-m", "ml_tools", "cost", "--env", "prod", "--set",
+                           "multi_model.instance_type=ml.m7i.large"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "multi_model.instance_type: got 'ml.m7i.large', which has no price" in done.stderr
+    assert "(from -c set:multi_model.instance_type)" in done.stderr
+
+
+def test_an_unpriced_instance_type_is_a_config_error_only_where_it_is_deployed():
+    with pytest.raises(ConfigError) as err:
+        load_config("prod", overrides={"llm.models.opt-30b.instance_type": "ml.g6e.12xlarge"})
+    assert [p.path for p in err.value.problems] == ["llm.models.opt-30b.instance_type"]
+    load_config("dev", overrides={"llm.models.opt-30b.instance_type": "ml.g6e.12xlarge"})  # llm is off in dev
+
+
+def test_every_instance_type_the_configuration_allows_has_a_price():
+    table = load_prices()
+    hosting = set(catalogued_instance_types())
+    assert hosting - set(table.sagemaker_hosting) == set()
+    hosts = set(COMPILE_INSTANCES) | set(TRAINIUM_INSTANCES)
+    assert hosts - set(table.ec2) == set()
+    assert {"nat_gateway", "interface_endpoint_per_az"} <= set(table.network)
+
+
+def test_price_table_states_region_date_and_sources():
+    text = (PRICES_DIR / "us-east-1.toml").read_text()
+    table = load_prices()
+    assert table.region == "us-east-1" and table.as_of
+    for page in ("aws.amazon.com/sagemaker/pricing", "aws.amazon.com/ec2/pricing/on-demand", "aws.amazon.com/vpc/pricing"):
+        assert page in text
+
+
+def test_a_copy_floor_keeps_the_instances_it_needs():
+    cfg = load_config("prod", overrides={"llm.models.opt-30b.hosting.mode": "inference-components",
+                                         "llm.models.opt-30b.hosting.min_copies": "1"})
+    (opt,) = [line for line in estimate(cfg).lines if "opt-30b" in line.item]
+    assert (opt.floor, opt.ceiling) == (10.18, 10.18)  # one copy needs all 4 GPUs of one g5.24xlarge
+
+
+def test_a_malformed_price_entry_is_refused(tmp_path, monkeypatch):
+    import config.prices as prices
+
+    (tmp_path / "xx-test-1.toml").write_text(
+        'region = "xx-test-1"\nas_of = "2026-01-01"\n[sagemaker_hosting]\n"ml.m5.large" = [0.1]\n[ec2]\n[network]\n')
+    monkeypatch.setattr(prices, "PRICES_DIR", tmp_path)
+    with pytest.raises(ValueError, match=r"\[sagemaker_hosting\] 'ml.m5.large': got \[0.1\]"):
+        prices.load_prices("xx-test-1")
