@@ -72,7 +72,7 @@ def canonical_skops(data: bytes) -> bytes:
 
         renumber(schema)
         out = io.BytesIO()
-        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        with zipfile.ZipFile(out, "w") as dst:  # entries stored: the package tarball is gzipped anyway
             for old, new in sorted(files.items(), key=lambda item: item[1]):
                 dst.writestr(zipfile.ZipInfo(new, date_time=_ZIP_TIME), src.read(old))
             dst.writestr(zipfile.ZipInfo("schema.json", date_time=_ZIP_TIME), json.dumps(schema, sort_keys=True))
