@@ -9,6 +9,7 @@ of a 72-vCPU instance, so this section sets every one of them: one single-thread
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,7 +22,7 @@ from config.sagemaker_endpoint import (
 )
 from config.typed import setting
 from ml_constructs.sagemaker.instances import InstanceType, variant_problems
-from runtime_profiles import RuntimeProfile
+from runtime_profiles import ProfileError, RuntimeProfile
 
 # registry/repository:tag, a tag required (a digest says nothing about the lock it was built from).
 IMAGE_REFERENCE_PATTERN = r"[a-z0-9][a-z0-9.\-]*(:[0-9]+)?(/[a-z0-9][a-z0-9._\-]*)+:[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}"
@@ -130,7 +131,7 @@ class MultiModelConfig:
         """max_workers, or vCPUs / omp_num_threads (None when the instance type's vCPUs are unknown)."""
         if self.max_workers is not None:
             return self.max_workers
-        return None if self.vcpus is None else max(1, self.vcpus // self.omp_num_threads)
+        return None if self.vcpus is None else max(1, self.vcpus // max(1, self.omp_num_threads))
 
     def serving_properties(self) -> dict[str, int]:
         """The worker settings every published package's serving.properties carries."""
@@ -172,12 +173,16 @@ class MultiModelConfig:
         return found
 
     def _image_problems(self) -> list[tuple[str, str]]:
-        profile = self.profile
+        try:
+            profile = self.profile
+        except ProfileError:  # an unknown runtime: its choices are reported on the key itself
+            return []
         found = []
         if self.image_uri is not None and self.base_image is not None:
             found.append(("base_image", "only for the image built at deploy; image_uri names a prebuilt one"))
-        for key, value in (("base_image", self.base_image), ("image_uri", self.image_uri)):
-            if value is None:
+        for key, value, pattern in (("base_image", self.base_image, IMAGE_REFERENCE_PATTERN),
+                                    ("image_uri", self.image_uri, ECR_IMAGE_URI_PATTERN)):
+            if value is None or not re.fullmatch(pattern, value):  # a malformed value is reported by its pattern
                 continue
             if not tag_matches(image_tag(value), profile):
                 found.append((
