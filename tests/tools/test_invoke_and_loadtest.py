@@ -131,7 +131,7 @@ def test_the_load_test_client_does_not_retry():
         f"user_class = runpy.run_path({str(REPO / 'ml_tools' / 'loadtest' / 'locustfile.py')!r})['MultiModelUser']\n"
         "from locust.env import Environment\n"
         "env = Environment(user_classes=[user_class])\n"
-        "env.parsed_options = types.SimpleNamespace(region='us-east-1', seed=1)\n"
+        "env.parsed_options = types.SimpleNamespace(region='us-east-1', seed=1, max_attempts=6)\n"
         "user = user_class(env)\n"
         "user.on_start()\n"
         "print(user.client.meta.config.retries)\n"
@@ -159,7 +159,7 @@ def shares(pattern: str, draws: int = 20_000, models: int = 1000) -> tuple[Count
 def test_hot_pattern_sends_90_percent_to_model_0():
     by_model, by_group = shares("hot")
     assert by_model[0] / 20_000 == pytest.approx(0.9, abs=0.01)
-    assert by_group == {"hot": by_model[0], "cold": 20_000 - by_model[0]}
+    assert by_group == {"hot": by_model[0], "other": 20_000 - by_model[0]}
     assert len(by_model) > 800  # the other 10% still spread over the rest
 
 
@@ -278,3 +278,41 @@ def test_invoke_mme_reports_the_cold_first_call_apart_from_warm_ones(monkeypatch
 def test_invoke_mme_rejects_bad_bounds(argv, message, capsys):
     assert cli_main(["invoke-mme", "--endpoint-name", "mme", *argv, "1"]) == 2
     assert message in capsys.readouterr().err
+
+
+# ---- load-test summaries ---------------------------------------------------------------------
+
+
+def test_summary_separates_cold_starts_and_counts_throughput():
+    from ml_tools.loadtest.summary import Recorder
+
+    recorder = Recorder()
+    recorder.start(100.0)
+    for ms in range(1, 101):  # warm: 1 .. 100 ms
+        recorder.record("warm", float(ms))
+    recorder.record("cold-start", 900.0)
+    recorder.record("cold-start", 1500.0)
+    recorder.record("warm", 5.0, failed=True)
+    summary = recorder.summary(110.0, pattern="hot")
+    assert summary == {
+        "pattern": "hot", "seconds": 10.0, "requests_per_second": 10.2,
+        "warm": {"count": 100, "failures": 1, "p50_ms": 50.0, "p99_ms": 99.0},
+        "cold-start": {"count": 2, "failures": 0, "p50_ms": 900.0, "p99_ms": 1500.0},
+    }
+
+
+def test_summary_table_has_a_row_per_pattern():
+    from ml_tools.loadtest.summary import table
+
+    row = {"pattern": "uniform", "requests_per_second": 812.5, "seconds": 30,
+           "warm": {"count": 20000, "failures": 0, "p50_ms": 4.1, "p99_ms": 19.0},
+           "cold-start": {"count": 200, "failures": 2, "p50_ms": 40.0, "p99_ms": None}}
+    lines = table([row]).splitlines()
+    assert lines[2] == "| uniform | 812.5 | 20000 | 4.1 | 19 | 200 | 40 | - | 2 |"
+
+
+def test_run_patterns_rejects_a_bad_duration(capsys):
+    from ml_tools.loadtest.run_patterns import main
+
+    assert main(["--endpoint-name", "e", "--duration", "10 minutes"]) == 2
+    assert "--duration: got '10 minutes', allowed: a number followed by s, m or h" in capsys.readouterr().err
