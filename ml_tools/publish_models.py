@@ -13,8 +13,9 @@ environment instead::
 
     $(python -m runtime_profiles.env python multi_model/current) -m ml_tools publish-models --env prod
 
-A ``--model-file`` must record the lock's scikit-learn and skops versions and hold no
-type the handler does not trust.
+A ``--model-file`` was serialized elsewhere: it must record the lock's scikit-learn and
+skops versions and hold no type the handler does not trust (checked with skops, so run
+the tool where skops is installed, e.g. the current profile's environment).
 
 Settings come from the environment's configuration with ``--env NAME``
 (``multi_model.runtime``, ``model_count`` and the worker settings: ``min_workers``,
@@ -148,8 +149,11 @@ def model_file_problems(data: bytes, profile: Any) -> list[str]:
         locked = profile.version_of(name)
         if found != locked:
             problems.append(f"--model-file: saved with {name} {found}, the lock has {locked}")
-    from skops.io import get_untrusted_types
-
+    try:
+        from skops.io import get_untrusted_types
+    except ImportError:
+        return problems + ["--model-file: checking the types in the file needs skops; "
+                           + environment_hint("multi_model/current")]
     trusted = set(_trusted_types())
     untrusted = sorted(set(get_untrusted_types(data=data)) - trusted)
     if untrusted:
@@ -294,20 +298,25 @@ def check(args: argparse.Namespace) -> list[str]:
 
 
 def version_check(args: argparse.Namespace) -> list[str]:
-    """The one version lock: this environment (or the given model file) against the runtime profile's."""
+    """The one version lock, checked where the model is serialized.
+
+    Training here: this interpreter and its packages must be the lock's. ``--model-file``:
+    the file must record the lock's scikit-learn and skops versions (it was serialized
+    elsewhere; this process only packs and uploads it).
+    """
     from runtime_profiles import ProfileError, load_profile
 
     try:
         profile = load_profile("multi_model", args.runtime)
     except ProfileError as err:
         return [f"--runtime: {err}"]
+    if args.model_file is not None:
+        return model_file_problems(args.model_file.read_bytes(), profile)
     found = lock_problems(profile)
     if found:
         return [f"this environment does not match runtime profile {profile.key} "
                 f"(runtime_profiles/{profile.key}/requirements.lock): " + "; ".join(found) + "; "
                 + environment_hint(profile.key)]
-    if args.model_file is not None:
-        return model_file_problems(args.model_file.read_bytes(), profile)
     return []
 
 

@@ -39,14 +39,6 @@ def args(*extra: str) -> argparse.Namespace:
 
 
 @pytest.fixture
-def matching_lock(monkeypatch):
-    """The publisher's lock check as it runs in the profile's environment."""
-    real = pm.lock_problems
-    monkeypatch.setattr(pm, "lock_problems", lambda profile: real(
-        profile, version=lambda name: profile.packages[name], python=profile.python))
-
-
-@pytest.fixture
 def no_build(monkeypatch):
     monkeypatch.setattr(pm, "build_packages", lambda *a, **k: pytest.fail("packages built after a refusal"))
 
@@ -115,7 +107,7 @@ def test_bad_options_are_rejected(extra, message, no_build, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_a_model_file_that_is_not_skops_is_refused(tmp_path, matching_lock, no_build, capsys):
+def test_a_model_file_that_is_not_skops_is_refused(tmp_path, no_build, capsys):
     path = tmp_path / "model.joblib"
     path.write_bytes(b"\x80\x04pickle")
     assert pm.run(args("--model-file", str(path)), client=NoCalls()) == 2
@@ -200,3 +192,35 @@ def test_a_prefix_or_an_environment_is_required(capsys):
 def test_unknown_environment_is_reported(capsys):
     assert pm.run(parse("--env", "qa"), client=NoCalls()) == 2
     assert "unknown environment 'qa'; known environments: dev, prod" in capsys.readouterr().err
+
+
+def test_a_model_file_cannot_be_checked_without_skops(tmp_path, monkeypatch, no_build, capsys):
+    import io
+    import sys
+    import zipfile
+
+    monkeypatch.setitem(sys.modules, "skops.io", None)  # as in an environment without skops
+    schema = {"_skops_version": "0.13.0", "content": {"content": {"_sklearn_version": {"content": '"1.7.2"'}}}}
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("schema.json", json.dumps(schema))
+    path = tmp_path / "model.skops"
+    path.write_bytes(data.getvalue())
+    assert pm.run(args("--model-file", str(path)), client=NoCalls()) == 2
+    assert "--model-file: checking the types in the file needs skops" in capsys.readouterr().err
+
+
+def test_a_model_file_records_versions_that_are_checked_against_the_chosen_runtime(tmp_path, no_build, capsys):
+    import io
+    import zipfile
+
+    schema = {"_skops_version": "0.13.0", "content": {"content": {"_sklearn_version": {"content": '"1.7.2"'}}}}
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("schema.json", json.dumps(schema))
+    path = tmp_path / "model.skops"
+    path.write_bytes(data.getvalue())
+    assert pm.run(args("--runtime", "seed", "--model-file", str(path)), client=NoCalls()) == 2
+    err = capsys.readouterr().err
+    assert "--model-file: saved with scikit-learn 1.7.2, the lock has 1.3.2" in err
+    assert "--model-file: saved with skops 0.13.0, the lock has 0.9.0" in err
