@@ -128,7 +128,11 @@ def make_server(store: ModelStore, port: int = 0) -> ThreadingHTTPServer:
             self._send(200, answer, {"Content-Type": out.properties.get("content-type", "application/json"),
                                      "x-Amzn-Invoked-Production-Variant": "AllTraffic"})
 
-    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128  # the default 5 refuses connections under a load test
+        daemon_threads = True
+
+    return Server(("127.0.0.1", port), Handler)
 
 
 def build_store(model_count: int, *, max_loaded: int, load_delay_s: float = 0.0) -> ModelStore:
