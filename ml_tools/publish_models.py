@@ -1,15 +1,29 @@
 """Publish the multi-model endpoint's packages: ``sklearn-0.tar.gz`` .. ``sklearn-N-1.tar.gz``.
 
 Each package is ``model_packages/sklearn_mme/`` (``model.py``, ``serving.properties``)
-plus ``model.joblib``, packed reproducibly. By default all packages are copies of one
+plus ``model.skops``, packed reproducibly. By default all packages are copies of one
 model, as the workload did; ``--distinct-models`` trains one model per package (seed =
-the package number). The model is trained here (``--model-file`` takes an existing one):
-do it in an environment whose numpy and scikit-learn match the serving image's.
+the package number). ``--model-file`` takes an existing skops file.
+
+One version lock: the model is trained and serialized here, so this Python and its
+packages must be exactly those of the serving image's runtime profile
+(``runtime_profiles/multi_model/<runtime>/requirements.lock``). Anything else is refused
+before a model is trained or an object uploaded; run the tool with the profile's
+environment instead::
+
+    $(python -m runtime_profiles.env python multi_model/current) -m ml_tools publish-models --env prod
+
+A ``--model-file`` was serialized elsewhere: it must record the lock's scikit-learn and
+skops versions and hold no type the handler does not trust (checked with skops, so run
+the tool where skops is installed, e.g. the current profile's environment).
 
 Settings come from the environment's configuration with ``--env NAME``
-(``multi_model.model_count``, ``min_workers``, ``max_workers``,
-``max_idle_time_seconds``), and the S3 prefix from the deployed storage stack's
-``MultiModelPackagesUrl`` output; flags given explicitly win.
+(``multi_model.runtime``, ``model_count`` and the worker settings: ``min_workers``,
+``max_workers`` (default: the instance type's vCPUs / ``omp_num_threads``),
+``job_queue_size``, ``max_idle_time_seconds``), else from the configuration's defaults,
+and the S3 prefix from the deployed storage stack's ``MultiModelPackagesUrl`` output;
+flags given explicitly win. Every package's ``serving.properties`` carries all four
+worker settings.
 
 Uploads go under the endpoint's S3 prefix (its ``ModelDataUrl``) concurrently.
 Idempotent: every object carries its tarball's sha256 in the object metadata
@@ -23,11 +37,15 @@ import argparse
 import concurrent.futures
 import hashlib
 import importlib.util
+import io
+import json
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ml_tools.s3_url import parse_s3_prefix
 
@@ -35,6 +53,8 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = REPO / "model_packages" / "sklearn_mme"
 TRAIN_SCRIPT = REPO / "model_packages" / "sklearn_mme_training" / "train.py"
 HASH_KEY = "sha256"
+MODEL_FILE = "model.skops"
+WORKER_KEYS = ("minWorkers", "maxWorkers", "job_queue_size", "max_idle_time")
 
 
 @dataclass(frozen=True)
@@ -70,13 +90,11 @@ def _packaging() -> tuple[Any, Any]:
 
 def build_packages(
     count: int, *, distinct: bool = False, model_file: Path | None = None,
-    min_workers: int | None = None, max_workers: int | None = None, max_idle_time: int | None = None,
+    workers: Mapping[str, int] | None = None,
 ) -> list[Package]:
+    """``count`` packages; ``workers`` ({serving.properties key: value}) overrides the base file."""
     tarball, props = _packaging()
-    overrides = {"minWorkers": min_workers, "maxWorkers": max_workers}
-    if max_idle_time is not None:
-        overrides["max_idle_time"] = max_idle_time
-    properties = props.render_properties(PACKAGE_DIR / "serving.properties", overrides)
+    properties = props.render_properties(PACKAGE_DIR / "serving.properties", dict(workers or {}))
     train = None if model_file else _module_from(TRAIN_SCRIPT, "_sklearn_mme_train")
     shared_model = model_file.read_bytes() if model_file else (None if distinct else train.model_bytes(0))
     packages, cache = [], {}
@@ -85,11 +103,73 @@ def build_packages(
             model = shared_model if shared_model is not None else train.model_bytes(index)
             if model not in cache:
                 out = Path(work) / f"{index}.tar.gz"
-                extra = {"model.joblib": model, "serving.properties": properties}
+                extra = {MODEL_FILE: model, "serving.properties": properties}
                 tarball.build_model_tarball(PACKAGE_DIR, out, extra_files=extra)
                 cache[model] = out.read_bytes()
             packages.append(Package(f"sklearn-{index}.tar.gz", cache[model]))
     return packages
+
+
+def environment_hint(profile_key: str) -> str:
+    return (f"run it with the profile's environment: $(python -m runtime_profiles.env python {profile_key}) "
+            f"-m ml_tools publish-models ...")
+
+
+def lock_problems(profile: Any, *, version: Callable[[str], str] = metadata.version,
+                  python: str | None = None) -> list[str]:
+    """How this interpreter differs from ``profile`` (Python minor version and every locked package)."""
+    found_python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
+    problems = []
+    if found_python != profile.python:
+        problems.append(f"Python: found {found_python}, the image has {profile.python}")
+    for name, locked in sorted(profile.packages.items()):
+        try:
+            found = version(name)
+        except metadata.PackageNotFoundError:
+            found = "not installed"
+        if found != locked:
+            problems.append(f"{name}: found {found}, the lock has {locked}")
+    return problems
+
+
+def model_file_problems(data: bytes, profile: Any) -> list[str]:
+    """A skops file's recorded scikit-learn / skops versions against the lock; types the handler won't load."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            schema = json.loads(archive.read("schema.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError):
+        return ["--model-file: not a skops file (no schema.json in a zip archive); save it with skops.io.dump"]
+    problems = []
+    content = schema.get("content", {}).get("content", {})
+    recorded = {
+        "scikit-learn": json.loads(content.get("_sklearn_version", {}).get("content", "null") or "null"),
+        "skops": schema.get("_skops_version"),
+    }
+    for name, found in recorded.items():
+        locked = profile.version_of(name)
+        if found != locked:
+            problems.append(f"--model-file: saved with {name} {found}, the lock has {locked}")
+    try:
+        from skops.io import get_untrusted_types
+    except ImportError:
+        return problems + ["--model-file: checking the types in the file needs skops; "
+                           + environment_hint("multi_model/current")]
+    trusted = set(_trusted_types())
+    untrusted = sorted(set(get_untrusted_types(data=data)) - trusted)
+    if untrusted:
+        problems.append(f"--model-file: holds types the handler does not trust: {', '.join(untrusted)}")
+    return problems
+
+
+def _trusted_types() -> tuple[str, ...]:
+    """model.py's TRUSTED_TYPES, read without importing djl_python (not installed outside DJL)."""
+    import ast
+
+    tree = ast.parse((PACKAGE_DIR / "model.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "TRUSTED_TYPES" for t in node.targets):
+            return tuple(ast.literal_eval(node.value))
+    raise RuntimeError("model_packages/sklearn_mme/model.py defines no TRUSTED_TYPES")
 
 
 def stored_hash(client: Any, bucket: str, key: str) -> str | None:
@@ -129,37 +209,51 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("s3_url", type=parse_s3_prefix, metavar="S3_PREFIX", nargs="?",
                         help="the endpoint's model prefix (its ModelDataUrl), s3://bucket/prefix/; "
                         "with --env, read from the deployed storage stack when left out")
-    parser.add_argument("--env", help="take defaults from this environment's multi_model configuration")
+    parser.add_argument("--env", help="take defaults from this environment's multi_model configuration "
+                        "(default: the configuration's own defaults)")
+    parser.add_argument("--runtime", help="runtime profile whose lock the models must match "
+                        "(default: multi_model.runtime, current)")
     parser.add_argument("--count", type=int, help="number of packages (default: multi_model.model_count, 1000)")
     parser.add_argument("--distinct-models", action="store_true", help="train one model per package")
-    parser.add_argument("--model-file", type=Path, help="use this model.joblib instead of training one")
-    parser.add_argument("--min-workers", type=int, help="serving.properties minWorkers of every package")
-    parser.add_argument("--max-workers", type=int, help="serving.properties maxWorkers of every package")
-    parser.add_argument("--max-idle-time", type=int, help="serving.properties max_idle_time in seconds (default 600)")
+    parser.add_argument("--model-file", type=Path, help="use this skops file instead of training one")
+    parser.add_argument("--min-workers", type=int, help="serving.properties minWorkers (default: multi_model.min_workers)")
+    parser.add_argument("--max-workers", type=int, help="serving.properties maxWorkers (default: multi_model.max_workers, "
+                        "else the instance type's vCPUs / omp_num_threads)")
+    parser.add_argument("--job-queue-size", type=int, help="serving.properties job_queue_size "
+                        "(default: multi_model.job_queue_size)")
+    parser.add_argument("--max-idle-time", type=int, help="serving.properties max_idle_time in seconds "
+                        "(default: multi_model.max_idle_time_seconds)")
     parser.add_argument("--concurrency", type=int, default=16, help="parallel uploads (default 16)")
     parser.add_argument("--region", help="AWS region (default: the usual boto3 resolution)")
     parser.add_argument("--dry-run", action="store_true", help="report what would be uploaded, upload nothing")
 
 
+_FLAG_FOR_KEY = {"minWorkers": "min_workers", "maxWorkers": "max_workers", "job_queue_size": "job_queue_size",
+                 "max_idle_time": "max_idle_time"}
+
+
 def apply_environment(args: argparse.Namespace, *, cloudformation: Any = None) -> list[str]:
-    """Fill unset options from ``--env``'s configuration and the deployed storage stack."""
+    """Fill unset options from ``--env``'s configuration (or the defaults) and the deployed storage stack."""
+    from config import ConfigError, load_config  # pure Python: no CDK runtime
+    from config.multi_model import MultiModelConfig
+
+    cfg = None
     if args.env is None:
         if args.s3_url is None:
             return ["S3_PREFIX: required unless --env names an environment whose storage stack is deployed"]
-        args.count = 1000 if args.count is None else args.count
-        return []
-    from config import ConfigError, load_config  # pure Python: no CDK runtime
-
-    try:
-        cfg = load_config(args.env)
-    except ConfigError as err:
-        return [str(err)]
-    mme = cfg.multi_model
+        mme = MultiModelConfig()
+    else:
+        try:
+            cfg = load_config(args.env)
+        except ConfigError as err:
+            return [str(err)]
+        mme = cfg.multi_model
     args.count = mme.model_count if args.count is None else args.count
-    args.min_workers = mme.min_workers if args.min_workers is None else args.min_workers
-    args.max_workers = mme.max_workers if args.max_workers is None else args.max_workers
-    args.max_idle_time = mme.max_idle_time_seconds if args.max_idle_time is None else args.max_idle_time
-    if args.s3_url is None:
+    args.runtime = mme.runtime if args.runtime is None else args.runtime
+    configured = mme.serving_properties()
+    args.workers = {key: configured[key] if getattr(args, flag) is None else getattr(args, flag)
+                    for key, flag in _FLAG_FOR_KEY.items()}
+    if cfg is not None and args.s3_url is None:
         stack = f"{cfg.stack_prefix}-{cfg.environment}-Storage"
         url, problem = storage_output(stack, "MultiModelPackagesUrl", args.region, cloudformation)
         if problem:
@@ -190,14 +284,12 @@ def check(args: argparse.Namespace) -> list[str]:
         problems.append(f"--count: got {args.count}, allowed: 1 to 100000")
     if not 1 <= args.concurrency <= 256:
         problems.append(f"--concurrency: got {args.concurrency}, allowed: 1 to 256")
-    for name in ("min_workers", "max_workers"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            problems.append(f"--{name.replace('_', '-')}: got {value}, allowed: 1 or more")
-    if args.max_idle_time is not None and args.max_idle_time < 1:
-        problems.append(f"--max-idle-time: got {args.max_idle_time}, allowed: 1 or more")
-    if args.min_workers and args.max_workers and args.min_workers > args.max_workers:
-        problems.append(f"--min-workers ({args.min_workers}) must not exceed --max-workers ({args.max_workers})")
+    for key, flag in _FLAG_FOR_KEY.items():
+        if args.workers[key] < 1:
+            problems.append(f"--{flag.replace('_', '-')} ({key}): got {args.workers[key]}, allowed: 1 or more")
+    if args.workers["minWorkers"] > args.workers["maxWorkers"]:
+        problems.append(f"--min-workers ({args.workers['minWorkers']}) must not exceed --max-workers "
+                        f"({args.workers['maxWorkers']})")
     if args.model_file and args.distinct_models:
         problems.append("--model-file and --distinct-models exclude each other")
     if args.model_file and not args.model_file.is_file():
@@ -205,9 +297,33 @@ def check(args: argparse.Namespace) -> list[str]:
     return problems
 
 
+def version_check(args: argparse.Namespace) -> list[str]:
+    """The one version lock, checked where the model is serialized.
+
+    Training here: this interpreter and its packages must be the lock's. ``--model-file``:
+    the file must record the lock's scikit-learn and skops versions (it was serialized
+    elsewhere; this process only packs and uploads it).
+    """
+    from runtime_profiles import ProfileError, load_profile
+
+    try:
+        profile = load_profile("multi_model", args.runtime)
+    except ProfileError as err:
+        return [f"--runtime: {err}"]
+    if args.model_file is not None:
+        return model_file_problems(args.model_file.read_bytes(), profile)
+    found = lock_problems(profile)
+    if found:
+        return [f"this environment does not match runtime profile {profile.key} "
+                f"(runtime_profiles/{profile.key}/requirements.lock): " + "; ".join(found) + "; "
+                + environment_hint(profile.key)]
+    return []
+
+
 def run(args: argparse.Namespace, *, client: Any = None, cloudformation: Any = None) -> int:
     problems = apply_environment(args, cloudformation=cloudformation)
     problems = problems or check(args)
+    problems = problems or version_check(args)
     if problems:
         print("publish-models: " + "; ".join(problems), file=sys.stderr)
         return 2
@@ -217,8 +333,7 @@ def run(args: argparse.Namespace, *, client: Any = None, cloudformation: Any = N
 
     bucket, prefix = args.s3_url
     packages = build_packages(args.count, distinct=args.distinct_models, model_file=args.model_file,
-                              min_workers=args.min_workers, max_workers=args.max_workers,
-                              max_idle_time=args.max_idle_time)
+                              workers=args.workers)
     client = client or boto3.client("s3", region_name=args.region,
                                     config=Config(max_pool_connections=args.concurrency))
     with tqdm(total=len(packages), unit="pkg", desc="dry run" if args.dry_run else "publishing",

@@ -19,7 +19,14 @@ def test_stable_diffusion_defaults_are_the_documented_w1_values():
 def test_multi_model_prod_and_dev_sizes():
     prod, dev = load_config("prod").multi_model, load_config("dev").multi_model
     assert (prod.instance_type, prod.instance_count, prod.model_cache) == ("ml.c5d.18xlarge", 20, "Enabled")
-    assert (prod.max_idle_time_seconds, prod.model_count, prod.image_tag) == (600, 1000, "0.23.0-cpu-full")
+    assert (prod.max_idle_time_seconds, prod.model_count, prod.runtime) == (600, 1000, "current")
+    assert prod.image_uri is None and prod.base_image is None  # built from runtime_profiles/multi_model/current
+    # Workers chosen per instance type: one single-threaded worker per vCPU at most, one kept per model.
+    assert prod.serving_properties() == {"minWorkers": 1, "maxWorkers": 72, "job_queue_size": 1000, "max_idle_time": 600}
+    assert dev.serving_properties() == {"minWorkers": 1, "maxWorkers": 2, "job_queue_size": 1000, "max_idle_time": 600}
+    assert prod.container_environment() == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    four = load_config("prod", overrides={"multi_model.omp_num_threads": "4"}).multi_model
+    assert four.serving_properties()["maxWorkers"] == 18 and four.container_environment()["OMP_NUM_THREADS"] == "4"
     assert prod.autoscaling.enabled and (prod.autoscaling.min_capacity, prod.autoscaling.max_capacity) == (20, 40)
     assert (dev.instance_type, dev.instance_count, dev.autoscaling.min_capacity, dev.autoscaling.max_capacity) == (
         "ml.m5.large", 1, 1, 2)
@@ -56,6 +63,36 @@ def test_multi_model_prod_and_dev_sizes():
         ({"multi_model.model_count": "0"}, "multi_model.model_count: got 0, allowed range: 1 to 100000"),
         ({"multi_model.min_workers": "4", "multi_model.max_workers": "2"}, "multi_model.min_workers: got 4, allowed: at most max_workers (2)"),
         ({"multi_model.max_workers": "0"}, "multi_model.max_workers: got 0, allowed range: 1 to 1024"),
+        ({"multi_model.min_workers": "0"}, "multi_model.min_workers: got 0, allowed range: 1 to 1024"),
+        ({"multi_model.min_workers": "3", "multi_model.instance_type": "ml.m5.large", "multi_model.autoscaling.enabled": "false"},
+         "multi_model.min_workers: got 3, allowed: at most max_workers (2)"),
+        ({"multi_model.max_workers": "100"},
+         "multi_model.max_workers: got 100 workers x omp_num_threads 1, allowed: at most the 72 vCPUs of ml.c5d.18xlarge"),
+        ({"multi_model.max_workers": "40", "multi_model.omp_num_threads": "2"},
+         "multi_model.max_workers: got 40 workers x omp_num_threads 2, allowed: at most the 72 vCPUs"),
+        ({"multi_model.instance_type": "ml.c5d.metal"},
+         "multi_model.max_workers: required: the vCPUs of ml.c5d.metal are not known here"),
+        ({"multi_model.omp_num_threads": "0"}, "multi_model.omp_num_threads: got 0, allowed range: 1 to 448"),
+        ({"multi_model.job_queue_size": "0"}, "multi_model.job_queue_size: got 0, allowed range: 1 to 100000"),
+        ({"multi_model.runtime": "nightly"}, "multi_model.runtime: got 'nightly', allowed: 'current', 'seed'"),
+        ({"multi_model.base_image": "deepjavalibrary/djl-serving:0.23.0-cpu-full"},
+         "multi_model.base_image: got 'deepjavalibrary/djl-serving:0.23.0-cpu-full', whose tag '0.23.0-cpu-full' is "
+         "not built on runtime profile multi_model/current (DJL Serving 0.36.0, Python 3.11, locked in "
+         "runtime_profiles/multi_model/current/requirements.lock); allowed: a tag starting with 0.36.0-cpu-full or "
+         "0.35.0-cpu-full"),
+        ({"multi_model.image_uri": "111111111111.dkr.ecr.us-east-1.amazonaws.com/mme:0.23.0-cpu-full"},
+         "multi_model.image_uri: got '111111111111.dkr.ecr.us-east-1.amazonaws.com/mme:0.23.0-cpu-full', whose tag "
+         "'0.23.0-cpu-full' is not built on runtime profile multi_model/current"),
+        ({"multi_model.runtime": "seed", "multi_model.image_uri": "111111111111.dkr.ecr.us-east-1.amazonaws.com/mme:0.36.0-cpu-full-lock1"},
+         "whose tag '0.36.0-cpu-full-lock1' is not built on runtime profile multi_model/seed (DJL Serving 0.23.0, Python 3.8"),
+        ({"multi_model.image_uri": "111111111111.dkr.ecr.us-east-1.amazonaws.com/mme:0.36.0-cpu-full",
+          "multi_model.base_image": "deepjavalibrary/djl-serving:0.36.0-cpu-full"},
+         "multi_model.base_image: only for the image built at deploy; image_uri names a prebuilt one"),
+        ({"multi_model.image_uri": "docker.io/library/mme:0.36.0-cpu-full"},
+         "multi_model.image_uri: got 'docker.io/library/mme:0.36.0-cpu-full', which does not match"),
+        ({"multi_model.base_image": "djl-serving"}, "multi_model.base_image: got 'djl-serving', which does not match"),
+        ({"multi_model.alarms.model_cache_hit_min": "1.5"}, "multi_model.alarms.model_cache_hit_min: got 1.5, allowed range: 0 to 1"),
+        ({"multi_model.alarms.model_loading_wait_p99_ms": "0"}, "multi_model.alarms.model_loading_wait_p99_ms: got 0"),
         ({"multi_model.instance_count": "50"}, "multi_model.instance_count: got 50, allowed: autoscaling.min_capacity (20) to autoscaling.max_capacity (40)"),
         # Rules that depend on the instance type: reported with the config key and the flag.
         ({"stable_diffusion.tensor_parallel_degree": "4"},
@@ -71,9 +108,7 @@ def test_multi_model_prod_and_dev_sizes():
          "multi_model.volume_size_gb: got 100, allowed: not set: ml.c5d.18xlarge has local NVMe instance storage"),
         # Patterns and ranges not covered above.
         ({"stable_diffusion.image_repository": "Bad Repo"}, "stable_diffusion.image_repository: got 'Bad Repo', which does not match"),
-        ({"multi_model.image_repository": "-x"}, "multi_model.image_repository: got '-x', which does not match"),
         ({"multi_model.instance_type": "c5.large"}, "multi_model.instance_type: got 'c5.large', which does not match"),
-        ({"multi_model.image_tag": "a:b"}, "multi_model.image_tag: got 'a:b', which does not match"),
         ({"multi_model.volume_size_gb": "513"}, "multi_model.volume_size_gb: got 513, allowed range: 1 to 512"),
     ],
 )

@@ -109,7 +109,9 @@ def test_prod_multi_model_endpoint_is_the_documented_one(prod):
     container = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]
     assert container["Mode"] == "MultiModel" and container["MultiModelConfig"] == {"ModelCacheSetting": "Enabled"}
     assert container["ModelDataUrl"] == {"Fn::Join": ["", ["s3://", {"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketName"}, "/multi-model/"]]}
-    assert container["Image"]["Fn::Join"][1][-1] == "/djl-inference:0.23.0-cpu-full"
+    # The image is built at deploy from runtime_profiles/multi_model/current (an asset in the bootstrap repository).
+    assert "container-assets" in container["Image"]["Fn::Sub"]
+    assert container["Environment"] == {"MKL_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     policy = only(template, "AWS::ApplicationAutoScaling::ScalingPolicy")["TargetTrackingScalingPolicyConfiguration"]
     assert policy["TargetValue"] == 200 * 60 * 0.5
     target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")
@@ -211,3 +213,63 @@ def test_compile_disabled_serves_the_configured_key(platform_synth):
     assert not [v for v in template["Resources"].values() if v["Type"] == "Custom::NeuronCompilation"]
     env = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]
     assert "/neuron-artifacts/stable-diffusion-2-1-base/" in json.dumps(env["OPTION_MODEL_ID"])
+
+
+def docker_asset(assembly, stack_name: str) -> tuple[dict, Path]:
+    """The stack's one Docker image asset: its manifest entry and its staged build context."""
+    manifest = json.loads((Path(assembly.directory) / f"{stack_name}.assets.json").read_text())
+    (entry,) = manifest["dockerImages"].values()
+    return entry, Path(assembly.directory) / entry["source"]["directory"]
+
+
+def test_prod_multi_model_image_is_built_from_the_current_profile(prod):
+    from runtime_profiles import load_profile
+
+    profile = load_profile("multi_model", "current")
+    entry, context = docker_asset(prod[0], "MlAccel-prod-MultiModel")
+    assert entry["source"]["dockerBuildArgs"] == {"BASE_IMAGE": "deepjavalibrary/djl-serving:0.36.0-cpu-full"}
+    assert entry["source"]["platform"] == "linux/amd64"
+    # Exactly what the build needs: editing profile.toml or the test requirements does not rebuild the image.
+    assert sorted(p.name for p in context.iterdir()) == ["Dockerfile", "check_lock.py", "requirements.lock"]
+    assert (context / "requirements.lock").read_bytes() == profile.lock_file.read_bytes()
+    image = only(prod[1]["MlAccel-prod-MultiModel"], "AWS::SageMaker::Model")["PrimaryContainer"]["Image"]["Fn::Sub"]
+    assert image.endswith(":" + entry["destinations"]["current_account-current_region-728c4fae"]["imageTag"])
+    warnings = [m.data for m in prod[0].get_stack_by_name("MlAccel-prod-MultiModel").find_metadata_by_type("aws:cdk:warning")]
+    assert not [w for w in warnings if "end-of-life" in str(w)]
+
+
+def test_prod_multi_model_alarms_and_dashboard_watch_the_model_cache(prod):
+    template = prod[1]["MlAccel-prod-MultiModel"]
+    alarms = {p["MetricName"]: p for p in (a["Properties"] for a in resources_of_type(template, "AWS::CloudWatch::Alarm").values())}
+    hit = alarms["ModelCacheHit"]
+    assert (hit["Namespace"], hit["Statistic"], hit["Threshold"], hit["ComparisonOperator"]) == (
+        "AWS/SageMaker", "Average", 0.5, "LessThanThreshold")
+    wait, download = alarms["ModelLoadingWaitTime"], alarms["ModelDownloadingTime"]
+    assert (wait["ExtendedStatistic"], wait["Threshold"]) == ("p99", 5000 * 1000)  # microseconds
+    assert (download["ExtendedStatistic"], download["Threshold"]) == ("p99", 3000 * 1000)
+    assert all(a["TreatMissingData"] == "notBreaching" for a in alarms.values())
+    body = json.dumps(only(template, "AWS::CloudWatch::Dashboard")["DashboardBody"])
+    for metric in ("ModelCacheHit", "ModelLoadingWaitTime", "LoadedModelCount", "ModelDownloadingTime", "ModelLatency"):
+        assert f'\\"{metric}\\"' in body
+    assert '\\"/aws/sagemaker/Endpoints\\",\\"LoadedModelCount\\"' in body
+
+
+def test_seed_runtime_builds_on_0_23_and_warns_end_of_life(platform_synth):
+    _, assembly = platform_synth("dev", multi_model__runtime="seed")
+    entry, context = docker_asset(assembly, "MlAccel-dev-MultiModel")
+    assert entry["source"]["dockerBuildArgs"] == {"BASE_IMAGE": "deepjavalibrary/djl-serving:0.23.0-cpu-full"}
+    assert "check_lock.py /opt/ml-platform/requirements.lock 3.8\n" in (context / "Dockerfile").read_text()
+    warnings = [str(m.data) for m in assembly.get_stack_by_name("MlAccel-dev-MultiModel").find_metadata_by_type("aws:cdk:warning")]
+    assert any("is end-of-life: djl-inference:0.23.0-cpu-full runs Python 3.8" in w for w in warnings)
+
+
+def test_a_prebuilt_image_uri_is_used_as_is_and_pull_is_granted_on_its_repository(platform_synth):
+    uri = "111111111111.dkr.ecr.us-east-1.amazonaws.com/team/mme:0.36.0-cpu-full-lock1"
+    _, assembly = platform_synth("dev", multi_model__image_uri=uri)
+    template = assembly.get_stack_by_name("MlAccel-dev-MultiModel").template
+    parts = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Image"]["Fn::Join"][1]
+    assert "".join("amazonaws.com" if p == {"Ref": "AWS::URLSuffix"} else p for p in parts) == uri
+    manifest = json.loads((Path(assembly.directory) / "MlAccel-dev-MultiModel.assets.json").read_text())
+    assert not manifest.get("dockerImages")  # nothing is built
+    pulls = [st for st in policy_statements(template) if "ecr:BatchGetImage" in st["Action"]]
+    assert [st["Resource"] for st in pulls] == ["arn:aws:ecr:us-east-1:111111111111:repository/team/mme"]

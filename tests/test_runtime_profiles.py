@@ -139,10 +139,16 @@ def test_a_shipped_profile_has_a_python_its_tests_can_run_and_a_non_empty_lock(p
 @pytest.mark.parametrize("profile", [p for p in SHIPPED if p.dockerfile], ids=lambda p: p.key)
 def test_a_dockerfile_builds_from_a_verified_tag_and_installs_exactly_the_lock(profile):
     text = profile.dockerfile.read_text()
-    bases = re.findall(r"(?im)^FROM\s+(?:\$\{?\w+\}?/)?(\S+)", text)
+    arguments = dict(re.findall(r"(?m)^ARG\s+(\w+)=(\S+)", text))
+    bases = [re.sub(r"\$\{?(\w+)\}?", lambda m: arguments.get(m[1], m[0]), b)
+             for b in re.findall(r"(?im)^FROM\s+(\S+)", text)]
     assert bases, "no FROM line"
     for base in bases:
-        repository, _, tag = base.rpartition("/")[2].partition(":")
-        assert repository == profile.image_repository and tag in profile.image_tags, base
+        # The base is the profile's image: its DLC repository, or the same release from the
+        # registry named in settings.base_image; either way one of the verified tags.
+        name, _, tag = base.partition(":")
+        allowed = {profile.image_repository, profile.settings.get("base_image", "").partition(":")[0]}
+        assert name.rpartition("/")[2] == profile.image_repository or name in allowed, base
+        assert tag in profile.image_tags, base
     assert re.search(r"(?m)^COPY\s+requirements\.lock\s", text), "the Dockerfile must copy the lock"
-    assert re.search(r"pip[3]? install[^\n]*-r\s+\S*requirements\.lock", text), "the Dockerfile must install the lock"
+    assert re.search(r"pip3? install[^\n]*-r\s+\S*requirements\.lock", text), "the Dockerfile must install the lock"

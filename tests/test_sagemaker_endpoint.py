@@ -298,3 +298,48 @@ def test_s3_object_and_literal_url_model_data_are_read_where_they_point():
     assert container["ModelDataSource"]["S3DataSource"]["S3Uri"] == "s3://other-bucket/raw/"
     listing = [s for s in statements_of(tj, stack.get_logical_id(raw.role.node.default_child)) if s["Action"] == "s3:ListBucket"]
     assert listing[0]["Condition"] == {"StringLike": {"s3:prefix": ["raw/*"]}}
+
+
+def test_multi_model_cache_alarms_and_dashboard_are_optional():
+    from ml_constructs.sagemaker.multi_model_endpoint import CacheAlarms
+
+    def mme(stack, name, **kwargs):
+        return MultiModelEndpoint(
+            stack, name, image=ContainerImage.deep_learning_container("djl-inference", "0.36.0-cpu-full"),
+            model_data=ModelData.multi_model_prefix(weights_location(stack, f"{name}/")),
+            variant=VariantSettings(instance_type="ml.m5.large", initial_instance_count=1), **kwargs,
+        )
+
+    stack = bare_stack()
+    default = mme(stack, "Default", cache_alarms=CacheAlarms(cache_hit_min=0.8, loading_wait_p99_ms=2000))
+    bare = mme(stack, "Bare", cache_alarms=None, dashboard=False)
+    silent = mme(stack, "Silent", options=EndpointOptions(alarms=None))
+    tj = Template.from_stack(stack).to_json()
+
+    def alarm(endpoint, name):
+        return tj["Resources"][stack.get_logical_id(endpoint.alarms[name].node.default_child)]["Properties"]
+
+    assert {"ModelCacheHitLow", "ModelLoadingWaitP99", "ModelDownloadingP99", "Errors5xx"} <= set(default.alarms)
+    hit, wait = alarm(default, "ModelCacheHitLow"), alarm(default, "ModelLoadingWaitP99")
+    assert (hit["MetricName"], hit["Threshold"], hit["ComparisonOperator"]) == ("ModelCacheHit", 0.8, "LessThanThreshold")
+    assert (wait["MetricName"], wait["Threshold"]) == ("ModelLoadingWaitTime", 2000 * 1000)  # microseconds
+    assert not {"ModelCacheHitLow", "ModelLoadingWaitP99"} & set(bare.alarms) and bare.dashboard is None
+    assert silent.alarms == {}  # no endpoint alarms asked for: no cache alarms either
+    dashboards = resources_of_type(tj, "AWS::CloudWatch::Dashboard")
+    assert set(dashboards) == {stack.get_logical_id(e.dashboard.node.default_child) for e in (default, silent)}
+
+
+def test_an_image_asset_is_pulled_from_its_own_repository_only(tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    stack = bare_stack()
+    mme = MultiModelEndpoint(
+        stack, "Built", image=ContainerImage.from_asset(str(tmp_path), build_args={"BASE_IMAGE": "x:1"}),
+        model_data=ModelData.multi_model_prefix(weights_location(stack, "m/")),
+        variant=VariantSettings(instance_type="ml.m5.large", initial_instance_count=1),
+    )
+    tj = Template.from_stack(stack).to_json()
+    image = tj["Resources"][stack.get_logical_id(mme.model)]["Properties"]["PrimaryContainer"]["Image"]
+    assert "container-assets" in image["Fn::Sub"]
+    pulls = [s for s in statements_of(tj, stack.get_logical_id(mme.role.node.default_child))
+             if "ecr:BatchGetImage" in s["Action"]]
+    assert len(pulls) == 1 and "container-assets" in str(pulls[0]["Resource"])

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import aws_cdk as cdk
 from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import region_info
 from constructs import Construct
@@ -50,6 +51,15 @@ def end_of_life_notice(repository: str, tag: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class ImageAssetSource:
+    """A folder with a Dockerfile, built at deploy (``ContainerImage.from_asset``)."""
+
+    directory: str
+    build_args: dict[str, str]
+    exclude: list[str]
+
+
+@dataclass(frozen=True)
 class BoundImage:
     """An image as one model sees it: the URI, and how to let a role pull it."""
 
@@ -69,7 +79,7 @@ class ContainerImage:
 
     def __init__(
         self, repository_name: str, tag: str, repository: ecr.IRepository | None = None, *,
-        end_of_life: str | None = None,
+        end_of_life: str | None = None, asset: "ImageAssetSource | None" = None,
     ) -> None:
         if not tag or ":" in tag or "@" in tag:
             raise ValueError(f"image tag: got {tag!r}, allowed: a plain tag such as 0.24.0-neuronx-sdk2.14.1")
@@ -77,6 +87,20 @@ class ContainerImage:
         self.tag = tag
         self._repository = repository
         self._end_of_life = end_of_life
+        self._asset = asset
+
+    @classmethod
+    def from_asset(
+        cls, directory: str, *, build_args: dict[str, str] | None = None, exclude: list[str] | None = None,
+        end_of_life: str | None = None, description: str = "image asset",
+    ) -> "ContainerImage":
+        """An image built from ``directory``'s Dockerfile by ``cdk deploy`` and pushed to the
+        bootstrap asset repository (synth stages the folder and needs no Docker).
+
+        ``build_args`` must be concrete strings: they are part of the asset hash.
+        """
+        source = ImageAssetSource(directory, dict(sorted((build_args or {}).items())), list(exclude or []))
+        return cls(description, "asset", end_of_life=end_of_life, asset=source)
 
     @classmethod
     def deep_learning_container(
@@ -105,9 +129,16 @@ class ContainerImage:
     def end_of_life_notice(self) -> str | None:
         if self._end_of_life is not None:
             return self._end_of_life
-        return None if self._repository is not None else end_of_life_notice(self.repository_name, self.tag)
+        return None if self._repository is not None or self._asset is not None else end_of_life_notice(self.repository_name, self.tag)
 
     def bind(self, scope: Construct) -> BoundImage:
+        if self._asset is not None:
+            asset = ecr_assets.DockerImageAsset(
+                scope, "ImageAsset", directory=self._asset.directory, build_args=self._asset.build_args or None,
+                exclude=self._asset.exclude or None, platform=ecr_assets.Platform.LINUX_AMD64,
+            )
+            return BoundImage(asset.image_uri, asset.repository.repository_arn, asset.repository.repository_name,
+                              asset.image_tag)
         if self._repository is not None:
             return BoundImage(
                 self._repository.repository_uri_for_tag(self.tag),

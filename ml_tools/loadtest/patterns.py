@@ -14,7 +14,7 @@ HOT_SHARE = 0.9
 
 
 def choose_model(pattern: str, rng: random.Random, model_count: int, hot_count: int = 5) -> tuple[int, str]:
-    """(model number, group): the group (``hot``/``cold``/``uniform``) names the request in Locust's stats."""
+    """(model number, group): the group (``hot``/``other``/``uniform``) is the request type in Locust's stats."""
     if pattern == "uniform":
         return rng.randrange(model_count), "uniform"
     hot = 1 if pattern == "hot" else hot_count
@@ -24,4 +24,4 @@ def choose_model(pattern: str, rng: random.Random, model_count: int, hot_count: 
         raise ValueError(f"{pattern}: {hot} hot model(s) need more than {hot} models, got {model_count}")
     if rng.random() < HOT_SHARE:
         return rng.randrange(hot), "hot"
-    return rng.randrange(hot, model_count), "cold"
+    return rng.randrange(hot, model_count), "other"

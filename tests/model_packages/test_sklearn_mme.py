@@ -1,102 +1,91 @@
-"""The multi-model endpoint's scikit-learn package, run for real: train, load through
-the handler, predict; malformed requests get a 400 with a reason."""
+"""The multi-model package and its runtime profiles, as files: what the image installs
+agrees with the lock, and the package ships what the handler needs.
+
+The handler itself runs in the image's environment: contract_tests/multi_model/
+(``python -m runtime_profiles.env test multi_model/current``).
+"""
 from __future__ import annotations
 
-import json
-import tarfile
+import ast
+import re
 from pathlib import Path
 
-import joblib
 import pytest
-from djl_python import Input
 
-from ml_constructs.packaging import build_model_tarball, parse_properties
-from tests.model_packages.conftest import PACKAGES, load_module
+from runtime_profiles import load_profile, profile_names
 
-train = load_module(PACKAGES / "sklearn_mme_training" / "train.py")
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    assert train.main(["--output", str(tmp_path / "model.joblib"), "--seed", "3"]) == 0
-    return tmp_path
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "model_packages" / "sklearn_mme"
+PROFILES = profile_names("multi_model")
 
 
-@pytest.fixture
-def handle(handler_module, model_dir: Path):
-    module = handler_module("sklearn_mme")
-    return lambda body: module.handle(Input(body, properties={"model_dir": str(model_dir)}))
+def test_both_profiles_exist_and_current_is_supported():
+    assert PROFILES == ("current", "seed")
+    current, seed = load_profile("multi_model", "current"), load_profile("multi_model", "seed")
+    assert current.supported and current.python == "3.11" and current.default_tag == "0.36.0-cpu-full"
+    assert not seed.supported and seed.python == "3.8" and "Python 3.8" in seed.end_of_life
 
 
-def test_training_recovers_the_documented_line(model_dir: Path):
-    model = joblib.load(model_dir / "model.joblib")
-    assert model.coef_[0] == pytest.approx(2.0, abs=0.01)
-    assert model.intercept_ == pytest.approx(1.0, abs=0.02)
+@pytest.mark.parametrize("name", PROFILES)
+def test_dockerfile_builds_on_a_verified_tag_and_installs_exactly_the_lock(name: str):
+    profile = load_profile("multi_model", name)
+    dockerfile = profile.dockerfile.read_text()
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", dockerfile, re.M)[1]
+    assert base == profile.settings["base_image"]
+    assert base.rsplit(":", 1)[1] in profile.image_tags
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", dockerfile, re.M)
+    # --no-deps: nothing but the lock's pins; check_lock fails the build on any other version or Python.
+    assert "pip3 install --no-cache-dir --no-deps --force-reinstall -r /opt/ml-platform/requirements.lock" in dockerfile
+    assert f"check_lock.py /opt/ml-platform/requirements.lock {profile.python}\n" in dockerfile
+    assert "COPY requirements.lock check_lock.py /opt/ml-platform/" in dockerfile
 
 
-def test_training_is_deterministic_per_seed():
-    assert train.model_bytes(5) == train.model_bytes(5)
-    assert train.model_bytes(5) != train.model_bytes(6)
+@pytest.mark.parametrize("name", PROFILES)
+def test_the_lock_pins_what_the_handler_and_its_model_file_need(name: str):
+    profile = load_profile("multi_model", name)
+    for package in ("numpy", "scipy", "scikit-learn", "skops", "joblib", "threadpoolctl"):
+        assert profile.version_of(package), f"{profile.key} lock lacks {package}"
 
 
-def test_handler_predicts_with_the_trained_model(handle, model_dir: Path):
-    out = handle(json.dumps({"inputs": [[0.0], [1.5], [-4]]}))
-    assert out.code == 200 and out.properties["content-type"] == "application/json"
-    model = joblib.load(model_dir / "model.joblib")
-    expected = [model.intercept_, model.coef_[0] * 1.5 + model.intercept_, -4 * model.coef_[0] + model.intercept_]
-    assert out.json_body()["predictions"] == pytest.approx(expected, rel=1e-12)
-    assert out.json_body()["predictions"] == pytest.approx([1.0, 4.0, -7.0], abs=0.05)
+def test_current_lock_keeps_the_images_scikit_learn():
+    # The image pins scikit-learn 1.7.2 (djl-serving v0.36.0 serving/docker/Dockerfile); the lock must not
+    # move it, or the reinstall would swap the library under DJL's own sklearn handler.
+    assert load_profile("multi_model", "current").version_of("scikit-learn") == "1.7.2"
 
 
-def test_single_flat_row_is_accepted(handle):
-    assert handle(json.dumps({"inputs": [10]})).json_body()["predictions"] == pytest.approx([21.0], abs=0.1)
+def test_check_lock_is_one_script_in_both_profiles():
+    texts = {(load_profile("multi_model", n).folder / "check_lock.py").read_text() for n in PROFILES}
+    assert len(texts) == 1
 
 
-def test_model_is_loaded_once(handler_module, model_dir: Path):
-    module = handler_module("sklearn_mme")
-    calls = []
-    real_load = module.load_model
-    module.load_model = lambda d: calls.append(d) or real_load(d)
-    props = {"model_dir": str(model_dir)}
-    assert module.handle(Input(b"", properties=props)) is None  # warm-up ping loads the model
-    for _ in range(3):
-        assert module.handle(Input('{"inputs": [[1]]}', properties=props)).code == 200
-    assert calls == [str(model_dir)]
+def test_check_lock_runs_on_the_seed_python():
+    # It runs inside the 0.23.0 image (Python 3.8) before anything else: syntax of 3.8 only.
+    source = (load_profile("multi_model", "seed").folder / "check_lock.py").read_text()
+    ast.parse(source, feature_version=(3, 8))
 
 
-@pytest.mark.parametrize(
-    ("body", "reason"),
-    [
-        (b'{"inputs": [[1.0]', "not valid JSON"),
-        (b"\xff\xfe", "not valid JSON"),
-        (b'{"rows": [[1]]}', 'without "inputs"'),
-        (b'{"inputs": []}', "non-empty list"),
-        (b'{"inputs": [[1, 2]]}', "row 0 has 2 values, the model expects 1"),
-        (b'{"inputs": [[1], ["x"]]}', "row 1 must be a list of finite numbers"),
-        (b'{"inputs": [[NaN]]}', "row 0 must be a list of finite numbers"),
-        (b'{"inputs": [[true]]}', "row 0 must be a list of finite numbers"),
-        (b'{"inputs": [[1' + b"0" * 400 + b']]}', "row 0 must be a list of finite numbers (integers at most 2**53"),
-        (b'{"inputs": [[-9007199254740993]]}', "row 0 must be a list of finite numbers"),
-        (b'"just a string"', "non-empty list"),
-    ],
-)
-def test_malformed_requests_get_a_400_with_the_reason(handle, body: bytes, reason: str):
-    out = handle(body)
-    assert out.code == 400 and out.message == "Bad Request"
-    assert out.properties["content-type"] == "application/json"
-    assert reason in out.json_body()["error"]
+def test_check_lock_reports_a_mismatch(tmp_path: Path):
+    import subprocess
+    import sys
+
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("pytest==0.0.1\n")
+    script = load_profile("multi_model", "current").folder / "check_lock.py"
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    run = subprocess.run([sys.executable, str(script), str(lock), minor], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "check_lock: pytest: found" in run.stderr and "the lock has 0.0.1" in run.stderr
 
 
-def test_missing_model_file_names_the_directory(handler_module, tmp_path: Path):
-    module = handler_module("sklearn_mme")
-    with pytest.raises(FileNotFoundError, match=f"model.joblib not found in the model directory '{tmp_path}'"):
-        module.handle(Input(b"", properties={"model_dir": str(tmp_path)}))
+def test_package_folder_ships_handler_and_properties_only():
+    assert sorted(p.name for p in PACKAGE.iterdir() if p.name != "__pycache__") == ["model.py", "serving.properties"]
+    text = (PACKAGE / "serving.properties").read_text()
+    assert "engine=Python\n" in text
 
 
-def test_package_ships_handler_and_properties_only(tmp_path: Path):
-    out = tmp_path / "pkg.tar.gz"
-    build_model_tarball(PACKAGES / "sklearn_mme", out, extra_files={"model.joblib": train.model_bytes(0)})
-    with tarfile.open(out) as tar:
-        assert sorted(tar.getnames()) == ["model.joblib", "model.py", "serving.properties"]
-    props = parse_properties((PACKAGES / "sklearn_mme" / "serving.properties").read_text())
-    assert props == {"engine": "Python", "max_idle_time": "600"}
+def test_handler_loads_skops_with_named_trusted_types_only():
+    tree = ast.parse((PACKAGE / "model.py").read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                for alias in node.names} | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not imported & {"joblib", "pickle", "cloudpickle"}
+    assert "skops.io" in imported

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -131,7 +132,7 @@ def test_the_load_test_client_does_not_retry():
         f"user_class = runpy.run_path({str(REPO / 'ml_tools' / 'loadtest' / 'locustfile.py')!r})['MultiModelUser']\n"
         "from locust.env import Environment\n"
         "env = Environment(user_classes=[user_class])\n"
-        "env.parsed_options = types.SimpleNamespace(region='us-east-1', seed=1)\n"
+        "env.parsed_options = types.SimpleNamespace(region='us-east-1', seed=1, max_attempts=6)\n"
         "user = user_class(env)\n"
         "user.on_start()\n"
         "print(user.client.meta.config.retries)\n"
@@ -159,7 +160,7 @@ def shares(pattern: str, draws: int = 20_000, models: int = 1000) -> tuple[Count
 def test_hot_pattern_sends_90_percent_to_model_0():
     by_model, by_group = shares("hot")
     assert by_model[0] / 20_000 == pytest.approx(0.9, abs=0.01)
-    assert by_group == {"hot": by_model[0], "cold": 20_000 - by_model[0]}
+    assert by_group == {"hot": by_model[0], "other": 20_000 - by_model[0]}
     assert len(by_model) > 800  # the other 10% still spread over the rest
 
 
@@ -194,3 +195,125 @@ def test_cli_hands_standalone_tools_their_own_arguments(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["submit-training-job", "--help"])
     assert exit_info.value.code == 0 and "--share" in capsys.readouterr().out
+
+
+# ---- cold models: bounded retry of ModelNotReadyException ------------------------------------
+
+
+def stubbed_runtime():
+    return boto3.client("sagemaker-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+
+
+def add_not_ready(stub: Stubber) -> None:
+    stub.add_client_error("invoke_endpoint", "ModelNotReadyException",
+                          "Model sklearn-7.tar.gz is not ready yet", http_status_code=429)
+
+
+def add_answer(stub: Stubber, predictions: list[float]) -> None:
+    body = json.dumps({"predictions": predictions}).encode()
+    stub.add_response("invoke_endpoint", {"Body": StreamingBody(io.BytesIO(body), len(body)),
+                                          "ContentType": "application/json"})
+
+
+def test_a_loading_model_is_retried_with_growing_bounded_delays():
+    from ml_tools.invoke_mme import ColdStartRetry, predict_with_retry
+
+    client, slept = stubbed_runtime(), []
+    with Stubber(client) as stub:
+        for _ in range(3):
+            add_not_ready(stub)
+        add_answer(stub, [15.0])
+        answer = predict_with_retry(client, "mme", 7, [[7.0]], retry=ColdStartRetry(max_attempts=4),
+                                    sleep=slept.append, rng=lambda: 1.0)
+    assert answer.predictions == [15.0] and answer.attempts == 4 and answer.waited_for_load
+    assert slept == [0.5, 1.0, 2.0]
+    # Jitter: a factor in [0.5, 1); the cap bounds every wait.
+    assert ColdStartRetry().delay(1, rng=lambda: 0.0) == 0.25 and ColdStartRetry().delay(10, rng=lambda: 1.0) == 8.0
+
+
+def test_a_model_still_loading_after_the_last_attempt_is_reported():
+    from ml_tools.invoke_mme import ColdStartRetry, predict_with_retry
+    from ml_tools.runtime import EndpointError
+
+    client, slept = stubbed_runtime(), []
+    with Stubber(client) as stub:
+        for _ in range(3):
+            add_not_ready(stub)
+        with pytest.raises(EndpointError, match=r"mme: sklearn-7.tar.gz was still loading after 3 attempts over"):
+            predict_with_retry(client, "mme", 7, [[1.0]], retry=ColdStartRetry(max_attempts=3), sleep=slept.append)
+        stub.assert_no_pending_responses()
+    assert len(slept) == 2  # no wait after the last attempt
+
+
+def test_other_errors_are_not_retried():
+    from ml_tools.invoke_mme import predict_with_retry
+    from ml_tools.runtime import EndpointError
+
+    client, slept = stubbed_runtime(), []
+    with Stubber(client) as stub:
+        stub.add_client_error("invoke_endpoint", "ValidationError", "Endpoint mme not found", http_status_code=400)
+        with pytest.raises(EndpointError, match="ValidationError: Endpoint mme not found"):
+            predict_with_retry(client, "mme", 7, [[1.0]], sleep=slept.append)
+    assert slept == []
+
+
+def test_invoke_mme_reports_the_cold_first_call_apart_from_warm_ones(monkeypatch, capsys):
+    client = stubbed_runtime()
+    monkeypatch.setattr("ml_tools.invoke_mme.runtime_client", lambda region, retries=None: client)
+    monkeypatch.setattr("ml_tools.invoke_mme.time.sleep", lambda s: None)
+    with Stubber(client) as stub:
+        add_not_ready(stub)
+        for _ in range(3):
+            add_answer(stub, [5.0])
+        assert cli_main(["invoke-mme", "--endpoint-name", "mme", "--model", "7", "--repeat", "3", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "2 -> 5"
+    assert re.fullmatch(r"latency: first call [\d.]+ ms \(the model was loading: 2 attempts\); "
+                        r"warm calls p50 [\d.]+ ms, max [\d.]+ ms over 2", out[1])
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--repeat", "0"], "--repeat: got 0, allowed: 1 to 10000"),
+    (["--max-attempts", "21"], "--max-attempts: got 21, allowed: 1 to 20"),
+])
+def test_invoke_mme_rejects_bad_bounds(argv, message, capsys):
+    assert cli_main(["invoke-mme", "--endpoint-name", "mme", *argv, "1"]) == 2
+    assert message in capsys.readouterr().err
+
+
+# ---- load-test summaries ---------------------------------------------------------------------
+
+
+def test_summary_separates_cold_starts_and_counts_throughput():
+    from ml_tools.loadtest.summary import Recorder
+
+    recorder = Recorder()
+    recorder.start(100.0)
+    for ms in range(1, 101):  # warm: 1 .. 100 ms
+        recorder.record("warm", float(ms))
+    recorder.record("cold-start", 900.0)
+    recorder.record("cold-start", 1500.0)
+    recorder.record("warm", 5.0, failed=True)
+    summary = recorder.summary(110.0, pattern="hot")
+    assert summary == {
+        "pattern": "hot", "seconds": 10.0, "requests_per_second": 10.2,
+        "warm": {"count": 100, "failures": 1, "p50_ms": 50.0, "p99_ms": 99.0},
+        "cold-start": {"count": 2, "failures": 0, "p50_ms": 900.0, "p99_ms": 1500.0},
+    }
+
+
+def test_summary_table_has_a_row_per_pattern():
+    from ml_tools.loadtest.summary import table
+
+    row = {"pattern": "uniform", "requests_per_second": 812.5, "seconds": 30,
+           "warm": {"count": 20000, "failures": 0, "p50_ms": 4.1, "p99_ms": 19.0},
+           "cold-start": {"count": 200, "failures": 2, "p50_ms": 40.0, "p99_ms": None}}
+    lines = table([row]).splitlines()
+    assert lines[2] == "| uniform | 812.5 | 20000 | 4.1 | 19 | 200 | 40 | - | 2 |"
+
+
+def test_run_patterns_rejects_a_bad_duration(capsys):
+    from ml_tools.loadtest.run_patterns import main
+
+    assert main(["--endpoint-name", "e", "--duration", "10 minutes"]) == 2
+    assert "--duration: got '10 minutes', allowed: a number followed by s, m or h" in capsys.readouterr().err
