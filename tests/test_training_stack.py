@@ -12,8 +12,12 @@ from tests.helpers import policy_statements, resources_of_type
 @pytest.fixture(scope="module")
 def dev_template(platform_synth):
     # dev has training off (trn1 is expensive): switch it on as a user would with -c set:.
-    _, assembly = platform_synth("dev", training__enabled="true")
+    _, assembly = platform_synth("dev", **DEV_TRAINING)
     return assembly.get_stack_by_name("MlAccel-dev-Training").template
+
+
+DEV_TRAINING = dict(training__enabled="true", training__availability_zone="us-west-2d",
+                    training__ami_id="ami-0abcdef0123456789")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +41,7 @@ CUSTOM = dict(
     training__image_uri=ECR_IMAGE,
     training__egress="nat_gateway",
     training__availability_zone="us-west-2d",
+    training__pipeline_timeout_hours="400",
 )
 
 
