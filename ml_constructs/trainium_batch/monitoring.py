@@ -46,7 +46,6 @@ class TrainingMonitoring(Construct):
         periods = max(1, int(hang_after.to_minutes() // HEARTBEAT_PERIOD.to_minutes()))
         steps = cloudwatch.Metric(
             namespace=METRICS_NAMESPACE, metric_name=METRIC_NAME, statistic="Sum", period=HEARTBEAT_PERIOD,
-            label="training steps completed",
         )
         self.hang_alarm = steps.create_alarm(
             self,
@@ -70,7 +69,7 @@ class TrainingMonitoring(Construct):
         )
         failed = cloudwatch.Metric(
             namespace="AWS/Events", metric_name="MatchedEvents", statistic="Sum", period=cdk.Duration.minutes(5),
-            dimensions_map={"RuleName": self.failed_jobs_rule.rule_name}, label="failed jobs",
+            dimensions_map={"RuleName": self.failed_jobs_rule.rule_name},
         )
         self.failed_jobs_alarm = failed.create_alarm(
             self,
