@@ -173,10 +173,11 @@ class TrainingConfig:
         if math.ceil(longest_job / 60) > 7200:
             found.append(("job_timeout_seconds", f"got {longest_job}, at most 432000 (5 days): a compute environment "
                           "update cannot wait longer than 7200 min, so a longer job could be stopped by a deploy"))
-        elif self.update_timeout_minutes is not None and self.update_timeout_minutes < self.update_timeout:
+        elif self.update_timeout_minutes is not None and self.update_timeout_minutes < math.ceil(longest_job / 60):
+            needed = math.ceil(longest_job / 60)
             found.append(("update_timeout_minutes", f"got {self.update_timeout_minutes}, below the longest job timeout "
-                          f"({self.update_timeout} min): a deploy that updates the hosts would stop running jobs; "
-                          f"allowed: {self.update_timeout} to 7200"))
+                          f"({needed} min): a deploy that updates the hosts would stop running jobs; "
+                          f"allowed: {needed} to 7200"))
         worst = self.worst_case_hours
         if self.pipeline_timeout_hours is not None and self.pipeline_timeout_hours < worst:
             found.append(("pipeline_timeout_hours", f"got {self.pipeline_timeout_hours}, below the worst case of {worst} h "

@@ -45,6 +45,9 @@ def pin_image_and_updates(
     let an infrastructure update wait for running jobs instead of stopping them after 30 min."""
     if not AMI_ID.fullmatch(ami_id):
         raise ValueError(f"ami_id: got {ami_id!r}, expected an AMI id such as ami-0123456789abcdef0")
+    minutes = update_timeout.to_minutes()
+    if not 1 <= minutes <= MAX_UPDATE_TIMEOUT_MINUTES:
+        raise ValueError(f"update_timeout: got {minutes:g} min, allowed range: 1 to {MAX_UPDATE_TIMEOUT_MINUTES} min")
     cfn = compute_environment.node.default_child
     assert isinstance(cfn, batch.CfnComputeEnvironment)
     # The L2's images take an IMachineImage, which needs a region map or a deploy-time lookup.
