@@ -2,7 +2,7 @@
 
 A node with missing Neuron devices, a broken EFA or failing collectives would hang
 or crash the whole multi-node job hours later. The entrypoint exits with
-``PREFLIGHT_EXIT_CODE`` instead, which the job definition's retry strategy retries
+``RETRYABLE_EXIT_CODE`` instead, which the job definition's retry strategy retries
 (Batch places the new attempt on fresh hosts when the bad one is replaced).
 """
 from __future__ import annotations
