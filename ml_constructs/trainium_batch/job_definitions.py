@@ -166,12 +166,12 @@ class TrainiumJobDefinitions(Construct):
                 conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
             )
         )
+        instances = cdk.Stack.of(self).format_arn(service="ec2", resource="instance", resource_name="*")
         if cluster_tag_value:
-            stack = cdk.Stack.of(self)
             self.job_role.add_to_principal_policy(
                 iam.PolicyStatement(
                     actions=["ec2:TerminateInstances"],
-                    resources=[stack.format_arn(service="ec2", resource="instance", resource_name="*")],
+                    resources=[instances],
                     conditions={"StringEquals": {f"aws:ResourceTag/{CLUSTER_TAG_KEY}": cluster_tag_value}},
                 )
             )
@@ -182,9 +182,9 @@ class TrainiumJobDefinitions(Construct):
             "limits it to the training heartbeat's namespace.",
         )
         if cluster_tag_value:
-            nag.acknowledge(
+            nag.acknowledge_wildcard_resources(
                 self.job_role,
-                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]",
+                [instances],
                 "A host that fails pre-flight terminates itself; its instance id is known only at run time, "
                 f"and the aws:ResourceTag/{CLUSTER_TAG_KEY} condition limits this to the cluster's own hosts.",
             )
