@@ -298,10 +298,14 @@ def test_operations_alarms_and_dashboard(prod_template):
     assert hang["Namespace"] == "MlAccel/Training" and hang["ComparisonOperator"] == "LessThanThreshold"
     assert hang["EvaluationPeriods"] * hang["Period"] == 3600 and hang["TreatMissingData"] == "notBreaching"
     assert by_metric["MatchedEvents"]["Threshold"] == 1
-    (rule,) = [r["Properties"] for r in resources_of_type(prod_template, "AWS::Events::Rule").values()
-               if r["Properties"].get("EventPattern", {}).get("source") == ["aws.batch"]]
-    assert rule["EventPattern"]["detail"]["status"] == ["FAILED"] and len(rule["EventPattern"]["detail"]["jobQueue"]) == 2
-    assert resources_of_type(prod_template, "AWS::CloudWatch::Dashboard")
+    rules = [r["Properties"] for r in resources_of_type(prod_template, "AWS::Events::Rule").values()
+             if r["Properties"].get("EventPattern", {}).get("source") == ["aws.batch"]]
+    assert sorted(r["EventPattern"]["detail"]["status"][0] for r in rules) == ["FAILED", "RUNNABLE", "RUNNING", "SUCCEEDED"]
+    assert all(len(r["EventPattern"]["detail"]["jobQueue"]) == 2 for r in rules)
+    (dashboard,) = resources_of_type(prod_template, "AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for title in ("Training heartbeat", "Jobs entering each state", "Pipeline executions", "Newest job errors"):
+        assert title in body
 
 
 def test_job_role_reads_data_and_writes_checkpoints_cache_and_outputs_only(prod_template):

@@ -14,6 +14,8 @@ from ml_constructs.trainium_batch.job_definitions import METRICS_NAMESPACE
 from ml_constructs.trainium_batch.runtime.heartbeat import METRIC_NAME
 
 HEARTBEAT_PERIOD = cdk.Duration.minutes(5)
+# Batch publishes no queue metrics of its own: the dashboard counts state changes instead.
+QUEUE_STATES = ("RUNNABLE", "RUNNING", "SUCCEEDED")
 
 
 class TrainingMonitoring(Construct):
@@ -26,10 +28,13 @@ class TrainingMonitoring(Construct):
         ``hang_after`` above the longest first-step compile;
       - ``failed_jobs_rule``: an EventBridge rule matching ``Batch Job State Change`` to
         ``FAILED`` for jobs of ``job_queue_arns``, and ``failed_jobs_alarm`` when it matched;
-      - ``dashboard``: heartbeat, failed jobs, pipeline executions, and the newest error
-        lines of the jobs' log group (where a failed node's log stream is named).
+      - ``state_rules``: one EventBridge rule per job state in ``QUEUE_STATES`` (Batch has no
+        queue metrics; these rules' ``MatchedEvents`` count jobs entering each state);
+      - ``dashboard``: heartbeat, jobs entering RUNNABLE/RUNNING/SUCCEEDED/FAILED, pipeline
+        executions, and the newest error lines of the jobs' log group (where a failed node's
+        log stream is named).
 
-    Attributes: ``hang_alarm``, ``failed_jobs_rule``, ``failed_jobs_alarm``, ``dashboard``.
+    Attributes: ``hang_alarm``, ``failed_jobs_rule``, ``failed_jobs_alarm``, ``state_rules``, ``dashboard``.
     """
 
     def __init__(
@@ -57,20 +62,9 @@ class TrainingMonitoring(Construct):
             evaluation_periods=periods,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
-        self.failed_jobs_rule = events.Rule(
-            self,
-            "FailedJobs",
-            description="Trainium jobs that ended FAILED (after their last attempt)",
-            event_pattern=events.EventPattern(
-                source=["aws.batch"],
-                detail_type=["Batch Job State Change"],
-                detail={"status": ["FAILED"], "jobQueue": list(job_queue_arns)},
-            ),
-        )
-        failed = cloudwatch.Metric(
-            namespace="AWS/Events", metric_name="MatchedEvents", statistic="Sum", period=cdk.Duration.minutes(5),
-            dimensions_map={"RuleName": self.failed_jobs_rule.rule_name},
-        )
+        self.failed_jobs_rule = self._state_rule("FailedJobs", "FAILED", job_queue_arns)
+        failed = self._matched(self.failed_jobs_rule)
+        self.state_rules = {state: self._state_rule(f"{state.title()}Jobs", state, job_queue_arns) for state in QUEUE_STATES}
         self.failed_jobs_alarm = failed.create_alarm(
             self,
             "FailedJobsAlarm",
@@ -83,7 +77,12 @@ class TrainingMonitoring(Construct):
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard")
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(title="Training heartbeat (steps / 5 min)", left=[steps], width=12),
-            cloudwatch.GraphWidget(title="Failed jobs", left=[failed], width=12),
+            cloudwatch.GraphWidget(
+                title="Jobs entering each state (both queues)",
+                left=[self._matched(rule).with_(label=state) for state, rule in self.state_rules.items()]
+                + [failed.with_(label="FAILED")],
+                width=12,
+            ),
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
@@ -107,4 +106,23 @@ class TrainingMonitoring(Construct):
                 ],
                 width=12,
             ),
+        )
+
+    def _state_rule(self, id: str, state: str, job_queue_arns: Sequence[str]) -> events.Rule:
+        return events.Rule(
+            self,
+            id,
+            description=f"Trainium jobs entering {state}",
+            event_pattern=events.EventPattern(
+                source=["aws.batch"],
+                detail_type=["Batch Job State Change"],
+                detail={"status": [state], "jobQueue": list(job_queue_arns)},
+            ),
+        )
+
+    @staticmethod
+    def _matched(rule: events.Rule) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace="AWS/Events", metric_name="MatchedEvents", statistic="Sum", period=cdk.Duration.minutes(5),
+            dimensions_map={"RuleName": rule.rule_name},
         )
