@@ -31,7 +31,8 @@ class TrainingPipeline(Construct):
 
     Creates a state machine whose four steps each submit a Batch job and wait for it
     (``arn:aws:states:::batch:submitJob.sync``, the RUN_JOB pattern) under
-    ``share_identifier``: compile and train as multi-node jobs of ``node_count`` nodes on
+    ``share_identifier``: compile and train as multi-node jobs of ``node_count`` nodes
+    (default: the job definitions' count) on
     ``queue`` (the compile fills the cache for exactly the training's ranks), evaluation
     and batch inference on ``single_node_queue``. The execution name becomes ``RUN_ID``
     of every job and its ``RunId`` tag (with ``ShareIdentifier``: Batch split cost
@@ -59,8 +60,8 @@ class TrainingPipeline(Construct):
         queue: FairShareJobQueue,
         jobs: TrainiumJobDefinitions,
         share_identifier: str,
-        node_count: int,
         timeout: cdk.Duration,
+        node_count: int | None = None,
         single_node_queue: FairShareJobQueue | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
@@ -76,6 +77,9 @@ class TrainingPipeline(Construct):
                 f"timeout: got {timeout.to_hours():g} h, below the worst case of {self.worst_case.to_hours():g} h "
                 "(attempts x (compile + training + evaluation + batch inference timeouts))"
             )
+        node_count = settings.node_count if node_count is None else node_count
+        if not 1 <= node_count <= 256:
+            raise ValueError(f"node_count: got {node_count}, allowed range: 1 to 256")
         self._share, self._node_count = share_identifier, node_count
         small_queue = single_node_queue or queue
         failed_job = sfn.Fail(self, "BatchJobFailed", error="BatchJobFailed", cause_path="$.failure.Cause")
