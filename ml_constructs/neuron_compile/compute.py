@@ -99,6 +99,9 @@ class CompileQueue(Construct):
             minv_cpus=0,
             maxv_cpus=instance.vcpus,
             launch_template=self.launch_template,
+            # An infrastructure update waits for a running compile instead of Batch's default 30 min.
+            update_timeout=cdk.Duration.minutes(update_minutes),
+            terminate_on_update=False,
             images=[batch.EcsMachineImage(
                 image=ec2.MachineImage.from_ssm_parameter(NEURON_AMI_PARAMETER),
                 image_type=batch.EcsMachineImageType.ECS_AL2023,
@@ -109,9 +112,6 @@ class CompileQueue(Construct):
         cfn_env = self.compute_environment.node.default_child
         cfn_env.add_property_override("ComputeResources.LaunchTemplate.Version",
                                       self.launch_template.latest_version_number)
-        cfn_env.add_property_override("UpdatePolicy", {"JobExecutionTimeoutMinutes": update_minutes,
-                                                       "TerminateJobsOnUpdate": False})
-        cfn_env.add_property_override("ReplaceComputeEnvironment", False)
         nag.acknowledge(
             self.compute_environment,
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",

@@ -38,24 +38,20 @@ def update_timeout_problem(update_timeout_minutes: int, job_timeout_seconds: int
     return None
 
 
-def pin_image_and_updates(
-    compute_environment: batch.ManagedEc2EcsComputeEnvironment, ami_id: str, update_timeout: cdk.Duration
-) -> None:
-    """Pin the AMI (a new AMI is a deliberate config change, not whatever SSM says at deploy) and
-    let an infrastructure update wait for running jobs instead of stopping them after 30 min."""
+def check_pins(ami_id: str, update_timeout: cdk.Duration) -> None:
     if not AMI_ID.fullmatch(ami_id):
         raise ValueError(f"ami_id: got {ami_id!r}, expected an AMI id such as ami-0123456789abcdef0")
     minutes = update_timeout.to_minutes()
     if not 1 <= minutes <= MAX_UPDATE_TIMEOUT_MINUTES:
         raise ValueError(f"update_timeout: got {minutes:g} min, allowed range: 1 to {MAX_UPDATE_TIMEOUT_MINUTES} min")
+
+
+def pin_image(compute_environment: batch.ManagedEc2EcsComputeEnvironment, ami_id: str) -> None:
+    """Pin the AMI: a new AMI is a deliberate configuration change, not whatever SSM says at deploy.
+    L1 override: the L2's images take an IMachineImage, which needs a region map or a lookup."""
     cfn = compute_environment.node.default_child
     assert isinstance(cfn, batch.CfnComputeEnvironment)
-    # The L2's images take an IMachineImage, which needs a region map or a deploy-time lookup.
     cfn.add_property_override("ComputeResources.Ec2Configuration.0.ImageIdOverride", ami_id)
-    cfn.add_property_override(
-        "UpdatePolicy", {"JobExecutionTimeoutMinutes": int(update_timeout.to_minutes()), "TerminateJobsOnUpdate": False}
-    )
-    cfn.add_property_override("ReplaceComputeEnvironment", False)
 
 
 class TrainiumComputeEnvironment(Construct):
@@ -75,7 +71,7 @@ class TrainiumComputeEnvironment(Construct):
         node containers then get the VPC's default group: see :class:`ClusterNetwork`);
       - the launch template ``Version`` is pinned to its latest version number, so a
         template change updates the compute environment (the L2 renders no version);
-      - ``ImageIdOverride``, ``UpdatePolicy`` and the instance ``Tags`` (no L2 property);
+      - ``ImageIdOverride`` and the instance ``Tags`` (no L2 property);
       - no ``optimal`` instance type (``use_optimal_instance_classes=False``).
     Infrastructure updates use Batch's service-linked role (no ``service_role``).
 
@@ -107,6 +103,7 @@ class TrainiumComputeEnvironment(Construct):
             root_volume_gib=root_volume_gib,
             capacity_reservation_id=capacity_reservation_id,
         )
+        check_pins(ami_id, update_timeout)
         self.placement_group = ec2.PlacementGroup(self, "PlacementGroup", strategy=ec2.PlacementGroupStrategy.CLUSTER)
         self.compute_environment = batch.ManagedEc2EcsComputeEnvironment(
             self,
@@ -123,8 +120,12 @@ class TrainiumComputeEnvironment(Construct):
             launch_template=self.launch_template.launch_template,
             placement_group=self.placement_group,
             images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023)],
+            # An infrastructure update waits this long for running jobs (Batch's default: 30 min).
+            update_timeout=update_timeout,
+            terminate_on_update=False,
+            replace_compute_environment=False,
         )
-        pin_image_and_updates(self.compute_environment, ami_id, update_timeout)
+        pin_image(self.compute_environment, ami_id)
         cfn = self.compute_environment.node.default_child
         assert isinstance(cfn, batch.CfnComputeEnvironment)
         cfn.add_property_deletion_override("ComputeResources.SecurityGroupIds")
@@ -169,6 +170,7 @@ class SingleNodeComputeEnvironment(Construct):
         root_volume_gib: int = 200,
     ) -> None:
         super().__init__(scope, construct_id)
+        check_pins(ami_id, update_timeout)
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=network.vpc, description="Single-node Trainium jobs: HTTPS out",
             allow_all_outbound=False,
@@ -202,8 +204,12 @@ class SingleNodeComputeEnvironment(Construct):
             maxv_cpus=max_instances * instance.vcpus,
             launch_template=self.launch_template,
             images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023)],
+            # An infrastructure update waits this long for running jobs (Batch's default: 30 min).
+            update_timeout=update_timeout,
+            terminate_on_update=False,
+            replace_compute_environment=False,
         )
-        pin_image_and_updates(self.compute_environment, ami_id, update_timeout)
+        pin_image(self.compute_environment, ami_id)
         cfn = self.compute_environment.node.default_child
         assert isinstance(cfn, batch.CfnComputeEnvironment)
         cfn.add_property_override("ComputeResources.LaunchTemplate.Version", self.launch_template.latest_version_number)
