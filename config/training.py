@@ -5,6 +5,7 @@ limits of docs/aws-limits.md ("AWS Batch on Trainium", "Neuron compiler").
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -13,7 +14,14 @@ from config.typed import setting
 from ml_constructs.neuron_flags import TRAINIUM_TARGETS, neuron_cc_flag_problems, parse_neuron_cc_flags
 from ml_constructs.trainium_batch.limits import fair_share_problems, image_uri_problem
 
-AZ_PATTERN = r"[a-z]{2}(-gov)?-[a-z]+-\d[a-z]"
+# An AZ name (us-west-2d) or an AZ ID (usw2-az4: the same physical zone in every account).
+AZ_PATTERN = r"[a-z]{2}(-gov)?-[a-z]+-\d[a-z]|[a-z]{2,4}\d-az\d{1,2}"
+FIND_AZ = ("aws ec2 describe-instance-type-offerings --location-type availability-zone-id "
+           "--filters Name=instance-type,Values=trn1.32xlarge --region <region>")
+FIND_AMI = ("aws ssm get-parameter --name /aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id "
+            "--region <region> --query Parameter.Value")
+CLUSTER_SUBNET_ADDRESSES = 4096 - 5  # the /20 cluster subnet; AWS reserves 5 addresses per subnet
+MAX_PIPELINE_HOURS = 365 * 24  # Step Functions standard workflows run at most one year
 W4_NEURON_CC_FLAGS = "--target trn1 --auto-cast all --auto-cast-type bf16 --model-type transformer --optlevel 1"
 
 
@@ -24,6 +32,10 @@ class ExistingVpcConfig:
     vpc_id: str = setting(pattern=r"vpc-[0-9a-f]{8,17}", doc="The VPC holding the subnets.")
     subnet_ids: tuple[str, ...] = setting(
         doc="Private subnets with egress (NAT or VPC endpoints), all in `availability_zone`."
+    )
+    default_security_group_id: str = setting(
+        pattern=r"sg-[0-9a-f]{8,17}",
+        doc="The VPC's default security group: multi-node containers get it (docs/training.md, Networking).",
     )
 
     def problems(self) -> list[tuple[str, str]]:
@@ -54,8 +66,22 @@ class TrainingConfig:
     availability_zone: str | None = setting(
         None,
         pattern=AZ_PATTERN,
-        doc="The one AZ of the cluster (pick one offering the instance type). None: the region's first AZ.",
+        doc="Required: the one AZ of the cluster, a name (us-west-2d) or an AZ ID (usw2-az4) offering the "
+        "instance type.",
     )
+    ami_id: str | None = setting(
+        None,
+        pattern=r"ami-[0-9a-f]{8}([0-9a-f]{9})?",
+        doc="Required: the ECS AL2023 Neuron AMI of the region, pinned (a new one is a deliberate change).",
+    )
+    update_timeout_minutes: int | None = setting(
+        None, ge=1, le=7200,
+        doc="How long an infrastructure update waits for running jobs. None: the longest job timeout.",
+    )
+    evaluation_instance_type: Literal["trn1.2xlarge", "trn1.32xlarge"] = setting(
+        "trn1.2xlarge", doc="Evaluation and batch inference hosts (their own compute environment and queue)."
+    )
+    evaluation_max_instances: int = setting(2, ge=1, le=64, doc="Evaluation/inference hosts at most.")
     capacity_reservation_id: str | None = setting(
         None, pattern=r"cr-[0-9a-f]{17}", doc="Launch into this targeted On-Demand Capacity Reservation."
     )
@@ -92,22 +118,35 @@ class TrainingConfig:
     )
     neuron_cc_flags: str = setting(W4_NEURON_CC_FLAGS, doc="NEURON_CC_FLAGS of every job (validated here).")
     retry_attempts: int = setting(3, ge=1, le=10, doc="Batch attempts of a job (1 = no retry).")
-    preflight_exit_code: int = setting(
+    retryable_exit_code: int = setting(
         75,
         ge=3,
         le=125,
-        doc="Exit code of a failed pre-flight check; Batch retries it on another host. Not 1 (any crash), "
-        "not 2 (the entrypoint's configuration error, never retried), not 126+ (shell and signal codes).",
+        doc="Exit code of a failure another host can fix (pre-flight, barrier, rendezvous, lost peer, EFA); "
+        "Batch retries it. Not 1 (any crash), not 2 (configuration error), not 126+ (shell and signal codes).",
     )
     job_timeout_seconds: int = setting(172800, ge=60, doc="Per attempt; a hung collective cannot hold nodes forever.")
-    single_node_timeout_seconds: int = setting(21600, ge=60, doc="Compile, evaluation and batch inference jobs.")
+    compile_timeout_seconds: int = setting(21600, ge=60, doc="Per attempt of the multi-node ahead-of-time compile.")
+    single_node_timeout_seconds: int = setting(21600, ge=60, doc="Evaluation and batch inference jobs.")
+    rendezvous_timeout_seconds: int = setting(300, ge=30, le=3600, doc="torchrun's static rendezvous.")
+    barrier_timeout_seconds: int = setting(900, ge=60, le=7200, doc="How long the main node waits for every node's pre-flight.")
+    intra_node_busbw_floor_gbps: float = setting(
+        0.0, ge=0, doc="nccom-test all-reduce bus bandwidth a node must reach (0: off; set from a healthy node)."
+    )
+    cross_node_busbw_floor_gbps: float = setting(
+        0.0, ge=0, doc="Cross-node all-reduce bus bandwidth the cluster must reach (0: off; set from a healthy run)."
+    )
+    hang_alarm_minutes: int = setting(60, ge=10, le=1440, doc="No training step for this long raises the hang alarm.")
     checkpoint_every_steps: int = setting(500, ge=1, doc="Steps between checkpoints (a late failure costs less).")
     compile_steps: int = setting(5, ge=1, le=100, doc="Steps neuron_parallel_compile traces (4-5 suffice, W4).")
     shared_memory_gib: int = setting(64, ge=1, le=256, doc="/dev/shm of each container (data loader workers).")
     container_memory_gib: int = setting(
         480, ge=16, le=500, doc="Memory each job reserves (512 GiB instances; ECS keeps some back)."
     )
-    pipeline_timeout_hours: int = setting(72, ge=1, le=8760, doc="Step Functions execution limit.")
+    pipeline_timeout_hours: int | None = setting(
+        None, ge=1, le=MAX_PIPELINE_HOURS,
+        doc="Step Functions execution limit. None: the worst case, attempts x (compile + training + 2 x single-node).",
+    )
 
     def problems(self) -> list[tuple[str, str]]:
         found = []
@@ -125,8 +164,36 @@ class TrainingConfig:
             found.append(("pipeline_share", f"got {self.pipeline_share!r}, allowed: {', '.join(map(repr, self.shares))}"))
         if self.max_nodes is not None and self.max_nodes < self.node_count:
             found.append(("max_nodes", f"got {self.max_nodes}, must be at least node_count ({self.node_count})"))
-        if self.existing_vpc is not None and self.availability_zone is None:
-            found.append(("availability_zone", "required with existing_vpc: the AZ of its subnet ids"))
+        if self.enabled and self.availability_zone is None:
+            found.append(("availability_zone", "required: trn1 is offered in some AZs only; allowed: an AZ name "
+                          f"(us-west-2d) or ID (usw2-az4) listed by `{FIND_AZ}`"))
+        if self.enabled and self.ami_id is None:
+            found.append(("ami_id", f"required: pin the ECS AL2023 Neuron AMI; allowed: an ami- id, find it with `{FIND_AMI}`"))
+        longest_job = max(self.job_timeout_seconds, self.compile_timeout_seconds, self.single_node_timeout_seconds)
+        if math.ceil(longest_job / 60) > 7200:
+            found.append(("job_timeout_seconds", f"got {longest_job}, at most 432000 (5 days): a compute environment "
+                          "update cannot wait longer than 7200 min, so a longer job could be stopped by a deploy"))
+        elif self.update_timeout_minutes is not None and self.update_timeout_minutes < math.ceil(longest_job / 60):
+            needed = math.ceil(longest_job / 60)
+            found.append(("update_timeout_minutes", f"got {self.update_timeout_minutes}, below the longest job timeout "
+                          f"({needed} min): a deploy that updates the hosts would stop running jobs; "
+                          f"allowed: {needed} to 7200"))
+        worst = self.worst_case_hours
+        if self.pipeline_timeout_hours is not None and self.pipeline_timeout_hours < worst:
+            found.append(("pipeline_timeout_hours", f"got {self.pipeline_timeout_hours}, below the worst case of {worst} h "
+                          "(retry_attempts x (compile + training + evaluation + batch inference timeouts)); "
+                          f"allowed: {worst} to {MAX_PIPELINE_HOURS}"))
+        if worst > MAX_PIPELINE_HOURS:
+            found.append(("retry_attempts", f"the pipeline's worst case ({worst} h) exceeds Step Functions' one year"))
+        addresses = self.capacity_nodes * (self.efa_interfaces + 1) + self.evaluation_max_instances
+        if self.existing_vpc is None and addresses > CLUSTER_SUBNET_ADDRESSES:
+            found.append(("max_nodes", f"got {self.capacity_nodes} nodes: each takes {self.efa_interfaces + 1} addresses "
+                          f"(one per EFA interface and one for its container), {addresses} in all, more than the "
+                          f"cluster subnet's {CLUSTER_SUBNET_ADDRESSES}; allowed: at most "
+                          f"{(CLUSTER_SUBNET_ADDRESSES - self.evaluation_max_instances) // (self.efa_interfaces + 1)}"))
+        if self.existing_vpc is None and int(self.vpc_cidr.rsplit("/", 1)[1]) > 19:
+            found.append(("vpc_cidr", f"got {self.vpc_cidr!r}, allowed: a /16 to /19 (the cluster subnet is a /20 and "
+                          "the NAT option adds a /24)"))
         if self.shared_memory_gib >= self.container_memory_gib:
             found.append(("shared_memory_gib", f"got {self.shared_memory_gib}, must be below container_memory_gib"))
         return found
@@ -134,3 +201,27 @@ class TrainingConfig:
     @property
     def capacity_nodes(self) -> int:
         return self.max_nodes if self.max_nodes is not None else self.node_count
+
+    @property
+    def efa_interfaces(self) -> int:
+        return 16 if self.instance_type == "trn1n.32xlarge" else 8
+
+    @property
+    def update_timeout(self) -> int:
+        """Minutes an infrastructure update waits: configured, or the longest job timeout."""
+        if self.update_timeout_minutes is not None:
+            return self.update_timeout_minutes
+        longest = max(self.job_timeout_seconds, self.compile_timeout_seconds, self.single_node_timeout_seconds)
+        return min(7200, math.ceil(longest / 60))
+
+    @property
+    def worst_case_hours(self) -> int:
+        seconds = self.retry_attempts * (
+            self.compile_timeout_seconds + self.job_timeout_seconds + 2 * self.single_node_timeout_seconds
+        )
+        return math.ceil(seconds / 3600)
+
+    @property
+    def pipeline_timeout(self) -> int:
+        """Hours an execution may run: configured, or the worst case."""
+        return self.pipeline_timeout_hours if self.pipeline_timeout_hours is not None else self.worst_case_hours

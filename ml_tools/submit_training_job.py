@@ -6,8 +6,13 @@
 QUEUE and DEFINITION are names or ARNs (the training stack outputs the ARNs).
 ``--share`` is required: a fair-share queue rejects jobs without a share identifier,
 and IAM (``batch:ShareIdentifier``) decides which share a team may use.
-``--nodes`` overrides the node count of a multi-node job definition; without it
-the definition's count is used, and ``--env`` / ``--command`` go to the single container.
+``--nodes`` overrides the node count of a multi-node job definition; without it the
+definition's count is used. ``--env`` / ``--command`` reach every node of a multi-node job
+(``nodeOverrides``, target ``0:``) or the container of a single-node one: the tool reads the
+definition's type first (``batch:DescribeJobDefinitions``), since Batch accepts only
+``nodeOverrides`` for a multi-node definition and only ``containerOverrides`` otherwise.
+Every job is tagged ``ShareIdentifier`` and ``RunId`` (``--env RUN_ID=...`` or the job name),
+propagated to its ECS tasks, so Batch split cost allocation can attribute its cost.
 Prints the submitted job as JSON.
 """
 from __future__ import annotations
@@ -62,14 +67,38 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def build_request(args: argparse.Namespace, now: float | None = None) -> dict[str, Any]:
-    """The SubmitJob request: share identifier always, node count when given."""
+class SubmitError(Exception):
+    """A request Batch would refuse, found before sending it."""
+
+
+def definition_type(client: Any, job_definition: str) -> str:
+    """``multinode`` or ``container``: the type of the definition SubmitJob will use."""
+    if job_definition.startswith("arn:") or ":" in job_definition:
+        found = client.describe_job_definitions(jobDefinitions=[job_definition])["jobDefinitions"]
+    else:  # a bare name means its latest active revision
+        found = client.describe_job_definitions(jobDefinitionName=job_definition, status="ACTIVE")["jobDefinitions"]
+    if not found:
+        raise SubmitError(f"--job-definition: {job_definition!r} not found (or not ACTIVE)")
+    return max(found, key=lambda d: d.get("revision", 0))["type"]
+
+
+def build_request(args: argparse.Namespace, now: float | None = None, *, multi_node: bool | None = None) -> dict[str, Any]:
+    """The SubmitJob request: share identifier and cost tags always, overrides of the right kind.
+
+    ``multi_node`` defaults to whether ``--nodes`` was given."""
+    multi_node = args.nodes is not None if multi_node is None else multi_node
+    if args.nodes is not None and not multi_node:
+        raise SubmitError("--nodes: the job definition is single-node; only a multi-node definition takes a node count")
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+    job_name = args.job_name or f"{args.share}-{stamp}"
+    env = dict(item.partition("=")[::2] for item in args.env)
     request: dict[str, Any] = {
-        "jobName": args.job_name or f"{args.share}-{stamp}",
+        "jobName": job_name,
         "jobQueue": args.queue,
         "jobDefinition": args.job_definition,
         "shareIdentifier": args.share,
+        "tags": {"ShareIdentifier": args.share, "RunId": env.get("RUN_ID") or job_name},
+        "propagateTags": True,
     }
     if args.scheduling_priority is not None:
         request["schedulingPriorityOverride"] = args.scheduling_priority
@@ -78,10 +107,14 @@ def build_request(args: argparse.Namespace, now: float | None = None) -> dict[st
         overrides["environment"] = [{"name": k, "value": v} for k, _, v in (item.partition("=") for item in args.env)]
     if args.command:
         overrides["command"] = shlex.split(args.command)
-    if args.nodes is not None:
-        request["nodeOverrides"] = {"numNodes": args.nodes}
+    if multi_node:
+        node_overrides: dict[str, Any] = {}
+        if args.nodes is not None:
+            node_overrides["numNodes"] = args.nodes
         if overrides:
-            request["nodeOverrides"]["nodePropertyOverrides"] = [{"targetNodes": "0:", "containerOverrides": overrides}]
+            node_overrides["nodePropertyOverrides"] = [{"targetNodes": "0:", "containerOverrides": overrides}]
+        if node_overrides:
+            request["nodeOverrides"] = node_overrides
     elif overrides:
         request["containerOverrides"] = overrides
     return request
@@ -93,7 +126,13 @@ def main(argv: Sequence[str] | None = None, client: Any = None) -> int:
         import boto3
 
         client = boto3.client("batch", region_name=args.region)
-    response = client.submit_job(**build_request(args))
+    try:
+        multi_node = definition_type(client, args.job_definition) == "multinode"
+        request = build_request(args, multi_node=multi_node)
+    except SubmitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    response = client.submit_job(**request)
     print(json.dumps({k: response[k] for k in ("jobId", "jobName", "jobArn") if k in response}))
     return 0
 

@@ -18,7 +18,10 @@ from ml_constructs.trainium_batch import (
     TrainiumJobDefinitions,
     trainium_instance,
 )
+from ml_constructs.trainium_batch.compute import SingleNodeComputeEnvironment
 from ml_constructs.trainium_batch.image import training_image
+from ml_constructs.trainium_batch.job_definitions import CLUSTER_TAG_KEY
+from ml_constructs.trainium_batch.monitoring import TrainingMonitoring
 from stacks.base import PlatformStack
 from stacks.storage_stack import ArtifactStorageStack
 
@@ -39,13 +42,19 @@ class TrainingStack(PlatformStack):
         removal = cdk.RemovalPolicy.RETAIN if retain_data else cdk.RemovalPolicy.DESTROY
         retention = _retention(training.log_retention_days)
         instance = trainium_instance(training.instance_type)
+        small = trainium_instance(training.evaluation_instance_type)
         existing = training.existing_vpc
+        assert training.availability_zone is not None and training.ami_id is not None  # config requires both
+        update_timeout = cdk.Duration.minutes(training.update_timeout)
+        # Hosts carry this tag; the job role may terminate only hosts with it (a failed host's quarantine).
+        cluster_tag = {CLUSTER_TAG_KEY: self.stack_name}
         self.network = ClusterNetwork(
             self,
             "Network",
             availability_zone=training.availability_zone,
             existing_vpc=(
-                ExistingVpc(existing.vpc_id, existing.subnet_ids, training.availability_zone or "")
+                ExistingVpc(existing.vpc_id, existing.subnet_ids, training.availability_zone,
+                            existing.default_security_group_id)
                 if existing is not None
                 else None
             ),
@@ -60,17 +69,33 @@ class TrainingStack(PlatformStack):
             network=self.network,
             instance=instance,
             max_nodes=training.capacity_nodes,
+            ami_id=training.ami_id,
+            update_timeout=update_timeout,
+            instance_tags=cluster_tag,
             root_volume_gib=training.root_volume_gib,
             capacity_reservation_id=training.capacity_reservation_id,
         )
-        self.queue = FairShareJobQueue(
+        self.single_node_compute = SingleNodeComputeEnvironment(
             self,
-            "Queue",
-            compute_environment=self.compute.compute_environment,
+            "SingleNodeCompute",
+            network=self.network,
+            instance=small,
+            ami_id=training.ami_id,
+            update_timeout=update_timeout,
+            max_instances=training.evaluation_max_instances,
+            instance_tags=cluster_tag,
+            root_volume_gib=training.root_volume_gib,
+        )
+        queue_settings = dict(
             shares=dict(training.shares),
             share_decay=cdk.Duration.seconds(training.share_decay_seconds),
             compute_reservation=training.compute_reservation,
             runnable_time_limit=cdk.Duration.seconds(training.runnable_time_limit_seconds),
+        )
+        self.queue = FairShareJobQueue(self, "Queue", compute_environment=self.compute.compute_environment,
+                                       **queue_settings)
+        self.single_node_queue = FairShareJobQueue(
+            self, "SingleNodeQueue", compute_environment=self.single_node_compute.compute_environment, **queue_settings
         )
         image, pulls_from_ecr = training_image(self, training.image_uri)
         self.jobs = TrainiumJobDefinitions(
@@ -78,6 +103,7 @@ class TrainingStack(PlatformStack):
             "Jobs",
             image=image,
             instance=instance,
+            single_node_instance=small,
             locations=TrainingLocations(
                 training_data=locations.training_data,
                 checkpoints=locations.checkpoints,
@@ -88,9 +114,15 @@ class TrainingStack(PlatformStack):
                 neuron_cc_flags=training.neuron_cc_flags,
                 node_count=training.node_count,
                 retry_attempts=training.retry_attempts,
-                preflight_exit_code=training.preflight_exit_code,
+                retryable_exit_code=training.retryable_exit_code,
                 timeout=cdk.Duration.seconds(training.job_timeout_seconds),
+                compile_timeout=cdk.Duration.seconds(training.compile_timeout_seconds),
                 single_node_timeout=cdk.Duration.seconds(training.single_node_timeout_seconds),
+                rendezvous_timeout_seconds=training.rendezvous_timeout_seconds,
+                barrier_timeout_seconds=training.barrier_timeout_seconds,
+                intra_node_busbw_floor_gbps=training.intra_node_busbw_floor_gbps,
+                cross_node_busbw_floor_gbps=training.cross_node_busbw_floor_gbps,
+                cluster_tag_value=self.stack_name,
                 checkpoint_every_steps=training.checkpoint_every_steps,
                 compile_steps=training.compile_steps,
                 shared_memory_gib=training.shared_memory_gib,
@@ -109,14 +141,25 @@ class TrainingStack(PlatformStack):
             self,
             "Pipeline",
             queue=self.queue,
+            single_node_queue=self.single_node_queue,
             jobs=self.jobs,
             share_identifier=training.pipeline_share,
-            timeout=cdk.Duration.hours(training.pipeline_timeout_hours),
+            node_count=training.node_count,
+            timeout=cdk.Duration.hours(training.pipeline_timeout),
             log_retention=retention,
             removal_policy=removal,
         )
+        self.monitoring = TrainingMonitoring(
+            self,
+            "Monitoring",
+            job_queue_arns=[self.queue.job_queue.job_queue_arn, self.single_node_queue.job_queue.job_queue_arn],
+            job_log_group=self.jobs.log_group,
+            state_machine=self.pipeline.state_machine,
+            hang_after=cdk.Duration.minutes(training.hang_alarm_minutes),
+        )
         outputs = {
             "JobQueueArn": self.queue.job_queue.job_queue_arn,
+            "SingleNodeJobQueueArn": self.single_node_queue.job_queue.job_queue_arn,
             "TrainingJobDefinitionArn": self.jobs.training.job_definition_arn,
             "CompileJobDefinitionArn": self.jobs.compile.job_definition_arn,
             "EvaluationJobDefinitionArn": self.jobs.evaluation.job_definition_arn,

@@ -27,11 +27,37 @@ def test_dev_keeps_the_expensive_training_stack_off():
     assert load_config("dev").training.enabled is False
 
 
+@pytest.mark.parametrize("missing", ["availability_zone", "ami_id"])
+def test_an_enabled_training_environment_needs_its_az_and_ami(missing):
+    # dev leaves both unset: switching training on without them names what to set and how to find it.
+    given = {"availability_zone": "usw2-az4", "ami_id": "ami-0123456789abcdef0"}
+    del given[missing]
+    with pytest.raises(ConfigError) as exc:
+        load_config("dev", overrides={"training.enabled": "true", **{f"training.{k}": v for k, v in given.items()}})
+    message = str(exc.value)
+    assert f"training.{missing}: required" in message and "(from config/environments/dev.toml)" in message
+    assert ("describe-instance-type-offerings" if missing == "availability_zone" else "aws ssm get-parameter") in message
+
+
+@pytest.mark.parametrize("zone", ["us-west-2d", "usw2-az4", "use1-az6", "apne1-az1", "us-gov-west-1a"])
+def test_az_names_and_ids_are_accepted(zone):
+    assert load_config("prod", overrides={"training.availability_zone": zone}).training.availability_zone == zone
+
+
+def test_timeouts_follow_the_jobs_unless_set():
+    training = load_config("prod").training
+    assert training.update_timeout == 2880  # the 48 h training job
+    assert training.pipeline_timeout == 198  # 3 attempts x (6 + 48 + 6 + 6) h
+    raised = load_config("prod", overrides={"training.job_timeout_seconds": "259200"}).training
+    assert raised.update_timeout == 4320 and raised.pipeline_timeout == 270  # 3 x (6 + 72 + 6 + 6)
+
+
 def test_existing_vpc_is_read_with_its_az():
     cfg = load_config(
         "prod",
         overrides={
-            "training.existing_vpc": json.dumps({"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0"]}),
+            "training.existing_vpc": json.dumps({"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0"],
+                                                 "default_security_group_id": "sg-0123456789abcdef0"}),
             "training.availability_zone": "us-west-2d",
         },
     )
@@ -62,9 +88,9 @@ def test_existing_vpc_is_read_with_its_az():
         ({"runnable_time_limit_seconds": "86401"}, "allowed range: 600 to 86400"),
         ({"share_decay_seconds": "604801"}, "share_decay_seconds: got 604801, allowed range: 0 to 604800"),
         ({"compute_reservation": "100"}, "compute_reservation: got 100, allowed range: 0 to 99"),
-        ({"preflight_exit_code": "1"}, "preflight_exit_code: got 1, allowed range: 3 to 125"),
-        ({"preflight_exit_code": "2"}, "preflight_exit_code: got 2, allowed range: 3 to 125"),
-        ({"preflight_exit_code": "137"}, "preflight_exit_code: got 137, allowed range: 3 to 125"),
+        ({"retryable_exit_code": "1"}, "retryable_exit_code: got 1, allowed range: 3 to 125"),
+        ({"retryable_exit_code": "2"}, "retryable_exit_code: got 2, allowed range: 3 to 125"),
+        ({"retryable_exit_code": "137"}, "retryable_exit_code: got 137, allowed range: 3 to 125"),
         ({"job_timeout_seconds": "59"}, "job_timeout_seconds: got 59, allowed range: 60 to inf"),
         ({"instance_type": "trn2.48xlarge"}, "instance_type: got 'trn2.48xlarge', allowed: 'trn1.32xlarge', 'trn1n.32xlarge'"),
         ({"egress": "internet"}, "egress: got 'internet', allowed: 'vpc_endpoints', 'nat_gateway'"),
@@ -78,16 +104,35 @@ def test_existing_vpc_is_read_with_its_az():
         ({"checkpoint_every_steps": "0"}, "checkpoint_every_steps: got 0, allowed range: 1 to inf"),
         ({"compile_steps": "0"}, "compile_steps: got 0, allowed range: 1 to 100"),
         ({"image_uri": "trainium-training"}, "image_uri: got 'trainium-training', expected an image with a tag or digest"),
+        ({"availability_zone": ""}, "availability_zone: got '', which does not match"),
         ({"existing_vpc": '{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0"]}'},
-         "availability_zone: required with existing_vpc"),
-        ({"existing_vpc": '{"vpc_id": "vpc-1", "subnet_ids": ["subnet-0123456789abcdef0"]}', "availability_zone": "us-west-2d"},
+         "existing_vpc.default_security_group_id: required"),
+        ({"existing_vpc": '{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0"], '
+                          '"default_security_group_id": "default"}'},
+         "existing_vpc.default_security_group_id: got 'default', which does not match"),
+        ({"existing_vpc": '{"vpc_id": "vpc-1", "subnet_ids": ["subnet-0123456789abcdef0"], '
+                          '"default_security_group_id": "sg-0123456789abcdef0"}', "availability_zone": "us-west-2d"},
          "existing_vpc.vpc_id: got 'vpc-1', which does not match"),
-        ({"existing_vpc": '{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": []}', "availability_zone": "us-west-2d"},
+        ({"existing_vpc": '{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": [], "default_security_group_id": "sg-0123456789abcdef0"}', "availability_zone": "us-west-2d"},
          "existing_vpc.subnet_ids: at least one subnet id is required"),
-        ({"existing_vpc": '{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["sn-1"]}', "availability_zone": "us-west-2d"},
+        ({"existing_vpc": '{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["sn-1"], "default_security_group_id": "sg-0123456789abcdef0"}', "availability_zone": "us-west-2d"},
          "existing_vpc.subnet_ids[0]: got 'sn-1', expected a subnet id"),
-        ({"existing_vpc": '{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef0"]}',
+        ({"existing_vpc": '{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef0"], '
+                          '"default_security_group_id": "sg-0123456789abcdef0"}',
           "availability_zone": "us-west-2d"}, "existing_vpc.subnet_ids: subnet ids must be unique"),
+        # deploys that don't kill jobs
+        ({"ami_id": "ami-123"}, "ami_id: got 'ami-123', which does not match"),
+        ({"ami_id": "/aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id"},
+         "ami_id: got '/aws/service/ecs/"),
+        ({"update_timeout_minutes": "30"}, "update_timeout_minutes: got 30, below the longest job timeout (2880 min)"),
+        ({"update_timeout_minutes": "7201"}, "update_timeout_minutes: got 7201, allowed range: 1 to 7200"),
+        ({"job_timeout_seconds": "500000"}, "job_timeout_seconds: got 500000, at most 432000 (5 days)"),
+        # the pipeline must outlast its worst case: 3 x (6 + 48 + 6 + 6) h = 198 h
+        ({"pipeline_timeout_hours": "72"}, "pipeline_timeout_hours: got 72, below the worst case of 198 h"),
+        # what the cluster subnet (a /20) can hold: 9 addresses per trn1.32xlarge node, 17 per trn1n
+        ({"instance_type": "trn1n.32xlarge", "node_count": "250"}, "max_nodes: got 250 nodes: each takes 17 addresses"),
+        ({"vpc_cidr": "10.0.0.0/22"}, "vpc_cidr: got '10.0.0.0/22', allowed: a /16 to /19"),
+        ({"evaluation_instance_type": "inf2.xlarge"}, "evaluation_instance_type: got 'inf2.xlarge', allowed: 'trn1.2xlarge'"),
     ],
 )
 def test_each_bad_training_value_is_named_with_what_is_allowed(overrides, expected):

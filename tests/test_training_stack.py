@@ -12,8 +12,12 @@ from tests.helpers import policy_statements, resources_of_type
 @pytest.fixture(scope="module")
 def dev_template(platform_synth):
     # dev has training off (trn1 is expensive): switch it on as a user would with -c set:.
-    _, assembly = platform_synth("dev", training__enabled="true")
+    _, assembly = platform_synth("dev", **DEV_TRAINING)
     return assembly.get_stack_by_name("MlAccel-dev-Training").template
+
+
+DEV_TRAINING = dict(training__enabled="true", training__availability_zone="us-west-2d",
+                    training__ami_id="ami-0abcdef0123456789")
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +41,7 @@ CUSTOM = dict(
     training__image_uri=ECR_IMAGE,
     training__egress="nat_gateway",
     training__availability_zone="us-west-2d",
+    training__pipeline_timeout_hours="400",
 )
 
 
@@ -52,12 +57,27 @@ def one(template, resource_type):
     return found[0]["Properties"]
 
 
+def efa_launch_template(template):
+    (data,) = [r["Properties"] for r in resources_of_type(template, "AWS::EC2::LaunchTemplate").values()
+               if "NetworkInterfaces" in r["Properties"]["LaunchTemplateData"]]
+    return data
+
+
+def compute_environments(template):
+    """(multi-node, single-node) compute environments: the multi-node one has the placement group."""
+    ces = [r["Properties"] for r in resources_of_type(template, "AWS::Batch::ComputeEnvironment").values()]
+    (multi,) = [c for c in ces if "PlacementGroup" in c["ComputeResources"]]
+    (single,) = [c for c in ces if "PlacementGroup" not in c["ComputeResources"]]
+    return multi, single
+
+
 def job_definitions(template):
     return [r["Properties"] for r in resources_of_type(template, "AWS::Batch::JobDefinition").values()]
 
 
-def training_container(template):
-    (multi,) = [d for d in job_definitions(template) if d["Type"] == "multinode"]
+def training_container(template, mode="train"):
+    (multi,) = [d for d in job_definitions(template) if d["Type"] == "multinode"
+                and d["NodeProperties"]["NodeRangeProperties"][0]["Container"]["Command"][3] == mode]
     (node_range,) = multi["NodeProperties"]["NodeRangeProperties"]
     return multi, node_range
 
@@ -82,21 +102,18 @@ def test_dev_has_no_training_stack_unless_enabled(platform_synth):
 @pytest.mark.parametrize("fixture, count_key, expected", [("prod_template", "trn1.32xlarge", 8), ("custom_template", "trn1n.32xlarge", 16)])
 def test_one_efa_interface_per_network_card(request, fixture, count_key, expected):
     template = request.getfixturevalue(fixture)
-    interfaces = one(template, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]["NetworkInterfaces"]
+    interfaces = efa_launch_template(template)["LaunchTemplateData"]["NetworkInterfaces"]
     assert [i["NetworkCardIndex"] for i in interfaces] == list(range(expected))
     assert [i["DeviceIndex"] for i in interfaces] == [0] + [1] * (expected - 1)
     assert {i["InterfaceType"] for i in interfaces} == {"efa"}
-    (efa_group,) = resources_of_type(template, "AWS::EC2::SecurityGroup").keys() - _endpoint_groups(template)
+    (efa_group,) = [k for k in resources_of_type(template, "AWS::EC2::SecurityGroup") if "EfaSecurityGroup" in k]
     assert all(i["Groups"] == [{"Fn::GetAtt": [efa_group, "GroupId"]}] for i in interfaces)
-    assert one(template, "AWS::Batch::ComputeEnvironment")["ComputeResources"]["InstanceTypes"] == [count_key]
+    assert compute_environments(template)[0]["ComputeResources"]["InstanceTypes"] == [count_key]
 
-
-def _endpoint_groups(template):
-    return {k for k in resources_of_type(template, "AWS::EC2::SecurityGroup") if "Endpoint" in k}
 
 
 def test_efa_security_group_allows_all_traffic_from_and_to_itself(prod_template):
-    (efa_group,) = resources_of_type(prod_template, "AWS::EC2::SecurityGroup").keys() - _endpoint_groups(prod_template)
+    (efa_group,) = [k for k in resources_of_type(prod_template, "AWS::EC2::SecurityGroup") if "EfaSecurityGroup" in k]
     ref = {"Fn::GetAtt": [efa_group, "GroupId"]}
     ingress = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::SecurityGroupIngress").values()]
     egress = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::SecurityGroupEgress").values()]
@@ -105,7 +122,7 @@ def test_efa_security_group_allows_all_traffic_from_and_to_itself(prod_template)
 
 
 def test_launch_template_requires_imdsv2_and_encrypts_a_gp3_root_volume(prod_template):
-    data = one(prod_template, "AWS::EC2::LaunchTemplate")["LaunchTemplateData"]
+    data = efa_launch_template(prod_template)["LaunchTemplateData"]
     assert data["MetadataOptions"]["HttpTokens"] == "required"
     (root,) = data["BlockDeviceMappings"]
     assert root["Ebs"] == {"DeleteOnTermination": True, "Encrypted": True, "VolumeSize": 200, "VolumeType": "gp3"}
@@ -113,17 +130,18 @@ def test_launch_template_requires_imdsv2_and_encrypts_a_gp3_root_volume(prod_tem
 
 
 def test_capacity_reservation_is_targeted_when_configured(custom_template):
-    data = one(custom_template, "AWS::EC2::LaunchTemplate")
+    data = efa_launch_template(custom_template)
     spec = data["LaunchTemplateData"]["CapacityReservationSpecification"]
     assert spec == {"CapacityReservationTarget": {"CapacityReservationId": "cr-0123456789abcdef0"}}
 
 
 def test_compute_environment_escape_hatches(prod_template):
-    ce = one(prod_template, "AWS::Batch::ComputeEnvironment")
+    ce, _ = compute_environments(prod_template)
     resources = ce["ComputeResources"]
     assert "SecurityGroupIds" not in resources  # only on the launch template's interfaces
     assert resources["InstanceTypes"] == ["trn1.32xlarge"]  # no "optimal"
-    (lt_id,) = resources_of_type(prod_template, "AWS::EC2::LaunchTemplate")
+    (lt_id,) = [k for k, r in resources_of_type(prod_template, "AWS::EC2::LaunchTemplate").items()
+                if "NetworkInterfaces" in r["Properties"]["LaunchTemplateData"]]
     assert resources["LaunchTemplate"] == {
         "LaunchTemplateId": {"Ref": lt_id},
         "Version": {"Fn::GetAtt": [lt_id, "LatestVersionNumber"]},
@@ -131,40 +149,44 @@ def test_compute_environment_escape_hatches(prod_template):
     assert "ServiceRole" not in ce  # the Batch service-linked role allows infrastructure updates
 
 
-def test_compute_environment_capacity_and_image(prod_template):
-    ce = one(prod_template, "AWS::Batch::ComputeEnvironment")
+def test_compute_environment_capacity_and_pinned_image(prod_template):
+    ce, single = compute_environments(prod_template)
     resources = ce["ComputeResources"]
     assert resources["Type"] == "EC2" and resources["AllocationStrategy"] == "BEST_FIT_PROGRESSIVE"
     assert resources["MinvCpus"] == 0 and resources["MaxvCpus"] == 4 * 128
-    (image,) = resources["Ec2Configuration"]
-    assert image["ImageType"] == "ECS_AL2023"
-    parameter = prod_template["Parameters"][image["ImageIdOverride"]["Ref"]]
-    assert parameter == {
-        "Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
-        "Default": "/aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id",
-    }
+    # The AMI is the configured one: no SSM parameter resolved at every deploy.
+    for environment in (ce, single):
+        assert environment["ComputeResources"]["Ec2Configuration"] == [
+            {"ImageType": "ECS_AL2023", "ImageIdOverride": "ami-0123456789abcdef0"}
+        ]
+    assert "Parameters" not in prod_template or not any(
+        "neuron/recommended" in json.dumps(v) for v in prod_template["Parameters"].values()
+    )
     (pg_id,) = resources_of_type(prod_template, "AWS::EC2::PlacementGroup")
     assert resources["PlacementGroup"] == {"Fn::GetAtt": [pg_id, "GroupName"]}
     assert one(prod_template, "AWS::EC2::PlacementGroup")["Strategy"] == "cluster"
 
 
 def test_max_vcpus_follow_max_nodes(custom_template):
-    ce = one(custom_template, "AWS::Batch::ComputeEnvironment")
+    ce, _ = compute_environments(custom_template)
     assert ce["ComputeResources"]["MaxvCpus"] == 16 * 128
 
 
 def test_queue_is_created_with_the_fair_share_policy_and_runnable_limits(custom_template):
     template = custom_template
-    (policy_id,) = resources_of_type(template, "AWS::Batch::SchedulingPolicy")
-    policy = one(template, "AWS::Batch::SchedulingPolicy")["FairsharePolicy"]
+    policies = resources_of_type(template, "AWS::Batch::SchedulingPolicy")
+    assert len(policies) == 2  # one per queue, the same shares
+    policy_id = next(iter(policies))
+    policy = policies[policy_id]["Properties"]["FairsharePolicy"]
     assert policy == {
         "ComputeReservation": 10,
         "ShareDecaySeconds": 7200,
         "ShareDistribution": [{"ShareIdentifier": "teamA", "WeightFactor": 0.5}, {"ShareIdentifier": "teamB", "WeightFactor": 2}],
     }
-    queue = one(template, "AWS::Batch::JobQueue")
-    assert queue["SchedulingPolicyArn"] == {"Fn::GetAtt": [policy_id, "Arn"]}
-    actions = queue["JobStateTimeLimitActions"]
+    queues = [r["Properties"] for r in resources_of_type(template, "AWS::Batch::JobQueue").values()]
+    assert len(queues) == 2  # multi-node, and single-node (evaluation, inference)
+    assert sorted(q["SchedulingPolicyArn"]["Fn::GetAtt"][0] for q in queues) == sorted(policies)
+    actions = queues[0]["JobStateTimeLimitActions"]
     assert len(actions) == 3
     assert {a["Reason"] for a in actions} == {
         "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
@@ -177,6 +199,7 @@ def test_queue_is_created_with_the_fair_share_policy_and_runnable_limits(custom_
 def test_training_job_devices_limits_and_environment(prod_template):
     multi, node_range = training_container(prod_template)
     container = node_range["Container"]
+    assert env_of(container)["CCOM_SOCKET_IFNAME"] == "eth0"
     devices = container["LinuxParameters"]["Devices"]
     expected = [f"/dev/neuron{i}" for i in range(16)] + [f"/dev/infiniband/uverbs{i}" for i in range(8)]
     assert [d["HostPath"] for d in devices] == expected
@@ -210,21 +233,79 @@ def test_retry_strategy_retries_host_pull_and_preflight_failures_then_exits(prod
         ]
 
 
-def test_single_node_jobs_compile_evaluate_and_infer_with_neuron_devices_only(prod_template):
+def test_evaluation_and_inference_run_on_one_trn1_2xlarge_device(prod_template):
     singles = [d for d in job_definitions(prod_template) if d["Type"] == "container"]
     commands = sorted(d["ContainerProperties"]["Command"][3:] for d in singles)
     program = ["-m", "trainium_runtime.train_reference"]
-    assert commands == sorted(
-        [
-            ["compile", "--steps", "5", "--", *program, "train"],
-            ["run", "--", *program, "evaluate"],
-            ["run", "--", *program, "embed"],
-        ]
-    )
+    assert commands == sorted([["run", "--", *program, "evaluate"], ["run", "--", *program, "embed"]])
     for definition in singles:
-        devices = [d["HostPath"] for d in definition["ContainerProperties"]["LinuxParameters"]["Devices"]]
-        assert devices == [f"/dev/neuron{i}" for i in range(16)]
+        properties = definition["ContainerProperties"]
+        devices = [d["HostPath"] for d in properties["LinuxParameters"]["Devices"]]
+        assert devices == ["/dev/neuron0"]
+        requirements = {r["Type"]: r["Value"] for r in properties["ResourceRequirements"]}
+        assert requirements == {"VCPU": "8", "MEMORY": str(28 * 1024)}
         assert definition["Timeout"] == {"AttemptDurationSeconds": 21600}
+    _, single = compute_environments(prod_template)
+    assert single["ComputeResources"]["InstanceTypes"] == ["trn1.2xlarge"]
+
+
+def test_compile_runs_on_the_training_topology(prod_template):
+    compile_job, compile_range = training_container(prod_template, "compile")
+    train_job, train_range = training_container(prod_template, "train")
+    assert compile_range["Container"]["Command"][3:] == [
+        "compile", "--steps", "5", "--", "-m", "trainium_runtime.train_reference", "train"
+    ]
+    assert compile_job["NodeProperties"]["NumNodes"] == train_job["NodeProperties"]["NumNodes"] == 4
+    same = ("LinuxParameters", "ResourceRequirements")
+    assert {k: compile_range["Container"][k] for k in same} == {k: train_range["Container"][k] for k in same}
+    # The pipeline's compile step submits that definition with the training's node count.
+    text = _definition_text(prod_template)
+    compile_state = json.loads(text)["States"]["Compile"]["Parameters"]
+    assert compile_state["NodeOverrides"]["NumNodes"] == 4
+
+
+def test_compute_environments_let_updates_wait_for_the_longest_job(prod_template):
+    for environment in compute_environments(prod_template):
+        assert environment["UpdatePolicy"] == {"JobExecutionTimeoutMinutes": 2880, "TerminateJobsOnUpdate": False}
+        assert environment["ReplaceComputeEnvironment"] is False
+
+
+def test_node_containers_default_group_allows_cluster_tcp_and_https_only(prod_template):
+    (vpc_id,) = resources_of_type(prod_template, "AWS::EC2::VPC")
+    default = {"Fn::GetAtt": [vpc_id, "DefaultSecurityGroup"]}
+    ingress = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::SecurityGroupIngress").values()
+               if r["Properties"]["GroupId"] == default]
+    egress = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::SecurityGroupEgress").values()
+              if r["Properties"]["GroupId"] == default]
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"], r["SourceSecurityGroupId"]) for r in ingress] == [
+        ("tcp", 0, 65535, default)
+    ]
+    assert sorted((r["IpProtocol"], r["FromPort"], r["ToPort"], json.dumps(r.get("DestinationSecurityGroupId", r.get("CidrIp"))))
+                  for r in egress) == sorted([("tcp", 0, 65535, json.dumps(default)), ("tcp", 443, 443, '"0.0.0.0/0"')])
+    # AWS's own default rules are stripped (the restrict-default-group custom resource).
+    assert resources_of_type(prod_template, "Custom::VpcRestrictDefaultSG")
+    # ...and the interface endpoints accept HTTPS from the node containers.
+    endpoint_ingress = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::SecurityGroupIngress").values()
+                        if r["Properties"].get("SourceSecurityGroupId") == default and r["Properties"]["GroupId"] != default]
+    assert [(r["FromPort"], r["ToPort"]) for r in endpoint_ingress] == [(443, 443)]
+
+
+def test_operations_alarms_and_dashboard(prod_template):
+    alarms = [r["Properties"] for r in resources_of_type(prod_template, "AWS::CloudWatch::Alarm").values()
+              if "MetricName" in r["Properties"]]
+    by_metric = {a["MetricName"]: a for a in alarms}
+    hang = by_metric["TrainingStepsCompleted"]
+    assert hang["Namespace"] == "MlAccel/Training" and hang["ComparisonOperator"] == "LessThanThreshold"
+    assert hang["EvaluationPeriods"] * hang["Period"] == 3600 and hang["TreatMissingData"] == "notBreaching"
+    assert by_metric["MatchedEvents"]["Threshold"] == 1
+    rules = [r["Properties"] for r in resources_of_type(prod_template, "AWS::Events::Rule").values()
+             if r["Properties"].get("EventPattern", {}).get("source") == ["aws.batch"]]
+    assert sorted(r["EventPattern"]["detail"]["status"][0] for r in rules) == ["FAILED", "RUNNABLE", "RUNNING", "SUCCEEDED"]
+    assert all(len(r["EventPattern"]["detail"]["jobQueue"]) == 2 for r in rules)
+    (dashboard,) = resources_of_type(prod_template, "AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for title in ("Training heartbeat", "Jobs entering each state", "Pipeline executions", "Newest job errors"):
+        assert title in body
 
 
 def test_job_role_reads_data_and_writes_checkpoints_cache_and_outputs_only(prod_template):
@@ -246,17 +327,34 @@ def test_job_role_reads_data_and_writes_checkpoints_cache_and_outputs_only(prod_
     assert not any(a.endswith("*") for a in all_actions) and "s3:DeleteObject" not in all_actions
 
 
+def _definition_text(template):
+    machine = one(template, "AWS::StepFunctions::StateMachine")
+    parts = machine["DefinitionString"]["Fn::Join"][1]
+    return "".join(p if isinstance(p, str) else json.dumps(json.dumps(p))[1:-1] for p in parts)
+
+
 def test_pipeline_runs_four_batch_sync_jobs_under_the_share_and_fails_with_the_reason(prod_template):
     machine = one(prod_template, "AWS::StepFunctions::StateMachine")
-    parts = machine["DefinitionString"]["Fn::Join"][1]
-    text = "".join(p if isinstance(p, str) else json.dumps(p) for p in parts)
+    text = _definition_text(prod_template)
     assert text.count(":states:::batch:submitJob.sync") == 4
-    assert text.count('"ShareIdentifier":"training"') == 4
+    assert all(json.loads(text)["States"][n]["Parameters"]["ShareIdentifier"] == "training"
+               for n in ("Compile", "Train", "Evaluate", "BatchInference"))
     order = [text.index(f'"{name}":{{') for name in ("Compile", "Train", "Evaluate", "BatchInference")]
     assert order == sorted(order)
-    # A failed job ends the execution with the job's own status reason as the cause.
-    assert '"job.$":"States.StringToJson($.failure.Cause)"' in text
-    assert '"Type":"Fail","Error":"BatchJobFailed","CausePath":"$.job.StatusReason"' in text
+    # A failed job ends the execution with Batch's cause text, never parsed as JSON (it can be large).
+    assert "StringToJson" not in text
+    assert '"Type":"Fail","Error":"BatchJobFailed","CausePath":"$.failure.Cause"' in text
+    states = json.loads(text)["States"]
+    for name in ("Compile", "Train", "Evaluate", "BatchInference"):
+        parameters = states[name]["Parameters"]
+        # '.' is valid in an execution name but not in a Batch job name: the name is hashed.
+        assert parameters["JobName.$"] == f"States.Format('{name}-{{}}', States.Hash($$.Execution.Name, 'MD5'))"
+        assert parameters["Tags"] == {"RunId.$": "$$.Execution.Name", "ShareIdentifier": "training", "PipelineStep": name}
+        (retry,) = states[name]["Retry"]
+        assert "Batch.ThrottlingException" in retry["ErrorEquals"] and "Batch.ServerException" in retry["ErrorEquals"]
+    # Default timeout: the worst case, 3 attempts x (6 + 48 + 6 + 6) h = 198 h.
+    assert machine["DefinitionString"]["Fn::Join"][1][0].startswith('{"StartAt":"Compile","States"')
+    assert '"TimeoutSeconds":712800' in text
     assert machine["TracingConfiguration"] == {"Enabled": True}
     assert machine["LoggingConfiguration"]["Level"] == "ALL"
 
@@ -265,17 +363,19 @@ def test_pipeline_may_submit_only_under_its_share_to_this_queue(prod_template):
     submits = [s for s in policy_statements(prod_template) if s["Action"] == "batch:SubmitJob"]
     (statement,) = submits
     assert statement["Condition"] == {"StringEquals": {"batch:ShareIdentifier": "training"}}
-    assert len(statement["Resource"]) == 5  # the queue and the four job definitions
+    assert len(statement["Resource"]) == 6  # the two queues and the four job definitions
 
 
 def test_new_vpc_is_private_in_one_az_with_endpoints_and_flow_logs(prod_template):
     subnets = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::Subnet").values()]
     assert len(subnets) == 1 and subnets[0]["MapPublicIpOnLaunch"] is False
+    # an AZ ID (prod.toml: usw2-az4) is written as AvailabilityZoneId
+    assert subnets[0]["AvailabilityZoneId"] == "usw2-az4" and "AvailabilityZone" not in subnets[0]
     assert not resources_of_type(prod_template, "AWS::EC2::NatGateway")
     assert not resources_of_type(prod_template, "AWS::EC2::InternetGateway")
     endpoints = [r["Properties"]["ServiceName"] for r in resources_of_type(prod_template, "AWS::EC2::VPCEndpoint").values()]
     names = json.dumps(endpoints)
-    for service in ("ecr.api", "ecr.dkr", ".logs", ".ecs\"", "ecs-agent", "ecs-telemetry", ".sts", ".s3"):
+    for service in ("ecr.api", "ecr.dkr", ".logs", ".ecs\"", "ecs-agent", "ecs-telemetry", ".sts", ".s3", ".monitoring", ".ec2\""):
         assert service in names, service
     assert one(prod_template, "AWS::EC2::FlowLog")["TrafficType"] == "ALL"
 
@@ -291,8 +391,15 @@ def test_nat_gateway_egress_and_a_fixed_az(custom_template):
 def test_existing_vpc_is_imported_without_lookups(existing_vpc_assembly):
     template = existing_vpc_assembly.get_stack_by_name("MlAccel-prod-Training").template
     assert not resources_of_type(template, "AWS::EC2::VPC")
-    assert one(template, "AWS::Batch::ComputeEnvironment")["ComputeResources"]["Subnets"] == ["subnet-0123456789abcdef0"]
-    assert one(template, "AWS::EC2::SecurityGroup")["VpcId"] == "vpc-0123456789abcdef0"
+    multi, _ = compute_environments(template)
+    assert multi["ComputeResources"]["Subnets"] == ["subnet-0123456789abcdef0"]
+    groups = [r["Properties"] for r in resources_of_type(template, "AWS::EC2::SecurityGroup").values()]
+    assert {g["VpcId"] for g in groups} == {"vpc-0123456789abcdef0"}
+    # the imported VPC's default group gets the node container rules
+    ingress = [r["Properties"] for r in resources_of_type(template, "AWS::EC2::SecurityGroupIngress").values()]
+    (node_rule,) = [r for r in ingress if r["GroupId"] == "sg-0123456789abcdef0"]
+    assert (node_rule["SourceSecurityGroupId"], node_rule["IpProtocol"], node_rule["FromPort"], node_rule["ToPort"]) == (
+        "sg-0123456789abcdef0", "tcp", 0, 65535)
 
 
 def test_an_ecr_image_uri_grants_pull_on_that_repository_only(custom_template):
@@ -312,7 +419,8 @@ def test_default_image_is_built_from_the_runtime_folder(platform_synth, prod_tem
 def existing_vpc_assembly(platform_synth):
     _, assembly = platform_synth(
         "prod",
-        training__existing_vpc='{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0"]}',
+        training__existing_vpc='{"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0"], '
+        '"default_security_group_id": "sg-0123456789abcdef0"}',
         training__availability_zone="us-west-2d",
     )
     return assembly
@@ -325,16 +433,14 @@ def test_cfn_lint_finds_nothing_in_the_variants_the_cli_test_does_not_synthesize
     from tests.cfn_lint_policy import IGNORED_RULES, LINT_REGIONS
 
     if variant == "dev":
-        _, assembly = platform_synth("dev", training__enabled="true")
+        _, assembly = platform_synth("dev", **DEV_TRAINING)
     elif variant == "custom":
         _, assembly = platform_synth("prod", **CUSTOM)
     else:
         assembly = request.getfixturevalue("existing_vpc_assembly")
     stack = next(s for s in assembly.stacks if s.stack_name.endswith("-Training"))
-    ignored = set(IGNORED_RULES)
-    if variant != "dev":
-        # W3010 (hard-coded AZ) is the point of training.availability_zone: trn1 capacity exists in
-        # some AZs only, and a cluster placement group with EFA needs exactly one. Not ignored elsewhere.
-        ignored.add("W3010")
+    # W3010 (hard-coded AZ) is the point of training.availability_zone: trn1 capacity exists in
+    # some AZs only, and a cluster placement group with EFA needs exactly one. Not ignored elsewhere.
+    ignored = set(IGNORED_RULES) | {"W3010"}
     config = ManualArgs(regions=LINT_REGIONS, ignore_checks=sorted(ignored))
     assert [str(m) for m in lint_file(Path(assembly.directory) / stack.template_file, config=config)] == []

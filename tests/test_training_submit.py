@@ -43,6 +43,13 @@ def batch():
             containerProperties={"image": "busybox", "command": ["true"], "resourceRequirements": [
                 {"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "128"}]},
         )
+        client.register_job_definition(
+            jobDefinitionName="train-mnp",
+            type="multinode",
+            nodeProperties={"numNodes": 4, "mainNode": 0, "nodeRangeProperties": [{"targetNodes": "0:", "container": {
+                "image": "busybox", "command": ["true"], "resourceRequirements": [
+                    {"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "128"}]}}]},
+        )
         sent = []  # the SubmitJob requests as boto3 sends them
         client.meta.events.register("provide-client-params.batch.SubmitJob", lambda params, **_: sent.append(params))
         client.sent = sent
@@ -51,7 +58,7 @@ def batch():
 
 def test_submits_under_the_share_with_the_node_count(batch, capsys):
     code = submit_training_job.main(
-        ["--queue", "training", "--job-definition", "train", "--share", "teamA", "--nodes", "4",
+        ["--queue", "training", "--job-definition", "train-mnp", "--share", "teamA", "--nodes", "4",
          "--job-name", "exp-1", "--env", "LR=0.001"],
         client=batch,
     )
@@ -63,6 +70,8 @@ def test_submits_under_the_share_with_the_node_count(batch, capsys):
         "numNodes": 4,
         "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": {"environment": [{"name": "LR", "value": "0.001"}]}}],
     }
+    # cost attribution: the share and the run, on the job and its ECS tasks
+    assert request["tags"] == {"ShareIdentifier": "teamA", "RunId": "exp-1"} and request["propagateTags"] is True
     (job,) = batch.describe_jobs(jobs=[printed["jobId"]])["jobs"]
     assert job["jobName"] == "exp-1"  # moto keeps the job but does not echo shareIdentifier back
     assert job["jobQueue"].endswith(":job-queue/training")
@@ -71,14 +80,42 @@ def test_submits_under_the_share_with_the_node_count(batch, capsys):
 def test_multi_node_compile_on_the_training_topology(batch):
     command = "python3 -m trainium_runtime.entrypoint compile --steps 5"
     submit_training_job.main(
-        ["--queue", "training", "--job-definition", "train", "--share", "teamA", "--nodes", "8", "--command", command],
+        ["--queue", "training", "--job-definition", "train-mnp", "--share", "teamA", "--nodes", "8", "--command", command,
+         "--env", "RUN_ID=llm-exp-42"],
         client=batch,
     )
     (request,) = batch.sent
     assert request["nodeOverrides"] == {
         "numNodes": 8,
-        "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": {"command": command.split()}}],
+        "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": {
+            "environment": [{"name": "RUN_ID", "value": "llm-exp-42"}], "command": command.split()}}],
     }
+    assert request["tags"]["RunId"] == "llm-exp-42"
+
+
+def test_without_nodes_a_multi_node_definition_still_gets_node_overrides(batch):
+    # containerOverrides on a multi-node definition is what Batch refuses: --env must reach every node.
+    submit_training_job.main(
+        ["--queue", "training", "--job-definition", "train-mnp", "--share", "teamA", "--env", "A=1"], client=batch
+    )
+    (request,) = batch.sent
+    assert "containerOverrides" not in request
+    assert request["nodeOverrides"] == {
+        "nodePropertyOverrides": [{"targetNodes": "0:", "containerOverrides": {"environment": [{"name": "A", "value": "1"}]}}]
+    }
+
+
+def test_a_node_count_for_a_single_node_definition_is_refused(batch, capsys):
+    code = submit_training_job.main(
+        ["--queue", "training", "--job-definition", "train", "--share", "teamA", "--nodes", "4"], client=batch
+    )
+    assert code == 2 and batch.sent == []
+    assert "--nodes: the job definition is single-node" in capsys.readouterr().err
+
+
+def test_an_unknown_job_definition_is_refused(batch, capsys):
+    code = submit_training_job.main(["--queue", "training", "--job-definition", "nope", "--share", "teamA"], client=batch)
+    assert code == 2 and batch.sent == [] and "'nope' not found" in capsys.readouterr().err
 
 
 def test_without_nodes_environment_goes_to_the_container(batch, capsys):

@@ -29,6 +29,9 @@ TRN1 = trainium_instance("trn1.32xlarge")
 FLAGS = "--target trn1 --auto-cast all --auto-cast-type bf16 --model-type transformer --optlevel 1"
 
 
+PINNED = dict(ami_id="ami-0123456789abcdef0", update_timeout=cdk.Duration.hours(48))
+
+
 def stack(checked: bool = False) -> cdk.Stack:
     return cdk.Stack(new_checked_app() if checked else new_app(), "Test")
 
@@ -48,7 +51,7 @@ def test_cluster_network_is_reusable_on_its_own_and_nag_clean():
 def test_fair_share_grant_restricts_a_team_to_its_share():
     scope = stack()
     net = network(scope)
-    compute = TrainiumComputeEnvironment(scope, "Compute", network=net, instance=TRN1, max_nodes=2)
+    compute = TrainiumComputeEnvironment(scope, "Compute", network=net, instance=TRN1, max_nodes=2, **PINNED)
     queue = FairShareJobQueue(scope, "Queue", compute_environment=compute.compute_environment, shares={"teamA": 1, "teamB": 1})
     team_role = iam.Role(scope, "TeamA", assumed_by=iam.AccountRootPrincipal())
     queue.grant_submit_job(team_role, "teamA", [])
@@ -70,7 +73,7 @@ def test_fair_share_grant_restricts_a_team_to_its_share():
 )
 def test_fair_share_queue_validation(kwargs, message):
     scope = stack()
-    compute = TrainiumComputeEnvironment(scope, "Compute", network=network(scope), instance=TRN1, max_nodes=1)
+    compute = TrainiumComputeEnvironment(scope, "Compute", network=network(scope), instance=TRN1, max_nodes=1, **PINNED)
     with pytest.raises(ValueError, match=message):
         FairShareJobQueue(scope, "Queue", compute_environment=compute.compute_environment, **kwargs)
 
@@ -84,7 +87,7 @@ def test_launch_template_root_volume_range():
 def test_compute_environment_max_nodes_range():
     scope = stack()
     with pytest.raises(ValueError, match="max_nodes: got 0, allowed range: 1 to 256"):
-        TrainiumComputeEnvironment(scope, "Compute", network=network(scope), instance=TRN1, max_nodes=0)
+        TrainiumComputeEnvironment(scope, "Compute", network=network(scope), instance=TRN1, max_nodes=0, **PINNED)
 
 
 def test_network_egress_choices():
@@ -174,3 +177,37 @@ def test_custom_retry_rules_reach_every_job_definition():
             "Attempts": 5,
             "EvaluateOnExit": [{"Action": "RETRY", "OnExitCode": "137"}, {"Action": "EXIT", "OnExitCode": "*"}],
         }
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"ami_id": "ami-1"}, "ami_id: got 'ami-1', expected an AMI id"),
+        ({"update_timeout": cdk.Duration.days(6)}, "update_timeout: got 8640 min, allowed range: 1 to 7200 min"),
+    ],
+)
+def test_compute_environment_pins_a_real_ami_and_a_valid_update_timeout(kwargs, message):
+    scope = stack()
+    with pytest.raises(ValueError, match=message):
+        TrainiumComputeEnvironment(scope, "Compute", network=network(scope), instance=TRN1, max_nodes=1,
+                                   **{**PINNED, **kwargs})
+
+
+def test_cluster_network_needs_an_az():
+    with pytest.raises(ValueError, match="availability_zone: required"):
+        ClusterNetwork(stack(), "Net")
+
+
+def test_pipeline_timeout_must_cover_the_worst_case():
+    from ml_constructs.trainium_batch import TrainingPipeline
+
+    scope = stack()
+    net = network(scope)
+    compute = TrainiumComputeEnvironment(scope, "Compute", network=net, instance=TRN1, max_nodes=4, **PINNED)
+    queue = FairShareJobQueue(scope, "Queue", compute_environment=compute.compute_environment, shares={"t": 1})
+    jobs = job_definitions(scope)
+    with pytest.raises(ValueError, match=r"timeout: got 72 h, below the worst case of 198 h"):
+        TrainingPipeline(scope, "Pipeline", queue=queue, jobs=jobs, share_identifier="t", node_count=4,
+                         timeout=cdk.Duration.hours(72))
+    TrainingPipeline(scope, "Pipeline2", queue=queue, jobs=jobs, share_identifier="t", node_count=4,
+                     timeout=cdk.Duration.hours(198))

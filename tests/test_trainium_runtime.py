@@ -130,7 +130,7 @@ def test_worker_node_rendezvous_at_the_main_node():
     rdzv = rendezvous_from_env(batch_env(4, 2), local_address=lambda: pytest.fail("workers need no own address"))
     assert torchrun_command(rdzv, ["-m", "train"]) == [
         "torchrun", "--nproc_per_node=32", "--nnodes=4", "--node_rank=2",
-        "--master_addr=10.0.0.5", "--master_port=29500", "-m", "train",
+        "--master_addr=10.0.0.5", "--master_port=29500", "--rdzv-conf=timeout=300", "-m", "train",
     ]
     env = launch_environment(rdzv, {"FI_PROVIDER": "efa"})
     assert env["NEURON_RT_ROOT_COMM_ID"] == "10.0.0.5:62182" and env["FI_PROVIDER"] == "efa"
@@ -224,31 +224,39 @@ def test_single_node_checks_skip_efa_and_collectives():
 
 # ---- entrypoint ------------------------------------------------------------------
 
-TRAIN_ENV = {**batch_env(2, 1), "NEURON_DEVICE_COUNT": "16", "EFA_DEVICE_COUNT": "8", "PREFLIGHT_EXIT_CODE": "75"}
+TRAIN_ENV = {**batch_env(2, 1), "NEURON_DEVICE_COUNT": "16", "EFA_DEVICE_COUNT": "8", "RETRYABLE_EXIT_CODE": "75"}
 
 
 def test_train_mode_checks_efa_and_launches_torchrun():
-    checks, command, env = entrypoint.plan(["train"], TRAIN_ENV, lambda: "unused")
-    assert checks == Preflight(16, 8, 32, collectives=True)
-    assert command[:5] == ["torchrun", "--nproc_per_node=32", "--nnodes=2", "--node_rank=1", "--master_addr=10.0.0.5"]
-    assert command[-3:] == ["-m", "trainium_runtime.train_reference", "train"]
-    assert env["NEURON_RT_ROOT_COMM_ID"] == "10.0.0.5:62182"
+    job = entrypoint.plan(["train"], TRAIN_ENV, lambda: "unused")
+    assert job.checks == Preflight(16, 8, 32, collectives=True)
+    assert job.command[:5] == ["torchrun", "--nproc_per_node=32", "--nnodes=2", "--node_rank=1", "--master_addr=10.0.0.5"]
+    assert "--rdzv-conf=timeout=300" in job.command
+    assert job.command[-3:] == ["-m", "trainium_runtime.train_reference", "train"]
+    assert job.env["NEURON_RT_ROOT_COMM_ID"] == "10.0.0.5:62182"
+    # the Neuron collectives' sockets use the task's own interface (aws-neuron-samples' Batch scripts)
+    assert job.env["CCOM_SOCKET_IFNAME"] == "eth0"
+
+
+def test_rendezvous_timeout_comes_from_the_job_definition():
+    job = entrypoint.plan(["train"], {**TRAIN_ENV, "RENDEZVOUS_TIMEOUT_SECONDS": "120"}, lambda: "unused")
+    assert "--rdzv-conf=timeout=120" in job.command
 
 
 def test_compile_mode_wraps_a_single_node_torchrun_in_neuron_parallel_compile():
     env = {"RUN_ID": "exec-7", "NEURON_DEVICE_COUNT": "16"}
-    _, command, run_env = entrypoint.plan(["compile", "--steps", "4", "--", "-m", "my.train", "train"], env, lambda: "x")
-    assert command[:3] == ["neuron_parallel_compile", "torchrun", "--nproc_per_node=32"]
-    assert "--nnodes=1" in command and command[-5:] == ["-m", "my.train", "train", "--max-steps", "4"]
+    job = entrypoint.plan(["compile", "--steps", "4", "--", "-m", "my.train", "train"], env, lambda: "x")
+    assert job.command[:3] == ["neuron_parallel_compile", "torchrun", "--nproc_per_node=32"]
+    assert "--nnodes=1" in job.command and job.command[-5:] == ["-m", "my.train", "train", "--max-steps", "4"]
     # the traced steps' checkpoint must never be what training resumes from
-    assert run_env["RUN_ID"] == "exec-7-aot-compile"
+    assert job.env["RUN_ID"] == "exec-7-aot-compile"
 
 
 def test_compile_mode_follows_a_multi_node_topology_when_run_as_one():
     env = {**TRAIN_ENV, "AWS_BATCH_JOB_ID": "abc#1"}
-    checks, command, run_env = entrypoint.plan(["compile"], env, lambda: "x")
-    assert "--nnodes=2" in command and "--node_rank=1" in command and command[0] == "neuron_parallel_compile"
-    assert checks.efa_devices == 8 and run_env["RUN_ID"] == "abc-aot-compile"
+    job = entrypoint.plan(["compile"], env, lambda: "x")
+    assert "--nnodes=2" in job.command and "--node_rank=1" in job.command and job.command[0] == "neuron_parallel_compile"
+    assert job.checks.efa_devices == 8 and job.env["RUN_ID"] == "abc-aot-compile"
 
 
 def test_compile_mode_needs_a_run_id():
@@ -257,27 +265,11 @@ def test_compile_mode_needs_a_run_id():
 
 
 def test_run_mode_runs_the_program_with_python():
-    checks, command, _ = entrypoint.plan(["run", "--", "-m", "trainium_runtime.train_reference", "evaluate"], {}, str)
-    assert command == ["python3", "-m", "trainium_runtime.train_reference", "evaluate"]
-    assert checks.efa_devices == 0 and checks.collectives is False
-
-
-def test_failed_preflight_exits_with_the_retryable_code(monkeypatch):
-    host = FakeHost(uverbs=6)
-    monkeypatch.setattr("ml_constructs.trainium_batch.runtime.preflight.glob.glob", host.glob)
-    monkeypatch.setattr(entrypoint.os, "execvpe", lambda *a: pytest.fail("must not start training"))
-    assert entrypoint.main(["train"], TRAIN_ENV, run=host.run) == 75
-
-
-def test_healthy_node_execs_the_launch_command(monkeypatch):
-    host = FakeHost()
-    started = []
-    monkeypatch.setattr("ml_constructs.trainium_batch.runtime.preflight.glob.glob", host.glob)
-    monkeypatch.setattr(entrypoint.os, "execvpe", lambda file, args, env: started.append((file, args, env)))
-    entrypoint.main(["train"], TRAIN_ENV, run=host.run)
-    ((file, args, env),) = started
-    assert file == "torchrun" and args[0] == "torchrun" and env["MASTER_ADDR"] == "10.0.0.5"
+    job = entrypoint.plan(["run", "--", "-m", "trainium_runtime.train_reference", "evaluate"], {}, str)
+    assert job.command == ["python3", "-m", "trainium_runtime.train_reference", "evaluate"]
+    assert job.checks.efa_devices == 0 and job.checks.collectives is False
 
 
 def test_inconsistent_environment_exits_2_and_is_not_retried():
-    assert entrypoint.main(["train"], {**TRAIN_ENV, "AWS_BATCH_JOB_NODE_INDEX": "9"}, run=FakeHost().run) == 2
+    services = entrypoint.Services(run=FakeHost().run, supervise=lambda *a, **k: pytest.fail("must not start"))
+    assert entrypoint.main(["train"], {**TRAIN_ENV, "AWS_BATCH_JOB_NODE_INDEX": "9"}, services) == 2

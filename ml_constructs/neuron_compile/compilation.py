@@ -154,7 +154,8 @@ class NeuronCompilation(Construct):
 
         self.vpc = vpc or compile_vpc(self, "Vpc", log_retention=_RETENTION)
         self.queue = CompileQueue(self, "Queue", vpc=self.vpc, vpc_subnets=vpc_subnets, instance_type=instance_type,
-                                  root_volume_gib=root_volume_gib, runnable_time_limit=cdk.Duration.minutes(30))
+                                  root_volume_gib=root_volume_gib, runnable_time_limit=cdk.Duration.minutes(30),
+                                  job_timeout=job_timeout)
 
         self.job_role = iam.Role(self, "JobRole", assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
                                  description="Neuron compile job: reads its script and weights, writes its output prefix")

@@ -1,6 +1,8 @@
 """The compile job's compute: an optional small VPC, one managed EC2 compute environment, a queue."""
 from __future__ import annotations
 
+import math
+
 import aws_cdk as cdk
 from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ec2 as ec2
@@ -10,7 +12,7 @@ from constructs import Construct
 from ml_constructs import nag
 from ml_constructs.neuron_compile.rules import COMPILE_INSTANCES
 # The same Neuron AMI and stuck-job handling as the training cluster's.
-from ml_constructs.trainium_batch.compute import NEURON_AMI_PARAMETER
+from ml_constructs.trainium_batch.compute import MAX_UPDATE_TIMEOUT_MINUTES, NEURON_AMI_PARAMETER
 from ml_constructs.trainium_batch.queue import STUCK_RUNNABLE_REASONS
 
 
@@ -43,6 +45,10 @@ class CompileQueue(Construct):
     (encrypted gp3 root volume for the multi-GB container image, IMDSv2 only; its
     version is pinned so edits reach the compute environment) and ``job_queue``, which
     cancels jobs stuck RUNNABLE for lack of capacity instead of letting a deploy hang.
+
+    The compute environment's ``UpdatePolicy`` lets an infrastructure update (a new AMI from
+    the SSM parameter, a launch template change) wait ``job_timeout`` for a running compile
+    instead of Batch's default 30 minutes, after which the compile would be stopped.
     """
 
     def __init__(
@@ -55,8 +61,13 @@ class CompileQueue(Construct):
         instance_type: str,
         root_volume_gib: int,
         runnable_time_limit: cdk.Duration,
+        job_timeout: cdk.Duration = cdk.Duration.hours(3),
     ) -> None:
         super().__init__(scope, construct_id)
+        update_minutes = math.ceil(job_timeout.to_seconds() / 60)
+        if update_minutes > MAX_UPDATE_TIMEOUT_MINUTES:
+            raise ValueError(f"job_timeout: got {update_minutes} min, at most {MAX_UPDATE_TIMEOUT_MINUTES} min "
+                             "(an infrastructure update cannot wait longer for a running job)")
         instance = COMPILE_INSTANCES[instance_type]
         selection = vpc_subnets or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
         self.subnets = vpc.select_subnets(**selection._values)  # jsii struct -> keyword arguments
@@ -88,6 +99,9 @@ class CompileQueue(Construct):
             minv_cpus=0,
             maxv_cpus=instance.vcpus,
             launch_template=self.launch_template,
+            # An infrastructure update waits for a running compile instead of Batch's default 30 min.
+            update_timeout=cdk.Duration.minutes(update_minutes),
+            terminate_on_update=False,
             images=[batch.EcsMachineImage(
                 image=ec2.MachineImage.from_ssm_parameter(NEURON_AMI_PARAMETER),
                 image_type=batch.EcsMachineImageType.ECS_AL2023,

@@ -1,8 +1,10 @@
 """Multi-node training on AWS Trainium with AWS Batch (workload W4).
 
 Reusable pieces, each usable on its own: :class:`ClusterNetwork` (one-AZ private VPC
-with an EFA security group), :class:`EfaLaunchTemplate`, :class:`TrainiumComputeEnvironment`,
-:class:`FairShareJobQueue`, :class:`TrainiumJobDefinitions` and :class:`TrainingPipeline`.
+with an EFA security group and the node containers' rules), :class:`EfaLaunchTemplate`,
+:class:`TrainiumComputeEnvironment`, :class:`SingleNodeComputeEnvironment`,
+:class:`FairShareJobQueue`, :class:`TrainiumJobDefinitions`, :class:`TrainingPipeline`
+and :class:`TrainingMonitoring`.
 The container runtime shipped with them lives in ``runtime/``.
 
 Names are imported on first use, so the pure modules (``limits``,
@@ -15,6 +17,8 @@ from ml_constructs._lazy import lazy_getattr
 _EXPORTS = {
     "NEURON_AMI_PARAMETER": "compute",
     "TrainiumComputeEnvironment": "compute",
+    "SingleNodeComputeEnvironment": "compute",
+    "TrainingMonitoring": "monitoring",
     "TRAINIUM_INSTANCES": "instances",
     "TrainiumInstance": "instances",
     "trainium_instance": "instances",

@@ -13,6 +13,7 @@ class TrainiumInstance:
     memory_gib: int
     neuron_devices: int
     efa_interfaces: int  # one per network card
+    job_memory_gib: int = 0  # what a job may reserve (the ECS agent and OS keep the rest)
 
     @property
     def neuron_device_paths(self) -> tuple[str, ...]:
@@ -24,9 +25,12 @@ class TrainiumInstance:
 
 
 TRAINIUM_INSTANCES: dict[str, TrainiumInstance] = {
-    "trn1.32xlarge": TrainiumInstance("trn1.32xlarge", vcpus=128, memory_gib=512, neuron_devices=16, efa_interfaces=8),
-    "trn1n.32xlarge": TrainiumInstance("trn1n.32xlarge", vcpus=128, memory_gib=512, neuron_devices=16, efa_interfaces=16),
+    "trn1.32xlarge": TrainiumInstance("trn1.32xlarge", 128, 512, neuron_devices=16, efa_interfaces=8, job_memory_gib=480),
+    "trn1n.32xlarge": TrainiumInstance("trn1n.32xlarge", 128, 512, neuron_devices=16, efa_interfaces=16, job_memory_gib=480),
+    # One Trainium device (2 NeuronCores), no EFA: evaluation and batch inference.
+    "trn1.2xlarge": TrainiumInstance("trn1.2xlarge", 8, 32, neuron_devices=1, efa_interfaces=0, job_memory_gib=28),
 }
+MULTI_NODE_INSTANCES = ("trn1.32xlarge", "trn1n.32xlarge")
 
 
 def trainium_instance(name: str) -> TrainiumInstance:

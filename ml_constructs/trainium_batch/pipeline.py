@@ -15,17 +15,34 @@ from ml_constructs.trainium_batch.queue import FairShareJobQueue
 # Every step of one execution works on the same run: checkpoints of the training step
 # are what evaluation and batch inference read.
 _RUN_ID = [{"Name": "RUN_ID", "Value.$": "$$.Execution.Name"}]
+# Batch API errors worth another SubmitJob: throttling and Batch's own server errors
+# (Step Functions names a service integration's errors <Service>.<exception>).
+BATCH_API_RETRY_ERRORS = ["Batch.ServerException", "Batch.ThrottlingException", "Batch.TooManyRequestsException",
+                          "Batch.AWSBatchException"]
+
+
+def worst_case(attempts: int, timeouts: list[cdk.Duration]) -> cdk.Duration:
+    """The longest an execution can run: every step uses every attempt to its timeout."""
+    return cdk.Duration.seconds(attempts * sum(int(t.to_seconds()) for t in timeouts))
 
 
 class TrainingPipeline(Construct):
-    """A state machine running the W4 pipeline on a fair-share queue.
+    """A state machine running the W4 pipeline on fair-share queues.
 
     Creates a state machine whose four steps each submit a Batch job and wait for it
     (``arn:aws:states:::batch:submitJob.sync``, the RUN_JOB pattern) under
-    ``share_identifier``; the execution name becomes ``RUN_ID`` of every job. A failed
-    job fails the execution with error ``BatchJobFailed`` and the job's status reason
-    as the cause; any other error (timeout, API error) fails it with its own error.
-    Logging (ALL events) and X-Ray tracing are on.
+    ``share_identifier``: compile and train as multi-node jobs of ``node_count`` nodes
+    (default: the job definitions' count) on
+    ``queue`` (the compile fills the cache for exactly the training's ranks), evaluation
+    and batch inference on ``single_node_queue``. The execution name becomes ``RUN_ID``
+    of every job and its ``RunId`` tag (with ``ShareIdentifier``: Batch split cost
+    allocation attributes cost by these); job names are ``<step>-<MD5 of the execution
+    name>`` because execution names may hold characters job names may not ('.').
+    SubmitJob is retried on Batch throttling and server errors. A failed job fails the
+    execution with error ``BatchJobFailed`` and Batch's ``Cause`` text as is (never
+    parsed: a multi-node job's cause can be large); any other error fails it with its
+    own error. ``timeout`` must cover the worst case (every attempt of every step to its
+    timeout). Logging (ALL events) and X-Ray tracing are on.
 
     aws-cdk-lib's ``tasks.BatchSubmitJob`` cannot pass ``ShareIdentifier`` (required on
     a fair-share queue) nor ``NodeOverrides``, so each step is a ``CustomState`` with
@@ -43,28 +60,41 @@ class TrainingPipeline(Construct):
         queue: FairShareJobQueue,
         jobs: TrainiumJobDefinitions,
         share_identifier: str,
-        timeout: cdk.Duration = cdk.Duration.hours(72),
+        timeout: cdk.Duration,
+        node_count: int | None = None,
+        single_node_queue: FairShareJobQueue | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
         super().__init__(scope, construct_id)
-        self._queue, self._share = queue, share_identifier
-        failed_job = sfn.Fail(self, "BatchJobFailed", error="BatchJobFailed", cause_path="$.job.StatusReason")
-        describe = sfn.Pass(
-            self,
-            "ReadJobFailure",
-            parameters={"job.$": "States.StringToJson($.failure.Cause)"},
-        ).next(failed_job)
+        settings = jobs.settings
+        self.worst_case = worst_case(
+            settings.retry_attempts,
+            [settings.compile_timeout, settings.timeout, settings.single_node_timeout, settings.single_node_timeout],
+        )
+        if timeout.to_seconds() < self.worst_case.to_seconds():
+            raise ValueError(
+                f"timeout: got {timeout.to_hours():g} h, below the worst case of {self.worst_case.to_hours():g} h "
+                "(attempts x (compile + training + evaluation + batch inference timeouts))"
+            )
+        node_count = settings.node_count if node_count is None else node_count
+        if not 1 <= node_count <= 256:
+            raise ValueError(f"node_count: got {node_count}, allowed range: 1 to 256")
+        self._share, self._node_count = share_identifier, node_count
+        small_queue = single_node_queue or queue
+        failed_job = sfn.Fail(self, "BatchJobFailed", error="BatchJobFailed", cause_path="$.failure.Cause")
         other_error = sfn.Fail(self, "StepFailed", error_path="$.failure.Error", cause_path="$.failure.Cause")
 
         steps = [
-            self._step("Compile", jobs.compile, multi_node=False),
-            self._step("Train", jobs.training, multi_node=True),
-            self._step("Evaluate", jobs.evaluation, multi_node=False),
-            self._step("BatchInference", jobs.batch_inference, multi_node=False),
+            self._step("Compile", jobs.compile, queue, multi_node=True),
+            self._step("Train", jobs.training, queue, multi_node=True),
+            self._step("Evaluate", jobs.evaluation, small_queue, multi_node=False),
+            self._step("BatchInference", jobs.batch_inference, small_queue, multi_node=False),
         ]
         for step in steps:
-            step.add_catch(describe, errors=["States.TaskFailed"], result_path="$.failure")
+            step.add_retry(errors=BATCH_API_RETRY_ERRORS, interval=cdk.Duration.seconds(10), max_attempts=5,
+                           backoff_rate=2)
+            step.add_catch(failed_job, errors=["States.TaskFailed"], result_path="$.failure")
             step.add_catch(other_error, errors=["States.ALL"], result_path="$.failure")
         definition = sfn.Chain.start(steps[0])
         for step in steps[1:]:
@@ -79,18 +109,25 @@ class TrainingPipeline(Construct):
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL),
         )
-        self._grant(jobs)
+        queue.grant_submit_job(self.state_machine.role, share_identifier, jobs.multi_node)
+        small_queue.grant_submit_job(self.state_machine.role, share_identifier, jobs.single_node)
+        self._grant()
 
-    def _step(self, name: str, definition: batch.IJobDefinition, *, multi_node: bool) -> sfn.CustomState:
+    def _step(
+        self, name: str, definition: batch.IJobDefinition, queue: FairShareJobQueue, *, multi_node: bool
+    ) -> sfn.CustomState:
         parameters: dict = {
-            "JobName.$": f"States.Format('{name}-{{}}', $$.Execution.Name)",
-            "JobQueue": self._queue.job_queue.job_queue_arn,
+            "JobName.$": f"States.Format('{name}-{{}}', States.Hash($$.Execution.Name, 'MD5'))",
+            "JobQueue": queue.job_queue.job_queue_arn,
             "JobDefinition": definition.job_definition_arn,
             "ShareIdentifier": self._share,
+            "Tags": {"RunId.$": "$$.Execution.Name", "ShareIdentifier": self._share, "PipelineStep": name},
+            "PropagateTags": True,
         }
         if multi_node:
             parameters["NodeOverrides"] = {
-                "NodePropertyOverrides": [{"TargetNodes": "0:", "ContainerOverrides": {"Environment": _RUN_ID}}]
+                "NumNodes": self._node_count,
+                "NodePropertyOverrides": [{"TargetNodes": "0:", "ContainerOverrides": {"Environment": _RUN_ID}}],
             }
         else:
             parameters["ContainerOverrides"] = {"Environment": _RUN_ID}
@@ -105,9 +142,8 @@ class TrainingPipeline(Construct):
             },
         )
 
-    def _grant(self, jobs: TrainiumJobDefinitions) -> None:
+    def _grant(self) -> None:
         role = self.state_machine.role
-        self._queue.grant_submit_job(role, self._share, jobs.all)
         stack = cdk.Stack.of(self)
         role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -117,6 +153,11 @@ class TrainingPipeline(Construct):
         )
         jobs_arn = stack.format_arn(service="batch", resource="job", resource_name="*")
         role.add_to_principal_policy(iam.PolicyStatement(actions=["batch:TerminateJob"], resources=[jobs_arn]))
+        # Tags on SubmitJob need batch:TagResource, allowed only as part of SubmitJob.
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["batch:TagResource"], resources=[jobs_arn],
+            conditions={"StringEquals": {"batch:CreateAction": "SubmitJob"}},
+        ))
         role.add_to_principal_policy(iam.PolicyStatement(actions=["batch:DescribeJobs"], resources=["*"]))
         nag.acknowledge_wildcard_resources(
             role,

@@ -29,12 +29,13 @@ class RetryRule:
         return {k: v for k, v in found.items() if v is not None}
 
 
-def default_retry_rules(preflight_exit_code: int) -> tuple[RetryRule, ...]:
-    """Retry host failures, image pull failures and failed pre-flight checks; exit otherwise."""
+def default_retry_rules(retryable_exit_code: int) -> tuple[RetryRule, ...]:
+    """Retry host failures, image pull failures and the runtime's retryable exit code
+    (pre-flight, barrier, rendezvous, lost peer, EFA); exit otherwise."""
     return (
         RetryRule("RETRY", on_status_reason="Host EC2*"),
         RetryRule("RETRY", on_reason="CannotPullContainerError*"),
-        RetryRule("RETRY", on_exit_code=str(preflight_exit_code)),
+        RetryRule("RETRY", on_exit_code=str(retryable_exit_code)),
         RetryRule("EXIT", on_reason="*"),
     )
 

@@ -11,6 +11,7 @@ Needs only boto3, so it is tested without Trainium or torch.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -18,7 +19,12 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlparse
 
+LOG = logging.getLogger("trainium_runtime.checkpoints")
 MARKER = "COMPLETE"
+# A missing key is 404 NoSuchKey only to a caller allowed to list it; with s3:ListBucket
+# limited by an s3:prefix condition S3 answers 403 AccessDenied instead (Amazon S3 API
+# reference, GetObject, "Permissions"). Either means: no marker, not a complete checkpoint.
+_MISSING = {"NoSuchKey", "404", "AccessDenied", "403"}
 _STEP_DIR = re.compile(r"step-(\d{10})/$")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -98,7 +104,11 @@ class CheckpointStore:
         prefix = self.step_prefix(step)
         try:
             body = self._s3.get_object(Bucket=self.bucket, Key=prefix + MARKER)["Body"].read()
-        except self._s3.exceptions.NoSuchKey:
+        except self._s3.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code not in _MISSING:
+                raise
+            LOG.info("no readable %s marker under %s (%s): skipping that checkpoint", MARKER, prefix, code)
             return None
         marker = json.loads(body)
         return Checkpoint(step=int(marker["step"]), prefix=prefix, files=dict(marker["files"]))

@@ -1,12 +1,17 @@
-"""Container entrypoint of every Trainium job: pre-flight checks, then the workload.
+"""Container entrypoint of every Trainium job: pre-flight, a cluster-wide barrier, then the workload.
 
     python3 -m trainium_runtime.entrypoint train   [-- PROGRAM...]   multi-node training (torchrun)
     python3 -m trainium_runtime.entrypoint compile --steps N -- PROGRAM...   neuron_parallel_compile
     python3 -m trainium_runtime.entrypoint run     -- PROGRAM...     one node (evaluation, inference)
 
 PROGRAM is what ``python3`` would run (``-m module args`` or ``script.py args``).
-A failed pre-flight check exits with ``PREFLIGHT_EXIT_CODE`` (retried by Batch);
-an inconsistent Batch environment exits with 2 (not retried: fix the definition).
+
+Exit codes (the job definitions' retry rules act on them; docs/training.md has the table):
+0 success; ``RETRYABLE_EXIT_CODE`` (default 75) when a retry on other hosts can help (a node
+failed pre-flight, a node never reached the barrier, the cross-node collective check failed,
+torchrun's rendezvous timed out, a peer was lost, EFA or the Neuron collectives failed);
+2 for an inconsistent Batch environment (fix the job definition); anything else is the
+program's own exit code (a bug: not retried).
 """
 from __future__ import annotations
 
@@ -14,22 +19,61 @@ import argparse
 import logging
 import os
 import sys
-from typing import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
+from . import barrier as barrier_module
 from .checkpoints import run_id_from_env
-from .launcher import LaunchError, default_local_address, launch_environment, rendezvous_from_env, torchrun_command
+from .heartbeat import Heartbeat, heartbeat_from_env
+from .launcher import (
+    LaunchError,
+    Rendezvous,
+    default_local_address,
+    launch_environment,
+    rendezvous_from_env,
+    torchrun_command,
+)
 from .preflight import Preflight, Runner
+from .quarantine import take_out_of_service
+from .supervise import Outcome, supervise
 
 LOG = logging.getLogger("trainium_runtime")
 DEFAULT_PROGRAM = ("-m", "trainium_runtime.train_reference", "train")
+COLLECTIVE_CHECK = ("-m", "trainium_runtime.collective_check")
 CONFIG_ERROR_EXIT_CODE = 2
+DEFAULT_RETRYABLE_EXIT_CODE = 75
 COMPILE_RUN_SUFFIX = "-aot-compile"
 
 
-def plan(
-    argv: Sequence[str], env: Mapping[str, str], local_address: Callable[[], str]
-) -> tuple[Preflight, list[str], dict[str, str]]:
-    """What this node checks and runs: (pre-flight, command, environment)."""
+@dataclass(frozen=True)
+class Plan:
+    """What this node checks and runs."""
+
+    mode: str
+    checks: Preflight
+    command: list[str]
+    env: dict[str, str]
+    rendezvous: Rendezvous | None  # None: one process tree on one node, no torchrun
+
+    @property
+    def multi_node(self) -> bool:
+        return self.rendezvous is not None and self.rendezvous.num_nodes > 1
+
+
+@dataclass
+class Services:
+    """What the entrypoint talks to; tests replace these."""
+
+    run: Runner | None = None
+    local_address: Callable[[], str] | None = None
+    gather: Callable[..., barrier_module.BarrierResult] = barrier_module.gather
+    report: Callable[..., bool] = barrier_module.report
+    quarantine: Callable[[str], Any] = take_out_of_service
+    supervise: Callable[..., Outcome] = supervise
+    heartbeat: Callable[[dict[str, str], str], Heartbeat | None] = heartbeat_from_env
+
+
+def plan(argv: Sequence[str], env: Mapping[str, str], local_address: Callable[[], str]) -> Plan:
     parser = argparse.ArgumentParser(prog="trainium_runtime.entrypoint")
     parser.add_argument("mode", choices=("train", "compile", "run"))
     parser.add_argument("--steps", type=int, default=5, help="compile: training steps to trace")
@@ -38,16 +82,17 @@ def plan(
     args = parser.parse_args(argv[:split])
     program = argv[split + 1 :] or list(DEFAULT_PROGRAM)
     if args.mode == "run":
-        return Preflight.from_env(env, efa=False, collectives=False), ["python3", *program], dict(env)
+        return Plan("run", Preflight.from_env(env, efa=False, collectives=False), ["python3", *program], dict(env), None)
     # train and compile: torchrun over this job's nodes (one node outside a multi-node job).
     rendezvous = rendezvous_from_env(env, local_address)
     multi_node = rendezvous.num_nodes > 1
     if args.mode == "train":
         checks = Preflight.from_env(env, efa=multi_node, collectives=True)
-        return checks, torchrun_command(rendezvous, program), launch_environment(rendezvous, env)
+        return Plan("train", checks, torchrun_command(rendezvous, program), launch_environment(rendezvous, env), rendezvous)
     if args.steps < 1:
         raise LaunchError(f"--steps must be >= 1, got {args.steps}")
-    # Run on the training's topology (a multi-node job) when the graphs must match it exactly.
+    # The pipeline runs this as a multi-node job of the training's node count: collective
+    # replica groups are part of the compiled graphs, so the cache must be filled on that topology.
     checks = Preflight.from_env(env, efa=multi_node, collectives=False)
     command = ["neuron_parallel_compile", *torchrun_command(rendezvous, [*program, "--max-steps", str(args.steps)])]
     # The traced steps save a checkpoint too (its graph must be compiled), but it holds
@@ -56,27 +101,76 @@ def plan(
         compile_run = f"{run_id_from_env(env)}{COMPILE_RUN_SUFFIX}"
     except ValueError as exc:
         raise LaunchError(str(exc)) from None
-    return checks, command, {**launch_environment(rendezvous, env), "RUN_ID": compile_run}
+    return Plan("compile", checks, command, {**launch_environment(rendezvous, env), "RUN_ID": compile_run}, rendezvous)
 
 
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, run: Runner | None = None) -> int:
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        return float(env.get(name) or default)
+    except ValueError:
+        raise LaunchError(f"{name} must be a number, got {env.get(name)!r}") from None
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None, services: Services | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     env = dict(os.environ if env is None else env)
-    preflight_code = int(env.get("PREFLIGHT_EXIT_CODE", "75"))
+    services = services or Services()
+    retryable = int(env.get("RETRYABLE_EXIT_CODE") or DEFAULT_RETRYABLE_EXIT_CODE)
     try:
-        checks, command, command_env = plan(sys.argv[1:] if argv is None else argv, env, default_local_address)
+        local_address = services.local_address or (lambda: default_local_address(env))
+        job = plan(sys.argv[1:] if argv is None else argv, env, local_address)
+        barrier_timeout = _seconds(env, "BARRIER_TIMEOUT_SECONDS", 900)
+        floor = _seconds(env, "CROSS_NODE_BUSBW_FLOOR_GBPS", 0)
     except LaunchError as exc:
         LOG.error("cannot start: %s", exc)
         return CONFIG_ERROR_EXIT_CODE
-    problems = checks.problems(run)
+    problems = job.checks.problems(services.run)
+    for problem in problems:
+        LOG.error("pre-flight: %s", problem)
+    cluster_ok = True
+    if job.multi_node:
+        assert job.rendezvous is not None
+        rdzv = job.rendezvous
+        if rdzv.is_main:
+            result = services.gather(rdzv.num_nodes, 0, problems, timeout=barrier_timeout)
+            LOG.info("pre-flight barrier: %s", result.summary())
+            cluster_ok = result.ok
+        else:
+            cluster_ok = services.report(rdzv.main_address, rdzv.node_rank, problems, timeout=barrier_timeout)
     if problems:
-        for problem in problems:
-            LOG.error("pre-flight: %s", problem)
-        return preflight_code
-    LOG.info("pre-flight passed; running %s", " ".join(command))
+        if env.get("QUARANTINE_FAILED_HOSTS", "true").lower() == "true":
+            services.quarantine("; ".join(problems))
+        return retryable
+    if not cluster_ok:
+        LOG.error("another node failed pre-flight or never reported: exiting for a retry on other hosts")
+        return retryable
+    if job.mode == "train" and job.multi_node:
+        assert job.rendezvous is not None
+        check = [*COLLECTIVE_CHECK, "--floor-gbps", str(floor)]
+        outcome = services.supervise(torchrun_command(job.rendezvous, check), job.env)
+        if outcome.returncode != 0:
+            LOG.error("cross-node collective check failed (exit %d): retrying on other hosts", outcome.returncode)
+            return retryable
+    heartbeat = None
+    if job.mode == "train" and (job.rendezvous is None or job.rendezvous.is_main):
+        try:
+            heartbeat = services.heartbeat(job.env, run_id_from_env(job.env))
+        except ValueError as exc:
+            LOG.warning("no heartbeat: %s", exc)
+    LOG.info("pre-flight passed; running %s", " ".join(job.command))
     sys.stdout.flush()
-    os.execvpe(command[0], command, command_env)
-    return 0  # pragma: no cover - exec does not return
+    if heartbeat is not None:
+        heartbeat.start()
+    try:
+        outcome = services.supervise(job.command, job.env)
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop()
+    code = outcome.exit_code(retryable)
+    if outcome.returncode != 0:
+        why = f"retryable: {outcome.retryable_reason}" if code == retryable else "not retryable"
+        LOG.error("%s exited with %d (%s); exiting with %d", job.command[0], outcome.returncode, why, code)
+    return code
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
 A node with missing Neuron devices, a broken EFA or failing collectives would hang
 or crash the whole multi-node job hours later. The entrypoint exits with
-``PREFLIGHT_EXIT_CODE`` instead, which the job definition's retry strategy retries
+``RETRYABLE_EXIT_CODE`` instead, which the job definition's retry strategy retries
 (Batch places the new attempt on fresh hosts when the bad one is replaced).
 """
 from __future__ import annotations
 
 import glob
+import re
 import subprocess
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
@@ -23,8 +24,17 @@ TENSOR_CHECK = (
     "xm.mark_step()\n"
     "assert float(t.sum().cpu()) == 64.0 ** 3, 'wrong matmul result'\n"
 )
-# Intra-node collectives over every NeuronCore (all-reduce, all-gather, reduce-scatter).
+# Intra-node collectives over every NeuronCore (all-reduce, all-gather, reduce-scatter),
+# each with --check (nccom-test verifies the results, not only the timing). The all-reduce's
+# "Avg bus bandwidth" line is compared with a floor (Neuron docs, tools/neuron-sys-tools/nccom-test.rst).
 COLLECTIVES = ("allr", "allg", "redsct")
+_BUSBW = re.compile(r"Avg bus bandwidth:\s*([0-9.]+)\s*GB/s")
+
+
+def average_bus_bandwidth(output: str) -> float | None:
+    """nccom-test's "Avg bus bandwidth: 40.69GB/s", in GB/s; None if absent."""
+    match = _BUSBW.search(output)
+    return float(match.group(1)) if match else None
 
 
 def run_command(command: Sequence[str], timeout: int = 600) -> "subprocess.CompletedProcess[str]":
@@ -44,6 +54,7 @@ class Preflight:
     efa_devices: int  # 0: no EFA expected (single-node jobs)
     neuron_cores: int
     collectives: bool = True
+    busbw_floor_gbps: float = 0.0  # all-reduce "Avg bus bandwidth" below this fails the node
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, efa: bool, collectives: bool) -> "Preflight":
@@ -53,6 +64,7 @@ class Preflight:
             efa_devices=int(env.get("EFA_DEVICE_COUNT", "0")) if efa else 0,
             neuron_cores=int(env.get("NEURON_CORES_PER_NODE", str(devices * 2))),
             collectives=collectives,
+            busbw_floor_gbps=float(env.get("NCCOM_BUSBW_FLOOR_GBPS", "0")),
         )
 
     def problems(self, run: Runner | None = None, find: Globber | None = None) -> list[str]:
@@ -76,9 +88,17 @@ class Preflight:
                 found.append(f"libfabric has no EFA provider (fi_info -p efa): {_tail(result)}")
         if self.collectives:
             for operation in COLLECTIVES:
-                result = run(["nccom-test", "-r", str(self.neuron_cores), "-b", "8", "-e", "64M", "-f", "4", operation])
+                command = ["nccom-test", "-r", str(self.neuron_cores), "-b", "8", "-e", "64M", "-f", "4", "--check", operation]
+                result = run(command)
                 if result.returncode != 0:
                     found.append(f"nccom-test {operation} over {self.neuron_cores} NeuronCores failed: {_tail(result)}")
+                elif operation == "allr" and self.busbw_floor_gbps > 0:
+                    busbw = average_bus_bandwidth(result.stdout)
+                    if busbw is None or busbw < self.busbw_floor_gbps:
+                        found.append(
+                            f"nccom-test allr bus bandwidth {busbw} GB/s is below the floor of "
+                            f"{self.busbw_floor_gbps} GB/s (NCCOM_BUSBW_FLOOR_GBPS)"
+                        )
         return found
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .checkpoints import CheckpointStore, run_id_from_env, should_checkpoint
+from .heartbeat import write_step
 
 VOCAB, SEQ_LEN, EMBED_DIM, HIDDEN, CLASSES = 32000, 128, 512, 2048, 16
 STATE_FILE = "state.pt"
@@ -83,6 +84,8 @@ def train(args: argparse.Namespace) -> None:
     device_loader = pl.MpDeviceLoader(loader, device)
     loss_fn = torch.nn.CrossEntropyLoss()
     every = int(os.environ.get("CHECKPOINT_EVERY_STEPS", "500"))
+    # Global rank 0 reports each completed step; the entrypoint publishes it as the heartbeat.
+    progress = Path(os.environ.get("PROGRESS_FILE", "/tmp/trainium-progress")) if xm.is_master_ordinal(local=False) else None
     step = start_step
     while step < args.max_steps:
         sampler.set_epoch(step)
@@ -94,6 +97,8 @@ def train(args: argparse.Namespace) -> None:
             optimizer.step()  # DDP already all-reduced the gradients during backward
             xm.mark_step()  # and after the optimizer step: two static graphs, compiled once
             step += 1
+            if progress is not None:
+                write_step(progress, step)
             if should_checkpoint(step, every) or step == args.max_steps:
                 save(torch, xm, store, step, model.module, optimizer)
             if step >= args.max_steps:
