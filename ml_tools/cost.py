@@ -96,6 +96,9 @@ def estimate(cfg: Any, prices: PriceTable | None = None) -> Estimate:
         nodes = tr.capacity_nodes
         lines.append(Line(name, f"training hosts: 0..{nodes} x {tr.instance_type} (AWS Batch, scales from zero)",
                           0, nodes, prices.ec2[tr.instance_type].hourly))
+        lines.append(Line(name, f"evaluation and batch inference hosts: 0..{tr.evaluation_max_instances} x "
+                          f"{tr.evaluation_instance_type} (AWS Batch, scales from zero)",
+                          0, tr.evaluation_max_instances, prices.ec2[tr.evaluation_instance_type].hourly))
         if tr.existing_vpc is None and tr.egress == "nat_gateway":
             lines.append(Line(name, "NAT gateway of the cluster VPC", 1, 1, nat))
         elif tr.existing_vpc is None:
