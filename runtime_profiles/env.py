@@ -1,7 +1,7 @@
 """Build a runtime profile's test environment from its lock, and run its contract tests there.
 
     python -m runtime_profiles.env test                    # every profile that has contract tests
-    python -m runtime_profiles.env test multi_model/current
+    python -m runtime_profiles.env test multi_model/current -q -k roundtrip   # unknown flags go to pytest
     python -m runtime_profiles.env python multi_model/current   # print the environment's python (builds it)
 
 An environment is a venv made with the profile's Python minor version (``test_python`` where
@@ -99,10 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     test = sub.add_parser("test", help="build environments and run contract tests")
     test.add_argument("profiles", nargs="*", help="workload/name (default: every profile with contract tests)")
-    test.add_argument("--pytest-args", default="", help="extra pytest arguments, space separated")
     show = sub.add_parser("python", help="print a profile's environment python, building it if needed")
     show.add_argument("profile")
-    args = parser.parse_args(argv)
+    # Whatever the parser does not know goes to pytest: `test multi_model/current -q -k roundtrip`.
+    args, pytest_args = parser.parse_known_args(argv)
+    if pytest_args and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(pytest_args)}")
     try:
         if args.command == "python":
             print(ensure_environment(load_profile(*args.profile.split("/", 1))))
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [load_profile(*p.split("/", 1)) for p in args.profiles] or [
             p for p in all_profiles() if contract_tests(p)
         ]
-        failed = [p.key for p in chosen if run_contract_tests(p, args.pytest_args.split()) != 0]
+        failed = [p.key for p in chosen if run_contract_tests(p, pytest_args) != 0]
     except (EnvironmentError_, ValueError) as exc:
         print(f"runtime_profiles: {exc}", file=sys.stderr)
         return 2
