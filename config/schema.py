@@ -5,17 +5,55 @@ environment files under ``config/environments/`` only hold what differs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields
 from typing import Literal
 
 from config.llm import LlmConfig
 from config.multi_model import MultiModelConfig
+from config.sagemaker_endpoint import DeploymentConfig
 from config.stable_diffusion import StableDiffusionConfig
 from config.training import TrainingConfig
 from config.typed import setting
 
 ACCOUNT_PATTERN = r"\d{12}"
 REGION_PATTERN = r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d"
+SNS_TOPIC_ARN_PATTERN = r"arn:aws[a-z\-]*:sns:([a-z0-9\-]+):(\d{12}):[A-Za-z0-9_\-]{1,256}"
+EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Where every alarm of the environment goes (alarm and OK actions).
+
+    Default: an SNS topic encrypted with a customer managed key, created in the
+    storage stack, with one email subscription per address. ``topic_arn``
+    instead uses an existing topic (yours, with its subscriptions); it must be
+    in the environment's region (CloudWatch alarm actions are regional).
+    """
+
+    emails: tuple[str, ...] = setting(
+        default_factory=tuple, doc="Email addresses subscribed to the created topic (each confirms by mail)."
+    )
+    topic_arn: str | None = setting(
+        None, pattern=SNS_TOPIC_ARN_PATTERN, doc="An existing SNS topic in the same region; no topic is created."
+    )
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = [
+            (f"emails[{i}]", f"got {email!r}, allowed: an email address")
+            for i, email in enumerate(self.emails)
+            if not re.fullmatch(EMAIL_PATTERN, email)
+        ]
+        if self.topic_arn is not None and self.emails:
+            found.append(("emails", "got email addresses and topic_arn; allowed: one of them (subscribe the "
+                          "addresses to your own topic, or leave topic_arn out to have one created)"))
+        return found
+
+    @property
+    def topic_region(self) -> str | None:
+        match = re.fullmatch(SNS_TOPIC_ARN_PATTERN, self.topic_arn or "")
+        return match[1] if match else None
 
 
 @dataclass(frozen=True)
@@ -50,6 +88,10 @@ class PlatformConfig:
     multi_model: MultiModelConfig = setting(default_factory=MultiModelConfig)
     llm: LlmConfig = setting(default_factory=LlmConfig)
     training: TrainingConfig = setting(default_factory=TrainingConfig)
+    deployment: DeploymentConfig = setting(
+        default_factory=DeploymentConfig, doc="How every endpoint is updated (rolling / blue-green, rollback)."
+    )
+    alerts: AlertsConfig = setting(default_factory=AlertsConfig, doc="Where every alarm's notifications go.")
 
     def problems(self) -> list[tuple[str, str]]:
         found = []
@@ -58,4 +100,35 @@ class PlatformConfig:
         for key in self.tags:
             if not 1 <= len(key) <= 128 or key.lower().startswith("aws:"):
                 found.append((f"tags.{key}", "tag keys are 1-128 characters and must not start with 'aws:'"))
+        if self.region is not None and self.alerts.topic_region not in (None, self.region):
+            found.append(("alerts.topic_arn", f"got {self.alerts.topic_arn!r} (region {self.alerts.topic_region}), "
+                          f"allowed: a topic in the environment's region {self.region} (alarm actions are regional)"))
+        found += deployment_problems(self)
         return found
+
+
+def endpoint_shapes(cfg: "PlatformConfig") -> dict[str, tuple[int, int, bool]]:
+    """(min count, max count, autoscaled) of each enabled endpoint, by workload (and model)."""
+    shapes: dict[str, tuple[int, int, bool]] = {}
+    for name in ("stable_diffusion", "multi_model"):
+        section = getattr(cfg, name)
+        if section.enabled:
+            scaling = section.autoscaling
+            shapes[name] = ((scaling.min_capacity, scaling.max_capacity, True) if scaling.enabled
+                            else (section.instance_count, section.instance_count, False))
+    if cfg.llm.enabled:
+        for model in cfg.llm.resolved_models():
+            shapes[f"llm.models.{model.name}"] = (model.instance_count, model.instance_count, False)
+    return shapes
+
+
+def deployment_problems(cfg: "PlatformConfig") -> list[tuple[str, str]]:
+    """The deployment settings each enabled endpoint cannot hold (the construct applies the same rules)."""
+    from ml_constructs.sagemaker.deployment import DeploymentPolicy, VariantShape, check_policy
+
+    policy = DeploymentPolicy(**{f.name: getattr(cfg.deployment, f.name) for f in fields(DeploymentConfig)})
+    found = []
+    for endpoint, (low, high, autoscaled) in endpoint_shapes(cfg).items():
+        for key, value, allowed in check_policy(policy, VariantShape(low, high, autoscaled, bake_seconds=0)):
+            found.append((key, f"got {value!r}, allowed for the {endpoint} endpoint: {allowed}"))
+    return found

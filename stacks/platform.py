@@ -5,12 +5,15 @@ The app entry (``app.py``) reads and validates configuration, then calls
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from config.schema import PlatformConfig
+from ml_constructs.alerts import AlarmActions
+from ml_constructs.sagemaker.deployment import DeploymentPolicy
+from ml_constructs.sagemaker.deployment_defaults import DeploymentDefaults
 from stacks.llm_stack import LlmStack
 from stacks.multi_model_stack import MultiModelStack
 from stacks.stable_diffusion_stack import StableDiffusionStack
@@ -40,6 +43,7 @@ def build_platform(app: cdk.App, cfg: PlatformConfig) -> Platform:
         env=env,
         storage=cfg.storage,
         retain_data=cfg.retain_data,
+        alerts=cfg.alerts,
         description=f"ML accelerator platform ({cfg.environment}): artifact buckets",
     )
     platform = Platform(storage=storage)
@@ -65,6 +69,11 @@ def build_platform(app: cdk.App, cfg: PlatformConfig) -> Platform:
             description=f"ML accelerator platform ({cfg.environment}): Trainium training on AWS Batch (W4)",
         )
 
+    # The environment's update policy for every endpoint (validated with the configuration).
+    policy = DeploymentPolicy(**{f.name: getattr(cfg.deployment, f.name) for f in fields(cfg.deployment)})
+    cdk.Aspects.of(app).add(DeploymentDefaults(policy))
+    # Every alarm of every stack notifies the environment's topic (alarm and OK).
+    cdk.Aspects.of(app).add(AlarmActions(storage.alert_topic_arn_for))
     for key, value in sorted(cfg.tags.items()):
         cdk.Tags.of(app).add(key, value)
     return platform

@@ -90,7 +90,7 @@ def test_default_role_is_least_privilege(built):
     statements = statements_of(tj, stack.get_logical_id(role.node.default_child))
     actions = sorted(a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
     assert actions == sorted([
-        "cloudwatch:PutMetricData", "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+        "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricData", "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
         "ecr:GetAuthorizationToken", "ecr:GetDownloadUrlForLayer", "logs:CreateLogGroup", "logs:CreateLogStream",
         "logs:DescribeLogStreams", "logs:PutLogEvents", "s3:GetObject",
     ])
@@ -101,6 +101,12 @@ def test_default_role_is_least_privilege(built):
         "StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "AWS/SageMaker*"]}
     }
     assert "repository/djl-inference" in str(by_action["ecr:BatchGetImage"]["Resource"])
+    # DescribeAlarms (SageMaker reads the rollback alarms with this role) on those two alarms only.
+    alarms = endpoints["default"].alarms
+    names = {tj["Resources"][stack.get_logical_id(alarms[n].node.default_child)]["Properties"]["AlarmName"]
+             for n in ("Errors5xx", "ModelLatencyP99")}
+    described = {r["Fn::Join"][1][-1].split(":alarm:")[1] for r in by_action["cloudwatch:DescribeAlarms"]["Resource"]}
+    assert described == names
     assert ":log-group:/aws/sagemaker/Endpoints/*:*" in str(by_action["logs:PutLogEvents"]["Resource"])
     trust = tj["Resources"][stack.get_logical_id(role.node.default_child)]["Properties"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
