@@ -19,6 +19,8 @@ from config.typed import setting
 ACCOUNT_PATTERN = r"\d{12}"
 REGION_PATTERN = r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d"
 SNS_TOPIC_ARN_PATTERN = r"arn:aws[a-z\-]*:sns:([a-z0-9\-]+):(\d{12}):[A-Za-z0-9_\-]{1,256}"
+# The stack of each workload that serves endpoints: <stack_prefix>-<environment>-<component>.
+ENDPOINT_STACKS = {"stable_diffusion": "StableDiffusion", "multi_model": "MultiModel", "llm": "Llm"}
 EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 
 
@@ -92,6 +94,14 @@ class PlatformConfig:
         default_factory=DeploymentConfig, doc="How every endpoint is updated (rolling / blue-green, rollback)."
     )
     alerts: AlertsConfig = setting(default_factory=AlertsConfig, doc="Where every alarm's notifications go.")
+
+    def stack_name(self, component: str) -> str:
+        """The name of one of the environment's stacks (``Storage``, ``Llm``, ...)."""
+        return f"{self.stack_prefix}-{self.environment}-{component}"
+
+    def endpoint_stacks(self) -> dict[str, str]:
+        """Workload -> stack name, for each enabled workload that serves endpoints."""
+        return {w: self.stack_name(c) for w, c in ENDPOINT_STACKS.items() if getattr(self, w).enabled}
 
     def problems(self) -> list[tuple[str, str]]:
         found = []

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "invoke-sd": ("ml_tools.invoke_sd", "generate an image with the Stable Diffusion endpoint"),
     "invoke-llm": ("ml_tools.invoke_llm", "generate text with an LLM endpoint"),
     "invoke-mme": ("ml_tools.invoke_mme", "call one model of the multi-model endpoint"),
+    "verify": ("ml_tools.verify", "check each endpoint runs the deployed config and answers (after a deploy)"),
 }
 
 # name -> (module with main(argv), one-line help)

@@ -34,8 +34,7 @@ def build_platform(app: cdk.App, cfg: PlatformConfig) -> Platform:
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks())
     env = cdk.Environment(account=cfg.account, region=cfg.region) if cfg.account else None
 
-    def name(component: str) -> str:
-        return f"{cfg.stack_prefix}-{cfg.environment}-{component}"
+    name = cfg.stack_name
 
     storage = ArtifactStorageStack(
         app,

@@ -30,6 +30,7 @@ from ml_constructs.sagemaker.validation import Problems, is_token
 VOLUME_SIZE_GB = (1, 512)
 DOWNLOAD_TIMEOUT_SECONDS = (60, 3600)
 STARTUP_TIMEOUT_SECONDS = (60, 3600)
+DEPLOYED_OUTPUT_MARKER = "deployed_endpoint"  # the key that marks the output read by ml_tools.verify
 _TRAILING_TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}$")
 
 
@@ -174,6 +175,17 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
         )
         self._init_deployment(options)
         cdk.CfnOutput(self, "EndpointName", value=self.endpoint_name, description=f"SageMaker endpoint {self.node.path}")
+        # What `python -m ml_tools verify` compares with the live endpoint (the config this deploy made).
+        cdk.CfnOutput(
+            self, "Deployed",
+            value=cdk.Stack.of(self).to_json_string({
+                DEPLOYED_OUTPUT_MARKER: self.node.path,
+                "endpoint_name": self.endpoint_name,
+                "endpoint_config_name": self.endpoint_config.attr_endpoint_config_name,
+                "variant_name": variant.variant_name,
+            }),
+            description=f"Deployed SageMaker endpoint {self.node.path} and its endpoint config (read by verify)",
+        )
 
     def _init_deployment(self, options: EndpointOptions) -> None:
         # A deploy-time count is unknown here: treated as 1, so only blue/green is chosen for it.
