@@ -2,8 +2,8 @@
 
     python -m ml_tools verify --env prod [--region us-east-1] [--no-invoke]
 
-For each enabled workload that serves endpoints, the stack's ``Deployed``
-outputs name each endpoint and the endpoint config that deploy created (no
+For each enabled workload that serves endpoints, the stack's outputs name
+each endpoint and the endpoint config that deploy created (no
 names are typed by hand). Each endpoint must be ``InService`` with exactly that
 config active: after a failed guarded update SageMaker rolls back on its own
 and CloudFormation may still report success, so a different active config
@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-# The key marking an endpoint's Deployed output (ml_constructs.sagemaker.endpoint_base.DEPLOYED_OUTPUT_MARKER;
-# repeated here so this tool never imports aws-cdk-lib).
-DEPLOYED_OUTPUT_MARKER = "deployed_endpoint"
+# The descriptions of each endpoint's two outputs, which end with the endpoint construct's path
+# (ml_constructs.sagemaker.endpoint_base; repeated here so this tool never imports aws-cdk-lib).
+ENDPOINT_NAME_OUTPUT = re.compile(r"SageMaker endpoint (?P<path>\S+)")
+ENDPOINT_CONFIG_OUTPUT = re.compile(r"SageMaker endpoint config deployed to (?P<path>\S+)")
 # Stack states that mean the last deploy did not complete (or is still running).
 UNSETTLED_STACK_STATES = ("ROLLBACK", "IN_PROGRESS", "FAILED")
 
@@ -34,7 +36,6 @@ class DeployedEndpoint:
     path: str
     endpoint_name: str
     endpoint_config_name: str
-    variant_name: str
 
 
 @dataclass
@@ -69,19 +70,17 @@ def deployed_endpoints(cloudformation: Any, workload: str, stack_name: str) -> l
     status = stack["StackStatus"]
     if any(marker in status for marker in UNSETTLED_STACK_STATES):
         raise VerifyError(f"{stack_name}: stack status {status}; the last deploy did not complete")
-    found = []
+    names: dict[str, str] = {}
+    configs: dict[str, str] = {}
     for output in stack.get("Outputs", []):
-        try:
-            record = json.loads(output.get("OutputValue", ""))
-        except ValueError:
-            continue
-        if isinstance(record, dict) and DEPLOYED_OUTPUT_MARKER in record:
-            found.append(DeployedEndpoint(
-                workload, stack_name, record[DEPLOYED_OUTPUT_MARKER], record["endpoint_name"],
-                record["endpoint_config_name"], record["variant_name"],
-            ))
+        description, value = output.get("Description", ""), output.get("OutputValue", "")
+        if match := ENDPOINT_CONFIG_OUTPUT.fullmatch(description):
+            configs[match["path"]] = value
+        elif match := ENDPOINT_NAME_OUTPUT.fullmatch(description):
+            names[match["path"]] = value
+    found = [DeployedEndpoint(workload, stack_name, path, names[path], configs[path]) for path in names if path in configs]
     if not found:
-        raise VerifyError(f"{stack_name}: no Deployed endpoint outputs (a stack deployed by an older version: "
+        raise VerifyError(f"{stack_name}: no endpoint config outputs (a stack deployed by an older version: "
                           "deploy it again)")
     return sorted(found, key=lambda e: e.path)
 

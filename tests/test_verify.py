@@ -29,14 +29,12 @@ class Args:
 
 
 def deploy_stack(cfn, name: str, endpoints: dict[str, str]) -> None:
-    """A stack whose outputs look like the synthesized ones: one Deployed record per endpoint."""
-    outputs = {
-        f"Deployed{i}": {"Value": json.dumps({
-            "deployed_endpoint": f"{name}/{endpoint}/Endpoint", "endpoint_name": endpoint,
-            "endpoint_config_name": config, "variant_name": "AllTraffic",
-        })}
-        for i, (endpoint, config) in enumerate(sorted(endpoints.items()))
-    }
+    """A stack whose outputs look like the synthesized ones: each endpoint's name and config name."""
+    outputs = {}
+    for i, (endpoint, config) in enumerate(sorted(endpoints.items())):
+        path = f"{name}/{endpoint}"
+        outputs[f"Name{i}"] = {"Value": endpoint, "Description": f"SageMaker endpoint {path}"}
+        outputs[f"Config{i}"] = {"Value": config, "Description": f"SageMaker endpoint config deployed to {path}"}
     template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}, "Outputs": outputs}
     cfn.create_stack(StackName=name, TemplateBody=json.dumps(template))
 
@@ -162,6 +160,8 @@ def render(value, resources: dict) -> str:
     if "Fn::Join" in value:
         separator, parts = value["Fn::Join"]
         return separator.join(render(p, resources) for p in parts)
+    if "Ref" in value:
+        return value["Ref"]
     logical_id, attribute = value["Fn::GetAtt"]
     return f"{resources[logical_id]['Type'].rsplit('::', 1)[1]}-{logical_id}"
 
@@ -171,7 +171,8 @@ def test_verify_reads_the_outputs_the_prod_synth_writes(platform_synth):
     cfg, assembly = platform_synth("prod")
     for workload, stack_name in cfg.endpoint_stacks().items():
         template = assembly.get_stack_by_name(stack_name).template
-        outputs = [{"OutputValue": render(o["Value"], template["Resources"])} for o in template["Outputs"].values()]
+        outputs = [{"OutputKey": key, "OutputValue": render(o["Value"], template["Resources"]),
+                    "Description": o.get("Description", "")} for key, o in template["Outputs"].items()]
 
         cloudformation = boto3.client("cloudformation", REGION, aws_access_key_id="x", aws_secret_access_key="x")
         stubber = Stubber(cloudformation)

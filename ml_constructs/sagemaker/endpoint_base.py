@@ -30,7 +30,7 @@ from ml_constructs.sagemaker.validation import Problems, is_token
 VOLUME_SIZE_GB = (1, 512)
 DOWNLOAD_TIMEOUT_SECONDS = (60, 3600)
 STARTUP_TIMEOUT_SECONDS = (60, 3600)
-DEPLOYED_OUTPUT_MARKER = "deployed_endpoint"  # the key that marks the output read by ml_tools.verify
+DEPLOYED_CONFIG_DESCRIPTION = "SageMaker endpoint config deployed to"  # read by ml_tools.verify
 _TRAILING_TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}$")
 
 
@@ -175,16 +175,11 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
         )
         self._init_deployment(options)
         cdk.CfnOutput(self, "EndpointName", value=self.endpoint_name, description=f"SageMaker endpoint {self.node.path}")
-        # What `python -m ml_tools verify` compares with the live endpoint (the config this deploy made).
+        # What `python -m ml_tools verify` compares with the live endpoint: the config this deploy made.
+        # verify pairs it with the EndpointName output by the path in both descriptions.
         cdk.CfnOutput(
-            self, "Deployed",
-            value=cdk.Stack.of(self).to_json_string({
-                DEPLOYED_OUTPUT_MARKER: self.node.path,
-                "endpoint_name": self.endpoint_name,
-                "endpoint_config_name": self.endpoint_config.attr_endpoint_config_name,
-                "variant_name": variant.variant_name,
-            }),
-            description=f"Deployed SageMaker endpoint {self.node.path} and its endpoint config (read by verify)",
+            self, "EndpointConfigName", value=self.endpoint_config.attr_endpoint_config_name,
+            description=f"{DEPLOYED_CONFIG_DESCRIPTION} {self.node.path}",
         )
 
     def _init_deployment(self, options: EndpointOptions) -> None:
