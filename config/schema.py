@@ -114,6 +114,7 @@ class PlatformConfig:
             found.append(("alerts.topic_arn", f"got {self.alerts.topic_arn!r} (region {self.alerts.topic_region}), "
                           f"allowed: a topic in the environment's region {self.region} (alarm actions are regional)"))
         found += deployment_problems(self)
+        found += image_region_problems(self)
         return found
 
 
@@ -130,6 +131,21 @@ def endpoint_shapes(cfg: "PlatformConfig") -> dict[str, tuple[int, int, bool]]:
         for model in cfg.llm.resolved_models():
             shapes[f"llm.models.{model.name}"] = (model.instance_count, model.instance_count, False)
     return shapes
+
+
+def image_region_problems(cfg: "PlatformConfig") -> list[tuple[str, str]]:
+    """With a pinned region: each enabled workload's Deep Learning Container tag must be published there."""
+    from ml_constructs.sagemaker.dlc_regions import tag_problem
+
+    if cfg.region is None:
+        return []  # checked at deploy time by template rules
+    found = []
+    for workload in ENDPOINT_STACKS:
+        section = getattr(cfg, workload)
+        repository, tag = getattr(section, "image_repository", None), getattr(section, "image_tag", None)
+        if section.enabled and repository and tag and (problem := tag_problem(repository, tag, cfg.region)):
+            found.append((f"{workload}.image_tag", f"got {tag!r} with region {cfg.region!r}: {problem}"))
+    return found
 
 
 def deployment_problems(cfg: "PlatformConfig") -> list[tuple[str, str]]:

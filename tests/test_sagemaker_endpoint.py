@@ -64,10 +64,34 @@ def test_image_comes_from_the_regional_dlc_account_mapping(built):
     stack, endpoints, template, tj = built
     model = tj["Resources"][stack.get_logical_id(endpoints["default"].model)]
     image = model["Properties"]["PrimaryContainer"]["Image"]
-    assert image["Fn::Join"][1][0] == {"Fn::FindInMap": ["DlcRepositoryAccountMap", {"Ref": "AWS::Region"}, "value"]}
+    assert image["Fn::Join"][1][0] == {"Fn::FindInMap": ["DlcRegistryAccountMap", {"Ref": "AWS::Region"}, "account"]}
     assert image["Fn::Join"][1][-1] == "/djl-inference:0.29.0-lmi11.0.0-cu124"
-    assert tj["Mappings"]["DlcRepositoryAccountMap"]["us-east-1"]["value"] == "763104351884"
-    assert tj["Mappings"]["DlcRepositoryAccountMap"]["cn-north-1"]["value"] == "727897471807"
+    accounts = {region: row["account"] for region, row in tj["Mappings"]["DlcRegistryAccountMap"].items()}
+    assert accounts["us-east-1"] == "763104351884" and accounts["cn-north-1"] == "727897471807"
+    # Commercial regions aws-cdk-lib's region facts lack (AWS's published accounts).
+    assert accounts["af-south-1"] == "626614931356" and accounts["il-central-1"] == "780543022126"
+    assert {"ap-northeast-3", "ap-southeast-5", "ap-southeast-7", "ca-west-1", "mx-central-1"} <= set(accounts)
+    # Elsewhere the deploy stops at a rule with a message instead of a FindInMap error.
+    rule = tj["Rules"]["DlcRegistryInThisRegion"]["Assertions"][0]
+    assert rule["Assert"] == {"Fn::Contains": [sorted(accounts), {"Ref": "AWS::Region"}]}
+    assert "no registry in this region" in rule["AssertDescription"]
+    tag_rule = tj["Rules"]["DlcImageInThisRegionDjlInference0290Lmi1100Cu124"]["Assertions"][0]
+    assert "me-central-1" in tag_rule["Assert"]["Fn::Contains"][0]
+    assert "mx-central-1" not in tag_rule["Assert"]["Fn::Contains"][0]  # the LMI 0.29 tag is not published there
+
+
+@pytest.mark.parametrize(("region", "account"), [("af-south-1", "626614931356"), ("mx-central-1", "637423239942")])
+def test_regions_the_cdk_facts_lack_get_their_registry_account(region, account):
+    stack = bare_stack(env=cdk.Environment(account="123456789012", region=region))
+    image = ContainerImage.deep_learning_container("djl-inference", "0.23.0-cpu-full").bind(stack)
+    assert stack.resolve(image.image_uri)["Fn::Join"][1][0] == f"{account}.dkr.ecr.{region}."
+
+
+def test_a_pinned_region_without_the_image_tag_fails_synth():
+    stack = bare_stack(env=cdk.Environment(account="123456789012", region="af-south-1"))
+    with pytest.raises(ValueError, match=r"image_tag: djl-inference:0.24.0-neuronx-sdk2.14.1 is not published in "
+                       r"af-south-1; regions that have it: ap-northeast-1, "):
+        ContainerImage.deep_learning_container("djl-inference", "0.24.0-neuronx-sdk2.14.1").bind(stack)
 
 
 def test_pinned_region_gets_the_literal_account_and_ecr_images_their_repository(tmp_path):
