@@ -59,6 +59,23 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class EndpointNetworkConfig:
+    """Where the endpoints' model containers run, and what they may reach.
+
+    Default: SageMaker's managed network (the containers can reach the internet).
+    ``private``: a VPC with isolated subnets and the AWS service endpoints the models
+    need (in the storage stack); ``network_isolation``: the workloads whose containers
+    get no network at all (only those that fetch nothing themselves).
+    """
+
+    private: bool = setting(False, doc="true: models run in isolated subnets of a platform VPC (VpcConfig).")
+    vpc_cidr: str = setting("10.40.0.0/16", pattern=r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}/(1[6-9]|2[0-4])")
+    network_isolation: tuple[Literal["stable_diffusion", "multi_model", "llm"], ...] = setting(
+        default_factory=tuple, doc="Workloads whose containers get EnableNetworkIsolation (no network calls)."
+    )
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     """Artifact buckets: see ml_constructs/storage/README.md for what lives where."""
 
@@ -94,6 +111,9 @@ class PlatformConfig:
         default_factory=DeploymentConfig, doc="How every endpoint is updated (rolling / blue-green, rollback)."
     )
     alerts: AlertsConfig = setting(default_factory=AlertsConfig, doc="Where every alarm's notifications go.")
+    endpoint_network: EndpointNetworkConfig = setting(
+        default_factory=EndpointNetworkConfig, doc="Private subnets and network isolation for the models."
+    )
 
     def stack_name(self, component: str) -> str:
         """The name of one of the environment's stacks (``Storage``, ``Llm``, ...)."""
@@ -115,6 +135,7 @@ class PlatformConfig:
                           f"allowed: a topic in the environment's region {self.region} (alarm actions are regional)"))
         found += deployment_problems(self)
         found += image_region_problems(self)
+        found += isolation_problems(self)
         return found
 
 
@@ -131,6 +152,24 @@ def endpoint_shapes(cfg: "PlatformConfig") -> dict[str, tuple[int, int, bool]]:
         for model in cfg.llm.resolved_models():
             shapes[f"llm.models.{model.name}"] = (model.instance_count, model.instance_count, False)
     return shapes
+
+
+def isolation_problems(cfg: "PlatformConfig") -> list[tuple[str, str]]:
+    """Network isolation only for workloads whose containers download nothing themselves."""
+    downloads = {
+        "stable_diffusion": "its container downloads the compiled artifacts from S3 itself (OPTION_MODEL_ID)",
+        "llm": "model.py downloads the weights from S3 itself (set use_uncompressed_model_data on every model "
+               "to have SageMaker copy them instead)",
+    }
+    found = []
+    for workload in cfg.endpoint_network.network_isolation:
+        if workload == "llm" and all(m.use_uncompressed_model_data for m in cfg.llm.resolved_models()):
+            continue
+        if workload in downloads:
+            found.append(("endpoint_network.network_isolation",
+                          f"got {workload!r}, allowed: workloads whose containers fetch nothing themselves "
+                          f"('multi_model'): {downloads[workload]}"))
+    return found
 
 
 def image_region_problems(cfg: "PlatformConfig") -> list[tuple[str, str]]:

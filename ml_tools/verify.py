@@ -6,7 +6,7 @@ For each enabled workload that serves endpoints, the stack's outputs name
 each endpoint and the endpoint config that deploy created (no
 names are typed by hand). Each endpoint must be ``InService`` with exactly that
 config active: after a failed guarded update SageMaker rolls back on its own
-and CloudFormation may still report success, so a different active config
+so a different active config
 means the new one never took traffic. Then one small request per endpoint
 must be answered (skip with ``--no-invoke``). Exit 0 when all pass; 1 with one
 line per failure otherwise; 2 for a configuration error.

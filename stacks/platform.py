@@ -13,7 +13,7 @@ from cdk_nag import AwsSolutionsChecks
 from config.schema import PlatformConfig
 from ml_constructs.alerts import AlarmActions
 from ml_constructs.sagemaker.deployment import DeploymentPolicy
-from ml_constructs.sagemaker.deployment_defaults import DeploymentDefaults
+from ml_constructs.sagemaker.deployment_defaults import DeploymentDefaults, EndpointPlacement
 from stacks.llm_stack import LlmStack
 from stacks.multi_model_stack import MultiModelStack
 from stacks.stable_diffusion_stack import StableDiffusionStack
@@ -43,6 +43,7 @@ def build_platform(app: cdk.App, cfg: PlatformConfig) -> Platform:
         storage=cfg.storage,
         retain_data=cfg.retain_data,
         alerts=cfg.alerts,
+        endpoint_network=cfg.endpoint_network,
         description=f"ML accelerator platform ({cfg.environment}): artifact buckets",
     )
     platform = Platform(storage=storage)
@@ -71,6 +72,9 @@ def build_platform(app: cdk.App, cfg: PlatformConfig) -> Platform:
     # The environment's update policy for every endpoint (validated with the configuration).
     policy = DeploymentPolicy(**{f.name: getattr(cfg.deployment, f.name) for f in fields(cfg.deployment)})
     cdk.Aspects.of(app).add(DeploymentDefaults(policy))
+    # Private subnets and network isolation for the models, per configuration.
+    isolated = {platform.workloads[w].node.path for w in cfg.endpoint_network.network_isolation if w in platform.workloads}
+    cdk.Aspects.of(app).add(EndpointPlacement(storage.endpoint_network, isolated))
     # Every alarm of every stack notifies the environment's topic (alarm and OK).
     cdk.Aspects.of(app).add(AlarmActions(storage.alert_topic_arn_for))
     for key, value in sorted(cfg.tags.items()):

@@ -12,8 +12,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from config.schema import AlertsConfig, StorageConfig
+from config.schema import AlertsConfig, EndpointNetworkConfig, StorageConfig
 from ml_constructs.alerts import AlertTopic
+from ml_constructs.sagemaker.network import EndpointNetwork
 from ml_constructs.storage import ArtifactLocation, ArtifactLocations, ArtifactStorage, ArtifactStorageProps
 from stacks.base import PlatformStack
 
@@ -23,7 +24,7 @@ _BUCKETS = {"Models": "models_bucket", "CompileCache": "compile_cache_bucket", "
 class ArtifactStorageStack(PlatformStack):
     def __init__(
         self, scope: Construct, construct_id: str, *, storage: StorageConfig, retain_data: bool,
-        alerts: AlertsConfig | None = None, **kwargs
+        alerts: AlertsConfig | None = None, endpoint_network: EndpointNetworkConfig | None = None, **kwargs
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.storage = ArtifactStorage(
@@ -51,6 +52,13 @@ class ArtifactStorageStack(PlatformStack):
             cdk.CfnOutput(self, _pascal(field) + "Url", value=location.s3_url, description=f"s3 URL of {field}")
         self._shared: dict[str, ArtifactLocations] = {}
         self._add_alerts(alerts or AlertsConfig(), retain_data)
+        network = endpoint_network or EndpointNetworkConfig()
+        self.endpoint_network: EndpointNetwork | None = None
+        if network.private:
+            self.endpoint_network = EndpointNetwork(
+                self, "EndpointNetwork", cidr=network.vpc_cidr, log_key=self.storage.key,
+                removal_policy=cdk.RemovalPolicy.RETAIN if retain_data else cdk.RemovalPolicy.DESTROY,
+            )
 
     def _add_alerts(self, alerts: AlertsConfig, retain_data: bool) -> None:
         """The environment's alarm topic: created (encrypted with the platform key, else its own), or given."""

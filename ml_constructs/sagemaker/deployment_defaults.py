@@ -1,11 +1,16 @@
-"""An app-wide deployment policy for endpoints that were not given one."""
+"""App-wide endpoint settings: the deployment policy and the network placement per environment."""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Collection
 
 import aws_cdk as cdk
 import jsii
 from constructs import IConstruct
 
 from ml_constructs.sagemaker.deployment import DeploymentPolicy
+
+if TYPE_CHECKING:
+    from ml_constructs.sagemaker.network import EndpointNetwork
 
 
 @jsii.implements(cdk.IAspect)
@@ -24,3 +29,23 @@ class DeploymentDefaults:
 
         if isinstance(node, SageMakerEndpointBase) and node.deployment_is_default:
             node.use_deployment(self.policy)
+
+
+@jsii.implements(cdk.IAspect)
+class EndpointPlacement:
+    """Puts every endpoint's model in ``network`` (when given), and isolates the models of the
+    stacks whose paths are in ``isolated_stacks`` (their containers fetch nothing themselves)."""
+
+    def __init__(self, network: "EndpointNetwork | None", isolated_stacks: Collection[str] = ()) -> None:
+        self.network = network
+        self.isolated_stacks = set(isolated_stacks)
+
+    def visit(self, node: IConstruct) -> None:
+        from ml_constructs.sagemaker.endpoint_base import SageMakerEndpointBase
+
+        if not isinstance(node, SageMakerEndpointBase):
+            return
+        if self.network is not None and node.model.vpc_config is None:
+            node.place_in_vpc(self.network.subnet_ids, [self.network.security_group.security_group_id])
+        if cdk.Stack.of(node).node.path in self.isolated_stacks:
+            node.isolate_network()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -224,6 +224,19 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
         # Keeps the count the scaler reached; without it every update resets it to the initial count.
         self.endpoint.retain_all_variant_properties = self.deployment.retain_all_variant_properties or None
         return self.deployment
+
+    def place_in_vpc(self, subnet_ids: Sequence[str], security_group_ids: Sequence[str]) -> None:
+        """Run the model's instances in these subnets (``VpcConfig``); the role gets the ENI permissions."""
+        from ml_constructs.sagemaker.network import grant_vpc_access
+
+        self.model.vpc_config = sagemaker.CfnModel.VpcConfigProperty(
+            subnets=list(subnet_ids), security_group_ids=list(security_group_ids)
+        )
+        grant_vpc_access(self.role)
+
+    def isolate_network(self) -> None:
+        """``EnableNetworkIsolation``: the container makes no network calls (SageMaker still fetches model data)."""
+        self.model.enable_network_isolation = True
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
         """``sagemaker:InvokeEndpoint`` on this endpoint only."""

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -80,6 +81,7 @@ class ArtifactStorage(Construct):
                 enable_key_rotation=True,
                 removal_policy=removal,
             )
+            allow_log_groups(self.key)
 
         self.logs_bucket = s3.Bucket(
             self,
@@ -177,3 +179,20 @@ def _abort_uploads(props: ArtifactStorageProps) -> s3.LifecycleRule:
         id="AbortIncompleteMultipartUploads",
         abort_incomplete_multipart_upload_after=cdk.Duration.days(props.abort_incomplete_multipart_upload_days),
     )
+
+
+def allow_log_groups(key: kms.Key) -> None:
+    """Let CloudWatch Logs encrypt this account's and region's log groups with ``key``.
+
+    Log groups in any stack of the platform can then use the platform key (an
+    imported key's policy cannot be changed from another stack).
+    """
+    stack = cdk.Stack.of(key)
+    key.add_to_resource_policy(iam.PolicyStatement(
+        sid="CloudWatchLogsOfThisAccount",
+        principals=[iam.ServicePrincipal(f"logs.{stack.region}.{stack.url_suffix}")],
+        actions=["kms:Decrypt*", "kms:Describe*", "kms:Encrypt*", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
+        resources=["*"],  # in a key policy, "*" is this key
+        conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+            service="logs", resource="log-group", resource_name="*", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)}},
+    ))
