@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 import aws_cdk as cdk
-from cdk_nag import AwsSolutionsChecks
+from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks
 
 from config.schema import PlatformConfig
 from ml_constructs.alerts import AlarmActions
+from ml_constructs.compliance import Nist80053Baseline
 from ml_constructs.sagemaker.deployment import DeploymentPolicy
 from ml_constructs.sagemaker.deployment_defaults import DeploymentDefaults, EndpointPlacement
 from stacks.llm_stack import LlmStack
@@ -30,8 +31,8 @@ class Platform:
 
 
 def build_platform(app: cdk.App, cfg: PlatformConfig) -> Platform:
-    """Add every enabled stack of ``cfg`` to ``app`` and register cdk-nag once."""
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks())
+    """Add every enabled stack of ``cfg`` to ``app`` and register cdk-nag (AwsSolutions, NIST 800-53 R5) once."""
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(), NIST80053R5Checks())
     env = cdk.Environment(account=cfg.account, region=cfg.region) if cfg.account else None
 
     name = cfg.stack_name
@@ -75,6 +76,8 @@ def build_platform(app: cdk.App, cfg: PlatformConfig) -> Platform:
     # Private subnets and network isolation for the models, per configuration.
     isolated = {platform.workloads[w].node.path for w in cfg.endpoint_network.network_isolation if w in platform.workloads}
     cdk.Aspects.of(app).add(EndpointPlacement(storage.endpoint_network, isolated))
+    # NIST 800-53 R5: log groups take the platform key; what is the design is acknowledged where it is.
+    cdk.Aspects.of(app).add(Nist80053Baseline(storage.platform_key_arn_for))
     # Every alarm of every stack notifies the environment's topic (alarm and OK).
     cdk.Aspects.of(app).add(AlarmActions(storage.alert_topic_arn_for))
     for key, value in sorted(cfg.tags.items()):

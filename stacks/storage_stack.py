@@ -81,6 +81,15 @@ class ArtifactStorageStack(PlatformStack):
         self._alert_import = self.export_value(self.alert_topic_arn, name=self._export("AlertTopicArn"))
         cdk.CfnOutput(self, "AlertTopicArn", value=self.alert_topic_arn, description="SNS topic of every alarm")
 
+    def platform_key_arn_for(self, consumer: cdk.Stack) -> str | None:
+        """The platform key's ARN as ``consumer`` can reference it; None without a key (storage.encryption = 's3')."""
+        if self.storage.key is None:
+            return None
+        if consumer is self:
+            return self.storage.key.key_arn
+        consumer.add_stack_dependency(self, "its log groups are encrypted with the platform key")
+        return self._imports["KeyArn"]
+
     def alert_topic_arn_for(self, consumer: cdk.Stack) -> str:
         """The alarm topic's ARN as ``consumer`` can reference it (a stable export, not a hashed one)."""
         if self.alert_topic is None or consumer is self:

@@ -19,6 +19,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from ml_constructs.sagemaker.execution_role import create_execution_role
+from ml_constructs.compliance import acknowledge_endpoint_config_key
 from ml_constructs.sagemaker.deployment import DeploymentPolicy, ResolvedDeployment, VariantShape, check_policy, resolve
 from ml_constructs.sagemaker.images import ContainerImage
 from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType
@@ -157,6 +158,10 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
                 )
             ],
         )
+        if options.volume_kms_key is None:
+            acknowledge_endpoint_config_key(
+                self.endpoint_config, local_nvme=instance is not None and instance.has_local_nvme
+            )
         self.endpoint = sagemaker.CfnEndpoint(
             self, "Endpoint", endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
             endpoint_name=options.endpoint_name,

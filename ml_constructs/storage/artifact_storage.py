@@ -35,7 +35,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from ml_constructs import nag
+from ml_constructs import compliance, nag
 from ml_constructs.storage.artifact_location import ArtifactLocation
 
 
@@ -115,6 +115,8 @@ class ArtifactStorage(Construct):
         )
         self.training_bucket = self._bucket("Training", props, removal, versioned=True)
 
+        self._acknowledge_nist()
+
         models, cache, training = self.models_bucket, self.compile_cache_bucket, self.training_bucket
         self.locations = ArtifactLocations(
             model_packages=ArtifactLocation(models, "packages/", "models", self.key),
@@ -126,6 +128,35 @@ class ArtifactStorage(Construct):
             checkpoints=ArtifactLocation(training, "checkpoints/", "training", self.key),
             training_outputs=ArtifactLocation(training, "outputs/", "training", self.key),
         )
+
+    def _acknowledge_nist(self) -> None:
+        """NIST 800-53 R5 findings that are this storage's design, each where it applies."""
+        for bucket in (self.logs_bucket, self.models_bucket, self.compile_cache_bucket, self.training_bucket):
+            compliance.acknowledge(
+                bucket, "S3BucketReplicationEnabled",
+                "One-region platform: objects are stored redundantly across AZs by S3 and the models and training "
+                "buckets are versioned; cross-region replication is a disaster-recovery choice of the operator.",
+            )
+        compliance.acknowledge(
+            self.logs_bucket, "S3BucketVersioningEnabled",
+            "Access logs are written once by S3 log delivery and expire by lifecycle; versions would only keep "
+            "deleted log objects.",
+        )
+        compliance.acknowledge(
+            self.compile_cache_bucket, "S3BucketVersioningEnabled",
+            "A Neuron compile cache: every entry is rebuilt by compiling again and expires by lifecycle.",
+        )
+        compliance.acknowledge(
+            self.logs_bucket, "S3DefaultEncryptionKMS",
+            "S3 server access log delivery cannot write to a bucket encrypted with SSE-KMS; SSE-S3 encrypts it.",
+        )
+        if self.key is None:
+            for bucket in (self.models_bucket, self.compile_cache_bucket, self.training_bucket):
+                compliance.acknowledge(
+                    bucket, "S3DefaultEncryptionKMS",
+                    "storage.encryption = 's3' in this environment: SSE-S3 encrypts every object without a "
+                    "customer managed key (use 'kms' where a key is required).",
+                )
 
     def _bucket(
         self,
