@@ -189,11 +189,16 @@ def image_region_problems(cfg: "PlatformConfig") -> list[tuple[str, str]]:
 
 def deployment_problems(cfg: "PlatformConfig") -> list[tuple[str, str]]:
     """The deployment settings each enabled endpoint cannot hold (the construct applies the same rules)."""
-    from ml_constructs.sagemaker.deployment import DeploymentPolicy, VariantShape, check_policy
+    from ml_constructs.sagemaker.deployment import (
+        DEFAULT_ALARM_WINDOW_SECONDS,
+        DeploymentPolicy,
+        VariantShape,
+        check_policy,
+    )
 
     policy = DeploymentPolicy(**{f.name: getattr(cfg.deployment, f.name) for f in fields(DeploymentConfig)})
     found = []
     for endpoint, (low, high, autoscaled) in endpoint_shapes(cfg).items():
-        for key, value, allowed in check_policy(policy, VariantShape(low, high, autoscaled, bake_seconds=0)):
+        for key, value, allowed in check_policy(policy, VariantShape(low, high, autoscaled, DEFAULT_ALARM_WINDOW_SECONDS)):
             found.append((key, f"got {value!r}, allowed for the {endpoint} endpoint: {allowed}"))
     return found

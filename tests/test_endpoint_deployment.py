@@ -183,3 +183,35 @@ def test_a_pinned_region_without_a_workloads_image_tag_is_a_configuration_error(
             "djl-inference:0.24.0-neuronx-sdk2.14.1 is not published in af-south-1") in message
     assert "llm.image_tag" not in message  # the LMI DeepSpeed 0.19 tag is published in af-south-1
     load_config("prod", overrides={"account": "123456789012", "region": "us-east-1"})  # published there
+
+
+def test_an_execution_timeout_shorter_than_the_bakes_is_rejected():
+    stack = bare_stack()
+    with pytest.raises(EndpointValidationError, match=r"deployment.maximum_execution_timeout_seconds: got 900, "
+                       r"allowed: more than the bakes it must contain \(900 s\)"):
+        realtime(stack, options=EndpointOptions(deployment=DeploymentPolicy(maximum_execution_timeout_seconds=900)))
+
+
+def test_the_environment_policy_leaves_an_endpoint_with_its_own_policy_alone(tmp_path):
+    import aws_cdk as cdk
+
+    from ml_constructs.sagemaker.deployment_defaults import DeploymentDefaults
+
+    app = new_checked_app(tmp_path)
+    stack = bare_stack(app)
+    own = realtime(stack, "Own", options=EndpointOptions(deployment=DeploymentPolicy(traffic="canary")))
+    default = realtime(stack, "Default")
+    cdk.Aspects.of(app).add(DeploymentDefaults(DeploymentPolicy(traffic="linear")))
+    template = Template.from_stack(stack).to_json()["Resources"]
+
+    def routing(endpoint):
+        props = template[stack.get_logical_id(endpoint.endpoint)]["Properties"]
+        return props["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"]
+
+    assert (routing(own), routing(default)) == ("CANARY", "LINEAR")
+
+
+def test_configuration_rejects_an_execution_timeout_within_the_default_bake():
+    with pytest.raises(ConfigError, match=r"deployment.maximum_execution_timeout_seconds: got 800, allowed for the "
+                       r"stable_diffusion endpoint: more than the bakes it must contain \(900 s\)"):
+        load_config("prod", overrides={"deployment.maximum_execution_timeout_seconds": "800"})

@@ -40,6 +40,8 @@ BAKE_SECONDS = (0, 3600)
 EXECUTION_TIMEOUT_SECONDS = (600, 28800)
 ROLLING_BATCH_PERCENT = (5, 50)  # of the variant's instance count (RollingUpdatePolicy.MaximumBatchSize)
 MAX_ROLLBACK_ALARMS = 10
+# The default alarms' evaluation window (EndpointAlarms: 3 periods of 300 s), the configuration's default bake.
+DEFAULT_ALARM_WINDOW_SECONDS = 3 * 300
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,17 @@ def check_policy(policy: DeploymentPolicy, shape: VariantShape) -> list[tuple[st
         *EXECUTION_TIMEOUT_SECONDS,
     )
     problems.in_range("deployment.traffic_step_percent", policy.traffic_step_percent, 1, 99)
-    if resolve_strategy(policy, shape) != "rolling":
+    strategy = resolve_strategy(policy, shape)
+    timeout = policy.maximum_execution_timeout_seconds
+    if timeout is not None:
+        waits = _or(policy.wait_interval_seconds, shape.bake_seconds)
+        if strategy == "blue_green":
+            waits = (waits if policy.traffic != "all_at_once" else 0) + _or(
+                policy.termination_wait_seconds, shape.bake_seconds)
+        if timeout <= waits:
+            problems.add("deployment.maximum_execution_timeout_seconds", timeout,
+                         f"more than the bakes it must contain ({waits} s)")
+    if strategy != "rolling":
         return problems.found
     if shape.min_count < 2:
         problems.add(
