@@ -77,7 +77,7 @@ class DeploymentConfig:
         None, ge=1, le=1000, doc="Rolling rollback batch (same unit); None: batch_size (AWS's default is all at once)."
     )
     traffic: Literal["all_at_once", "canary", "linear"] = setting("all_at_once", doc="Blue/green traffic shifting.")
-    traffic_step_percent: int = setting(10, ge=1, le=99, doc="Canary size or linear step (blue/green).")
+    traffic_step_percent: int = setting(10, ge=1, le=50, doc="Canary size (1-50) or linear step (10-50), blue/green.")
     wait_interval_seconds: int | None = setting(
         None, ge=0, le=3600, doc="Bake per rolling batch or traffic step; None: the alarms' evaluation window."
     )

@@ -65,7 +65,9 @@ def test_a_variant_that_can_shrink_to_one_instance_updates_blue_green_and_keeps_
     endpoint = realtime(stack, options=EndpointOptions(autoscaling=scaling(1, 3)))
     props = endpoint_props(stack, endpoint)
     assert props["DeploymentConfig"]["BlueGreenUpdatePolicy"] == {
-        "TerminationWaitInSeconds": 900, "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE"},
+        # The bake after the shift (WaitIntervalInSeconds, required by the API), then the old fleet's final wait.
+        "TerminationWaitInSeconds": 900,
+        "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 900},
     }
     assert props["RetainAllVariantProperties"] is True
     assert endpoint.deployment.extra_instances == 3  # blue/green doubles whatever count the scaler reached
@@ -117,6 +119,10 @@ def test_without_alarms_there_is_no_rollback_and_no_alarm_permission(tmp_path):
          "deployment.termination_wait_seconds: got 4000, allowed: 0 to 3600"),
         (1, None, DeploymentPolicy(maximum_execution_timeout_seconds=300),
          "deployment.maximum_execution_timeout_seconds: got 300, allowed: 600 to 28800"),
+        (1, None, DeploymentPolicy(traffic="canary", traffic_step_percent=60),
+         "deployment.traffic_step_percent: got 60, allowed: 1 to 50"),
+        (1, None, DeploymentPolicy(traffic="linear", traffic_step_percent=5),
+         "deployment.traffic_step_percent: got 5, allowed: 10 to 50"),
     ],
 )
 def test_a_policy_the_variant_cannot_hold_fails_synth_naming_the_setting(count, autoscaling, policy, expected):
@@ -163,7 +169,8 @@ def test_every_prod_endpoint_has_a_guarded_update_and_autoscaled_ones_keep_their
     assert mme["DeploymentConfig"]["RollingUpdatePolicy"]["MaximumBatchSize"] == {"Type": "CAPACITY_PERCENT", "Value": 25}
     assert mme["RetainAllVariantProperties"] is True
     bloom = next(p for n, p in endpoints.items() if "Bloom" in n)
-    assert bloom["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] == {"Type": "ALL_AT_ONCE"}
+    assert bloom["DeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"] == {
+        "Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 900}
     assert "RetainAllVariantProperties" not in bloom
 
 
@@ -187,9 +194,9 @@ def test_a_pinned_region_without_a_workloads_image_tag_is_a_configuration_error(
 
 def test_an_execution_timeout_shorter_than_the_bakes_is_rejected():
     stack = bare_stack()
-    with pytest.raises(EndpointValidationError, match=r"deployment.maximum_execution_timeout_seconds: got 900, "
-                       r"allowed: more than the bakes it must contain \(900 s\)"):
-        realtime(stack, options=EndpointOptions(deployment=DeploymentPolicy(maximum_execution_timeout_seconds=900)))
+    with pytest.raises(EndpointValidationError, match=r"deployment.maximum_execution_timeout_seconds: got 1800, "
+                       r"allowed: more than the bakes it must contain \(1800 s\)"):
+        realtime(stack, options=EndpointOptions(deployment=DeploymentPolicy(maximum_execution_timeout_seconds=1800)))
 
 
 def test_the_environment_policy_leaves_an_endpoint_with_its_own_policy_alone(tmp_path):
@@ -212,6 +219,8 @@ def test_the_environment_policy_leaves_an_endpoint_with_its_own_policy_alone(tmp
 
 
 def test_configuration_rejects_an_execution_timeout_within_the_default_bake():
-    with pytest.raises(ConfigError, match=r"deployment.maximum_execution_timeout_seconds: got 800, allowed for the "
-                       r"stable_diffusion endpoint: more than the bakes it must contain \(900 s\)"):
-        load_config("prod", overrides={"deployment.maximum_execution_timeout_seconds": "800"})
+    with pytest.raises(ConfigError, match=r"deployment.maximum_execution_timeout_seconds: got 1200, allowed for the "
+                       r"stable_diffusion endpoint: more than the bakes it must contain \(1800 s\)") as err:
+        load_config("prod", overrides={"deployment.maximum_execution_timeout_seconds": "1200"})
+    # The rolling multi-model endpoint bakes one batch at a time: 1200 s holds its 900 s bake.
+    assert "multi_model endpoint" not in str(err.value)

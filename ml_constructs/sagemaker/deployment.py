@@ -106,14 +106,16 @@ def check_policy(policy: DeploymentPolicy, shape: VariantShape) -> list[tuple[st
         "deployment.maximum_execution_timeout_seconds", policy.maximum_execution_timeout_seconds,
         *EXECUTION_TIMEOUT_SECONDS,
     )
-    problems.in_range("deployment.traffic_step_percent", policy.traffic_step_percent, 1, 99)
+    if policy.traffic == "canary":  # TrafficRoutingConfig: canary <= 50 %, linear steps 10-50 %
+        problems.in_range("deployment.traffic_step_percent", policy.traffic_step_percent, 1, 50)
+    elif policy.traffic == "linear":
+        problems.in_range("deployment.traffic_step_percent", policy.traffic_step_percent, 10, 50)
     strategy = resolve_strategy(policy, shape)
     timeout = policy.maximum_execution_timeout_seconds
     if timeout is not None:
         waits = _or(policy.wait_interval_seconds, shape.bake_seconds)
         if strategy == "blue_green":
-            waits = (waits if policy.traffic != "all_at_once" else 0) + _or(
-                policy.termination_wait_seconds, shape.bake_seconds)
+            waits += _or(policy.termination_wait_seconds, shape.bake_seconds)
         if timeout <= waits:
             problems.add("deployment.maximum_execution_timeout_seconds", timeout,
                          f"more than the bakes it must contain ({waits} s)")
@@ -197,9 +199,8 @@ def resolve(policy: DeploymentPolicy, shape: VariantShape, rollback_alarm_names:
                     type=policy.traffic.upper(),
                     canary_size=step if policy.traffic == "canary" else None,
                     linear_step_size=step if policy.traffic == "linear" else None,
-                    wait_interval_in_seconds=(
-                        _or(policy.wait_interval_seconds, bake) if policy.traffic != "all_at_once" else None
-                    ),
+                    # Required by the API for every type (the bake after each traffic step).
+                    wait_interval_in_seconds=_or(policy.wait_interval_seconds, bake),
                 ),
                 # The final bake: the old fleet stays until the alarms had a full window to fire.
                 termination_wait_in_seconds=_or(policy.termination_wait_seconds, bake),
