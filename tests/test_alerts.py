@@ -89,3 +89,23 @@ def test_bad_alert_settings_are_configuration_errors(overrides, expected):
         load_config("dev", overrides=overrides)
     assert expected in str(err.value)
     assert "(from -c set:" in str(err.value)
+
+
+def test_a_raw_alarm_keeps_its_own_actions_and_gains_the_topic(tmp_path):
+    import aws_cdk as cdk
+    from aws_cdk import aws_cloudwatch as cloudwatch
+
+    from ml_constructs.alerts import AlarmActions
+    from tests.helpers import new_app
+
+    app = new_app(tmp_path)
+    stack = cdk.Stack(app, "Raw")
+    props = dict(comparison_operator="GreaterThanThreshold", evaluation_periods=1, threshold=1,
+                 metric_name="Errors", namespace="Custom", period=60, statistic="Sum")
+    cloudwatch.CfnAlarm(stack, "Own", alarm_actions=["arn:aws:sns:us-east-1:123456789012:mine"], **props)
+    cloudwatch.CfnAlarm(stack, "Bare", **props)
+    cdk.Aspects.of(app).add(AlarmActions(lambda _: "arn:aws:sns:us-east-1:123456789012:platform"))
+    alarms = app.synth().get_stack_by_name("Raw").template["Resources"]
+    assert alarms["Own"]["Properties"]["AlarmActions"] == [
+        "arn:aws:sns:us-east-1:123456789012:mine", "arn:aws:sns:us-east-1:123456789012:platform"]
+    assert alarms["Bare"]["Properties"]["OKActions"] == ["arn:aws:sns:us-east-1:123456789012:platform"]
