@@ -6,6 +6,7 @@ nested table given in an environment file is built from its class defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from config.typed import setting
 
@@ -56,3 +57,42 @@ def capacity_problem(count: int, scaling: AutoscalingConfig) -> list[tuple[str, 
             f"autoscaling.max_capacity ({scaling.max_capacity})",
         )]
     return []
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    """How every endpoint of the environment is updated (docs/operations.md states the capacity each needs).
+
+    ``auto`` rolls in batches where the variant always has 2 or more instances (the
+    multi-model endpoint in prod: 5 extra instances instead of 20) and uses blue/green
+    elsewhere (one extra instance for a one-instance endpoint, the least any update needs).
+    """
+
+    strategy: Literal["auto", "rolling", "blue_green"] = setting(
+        "auto", doc="auto: rolling where the variant always has 2+ instances, else blue_green."
+    )
+    batch_size: int = setting(25, ge=1, le=1000, doc="Rolling batch: percent (5-50) or instances, see batch_unit.")
+    batch_unit: Literal["percent", "instances"] = setting("percent")
+    rollback_batch_size: int | None = setting(
+        None, ge=1, le=1000, doc="Rolling rollback batch (same unit); None: batch_size (AWS's default is all at once)."
+    )
+    traffic: Literal["all_at_once", "canary", "linear"] = setting("all_at_once", doc="Blue/green traffic shifting.")
+    traffic_step_percent: int = setting(10, ge=1, le=50, doc="Canary size (1-50) or linear step (10-50), blue/green.")
+    wait_interval_seconds: int | None = setting(
+        None, ge=0, le=3600, doc="Bake per rolling batch or traffic step; None: the alarms' evaluation window."
+    )
+    termination_wait_seconds: int | None = setting(
+        None, ge=0, le=3600, doc="Blue/green final bake before the old fleet goes; None: the alarms' window."
+    )
+    maximum_execution_timeout_seconds: int | None = setting(None, ge=600, le=28800)
+    auto_rollback: bool = setting(True, doc="Roll back when the endpoint's 5XX or latency alarm fires during an update.")
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.batch_unit == "percent":
+            found = []
+            for key in ("batch_size", "rollback_batch_size"):
+                value = getattr(self, key)
+                if value is not None and not 5 <= value <= 50:
+                    found.append((key, f"got {value}, allowed: 5 to 50 (percent of the variant's instances)"))
+            return found
+        return []

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "invoke-mme": ("ml_tools.invoke_mme", "call one model of the multi-model endpoint"),
     "stage-weights": ("ml_tools.stage_weights", "copy a local model snapshot into a weights prefix (idempotent)"),
     "cost": ("ml_tools.cost", "hourly cost of an environment at its floor and its ceiling (offline)"),
+    "verify": ("ml_tools.verify", "check each endpoint runs the deployed config and answers (after a deploy)"),
 }
 
 # name -> (module with main(argv), one-line help)

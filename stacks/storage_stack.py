@@ -12,7 +12,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from config.schema import StorageConfig
+from config.schema import AlertsConfig, EndpointNetworkConfig, StorageConfig
+from ml_constructs.alerts import AlertTopic
+from ml_constructs.sagemaker.network import EndpointNetwork
 from ml_constructs.storage import ArtifactLocation, ArtifactLocations, ArtifactStorage, ArtifactStorageProps
 from stacks.base import PlatformStack
 
@@ -21,7 +23,8 @@ _BUCKETS = {"Models": "models_bucket", "CompileCache": "compile_cache_bucket", "
 
 class ArtifactStorageStack(PlatformStack):
     def __init__(
-        self, scope: Construct, construct_id: str, *, storage: StorageConfig, retain_data: bool, **kwargs
+        self, scope: Construct, construct_id: str, *, storage: StorageConfig, retain_data: bool,
+        alerts: AlertsConfig | None = None, endpoint_network: EndpointNetworkConfig | None = None, **kwargs
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.storage = ArtifactStorage(
@@ -48,6 +51,51 @@ class ArtifactStorageStack(PlatformStack):
         for field, location in vars(self.storage.locations).items():
             cdk.CfnOutput(self, _pascal(field) + "Url", value=location.s3_url, description=f"s3 URL of {field}")
         self._shared: dict[str, ArtifactLocations] = {}
+        self._add_alerts(alerts or AlertsConfig(), retain_data)
+        network = endpoint_network or EndpointNetworkConfig()
+        self.endpoint_network: EndpointNetwork | None = None
+        if network.private:
+            self.endpoint_network = EndpointNetwork(
+                self, "EndpointNetwork", cidr=network.vpc_cidr, log_key=self.storage.key,
+                removal_policy=cdk.RemovalPolicy.RETAIN if retain_data else cdk.RemovalPolicy.DESTROY,
+            )
+
+    def _add_alerts(self, alerts: AlertsConfig, retain_data: bool) -> None:
+        """The environment's alarm topic: created (encrypted with the platform key, else its own), or given."""
+        self.alert_topic: AlertTopic | None = None
+        if alerts.topic_arn is not None:
+            self.alert_topic_arn = alerts.topic_arn
+            if cdk.Token.is_unresolved(self.region):
+                # Alarm actions must be in the alarm's region; the deploy fails here first, with this message.
+                cdk.CfnRule(self, "AlertTopicInThisRegion", assertions=[cdk.CfnRuleAssertion(
+                    assert_=cdk.Fn.condition_equals(cdk.Aws.REGION, alerts.topic_region),
+                    assert_description=f"alerts.topic_arn {alerts.topic_arn} is in {alerts.topic_region}; "
+                    "deploy to that region or configure a topic of this region (alarm actions are regional)",
+                )])
+            return
+        self.alert_topic = AlertTopic(
+            self, "Alerts", key=self.storage.key, emails=alerts.emails,
+            removal_policy=cdk.RemovalPolicy.RETAIN if retain_data else cdk.RemovalPolicy.DESTROY,
+        )
+        self.alert_topic_arn = self.alert_topic.topic.topic_arn
+        self._alert_import = self.export_value(self.alert_topic_arn, name=self._export("AlertTopicArn"))
+        cdk.CfnOutput(self, "AlertTopicArn", value=self.alert_topic_arn, description="SNS topic of every alarm")
+
+    def platform_key_arn_for(self, consumer: cdk.Stack) -> str | None:
+        """The platform key's ARN as ``consumer`` can reference it; None without a key (storage.encryption = 's3')."""
+        if self.storage.key is None:
+            return None
+        if consumer is self:
+            return self.storage.key.key_arn
+        consumer.add_stack_dependency(self, "its log groups are encrypted with the platform key")
+        return self._imports["KeyArn"]
+
+    def alert_topic_arn_for(self, consumer: cdk.Stack) -> str:
+        """The alarm topic's ARN as ``consumer`` can reference it (a stable export, not a hashed one)."""
+        if self.alert_topic is None or consumer is self:
+            return self.alert_topic_arn
+        consumer.add_stack_dependency(self, "its alarms notify the storage stack's alert topic")
+        return self._alert_import
 
     def _export(self, name: str) -> str:
         return f"{self.stack_name}-{name}"

@@ -53,3 +53,35 @@ def test_a_pinned_account_and_region_need_no_context_lookup(platform_synth):
     manifest = json.loads((Path(assembly.directory) / "manifest.json").read_text())
     assert manifest.get("missing") is None
     assert not (Path(assembly.directory).parent / "cdk.context.json").exists()
+
+
+def test_nist_800_53_r5_runs_on_every_synth(tmp_path):
+    """A resource the NIST pack flags (and AwsSolutions does not acknowledge) fails the synth by its NIST rule id."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_sagemaker as sagemaker
+
+    app = new_app(tmp_path)
+    build_platform(app, load_config("dev"))
+    stray = cdk.Stack(app, "Stray")
+    sagemaker.CfnEndpointConfig(stray, "NoKey", production_variants=[sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+        variant_name="AllTraffic", model_name="m", initial_instance_count=1, instance_type="ml.m5.large")])
+    with pytest.raises(RuntimeError, match="NIST.800.53.R5::NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    rules = {v["ruleName"] for p in report["pluginReports"] if p["pluginName"] == "NIST.800.53.R5" for v in p["violations"]}
+    assert rules == {"NIST.800.53.R5-SageMakerEndpointConfigurationKMSKeyConfigured"}
+
+
+def test_every_prod_log_group_is_encrypted_with_the_platform_key(platform_synth):
+    _, assembly = platform_synth("prod")
+    groups = {
+        f"{stack.stack_name}/{lid}": r["Properties"]
+        for stack in assembly.stacks for lid, r in stack.template["Resources"].items() if r["Type"] == "AWS::Logs::LogGroup"
+    }
+    assert len(groups) >= 9  # compile (job, handlers, flow logs) and training (jobs, pipeline, flow logs)
+    for name, props in groups.items():
+        assert props["KmsKeyId"] == {"Fn::ImportValue": "MlAccel-prod-Storage-KeyArn"}, name
+    storage = assembly.get_stack_by_name("MlAccel-prod-Storage").template
+    (key,) = [r for r in storage["Resources"].values() if r["Type"] == "AWS::KMS::Key"]
+    logs = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "CloudWatchLogsOfThisAccount"]
+    assert logs and "kms:EncryptionContext:aws:logs:arn" in logs[0]["Condition"]["ArnLike"]

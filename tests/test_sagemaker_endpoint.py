@@ -64,10 +64,34 @@ def test_image_comes_from_the_regional_dlc_account_mapping(built):
     stack, endpoints, template, tj = built
     model = tj["Resources"][stack.get_logical_id(endpoints["default"].model)]
     image = model["Properties"]["PrimaryContainer"]["Image"]
-    assert image["Fn::Join"][1][0] == {"Fn::FindInMap": ["DlcRepositoryAccountMap", {"Ref": "AWS::Region"}, "value"]}
+    assert image["Fn::Join"][1][0] == {"Fn::FindInMap": ["DlcRegistryAccountMap", {"Ref": "AWS::Region"}, "account"]}
     assert image["Fn::Join"][1][-1] == "/djl-inference:0.29.0-lmi11.0.0-cu124"
-    assert tj["Mappings"]["DlcRepositoryAccountMap"]["us-east-1"]["value"] == "763104351884"
-    assert tj["Mappings"]["DlcRepositoryAccountMap"]["cn-north-1"]["value"] == "727897471807"
+    accounts = {region: row["account"] for region, row in tj["Mappings"]["DlcRegistryAccountMap"].items()}
+    assert accounts["us-east-1"] == "763104351884" and accounts["cn-north-1"] == "727897471807"
+    # Commercial regions aws-cdk-lib's region facts lack (AWS's published accounts).
+    assert accounts["af-south-1"] == "626614931356" and accounts["il-central-1"] == "780543022126"
+    assert {"ap-northeast-3", "ap-southeast-5", "ap-southeast-7", "ca-west-1", "mx-central-1"} <= set(accounts)
+    # Elsewhere the deploy stops at a rule with a message instead of a FindInMap error.
+    rule = tj["Rules"]["DlcRegistryInThisRegion"]["Assertions"][0]
+    assert rule["Assert"] == {"Fn::Contains": [sorted(accounts), {"Ref": "AWS::Region"}]}
+    assert "no registry in this region" in rule["AssertDescription"]
+    tag_rule = tj["Rules"]["DlcImageInThisRegionDjlInference0290Lmi1100Cu124"]["Assertions"][0]
+    assert "me-central-1" in tag_rule["Assert"]["Fn::Contains"][0]
+    assert "mx-central-1" not in tag_rule["Assert"]["Fn::Contains"][0]  # the LMI 0.29 tag is not published there
+
+
+@pytest.mark.parametrize(("region", "account"), [("af-south-1", "626614931356"), ("mx-central-1", "637423239942")])
+def test_regions_the_cdk_facts_lack_get_their_registry_account(region, account):
+    stack = bare_stack(env=cdk.Environment(account="123456789012", region=region))
+    image = ContainerImage.deep_learning_container("djl-inference", "0.23.0-cpu-full").bind(stack)
+    assert stack.resolve(image.image_uri)["Fn::Join"][1][0] == f"{account}.dkr.ecr.{region}."
+
+
+def test_a_pinned_region_without_the_image_tag_fails_synth():
+    stack = bare_stack(env=cdk.Environment(account="123456789012", region="af-south-1"))
+    with pytest.raises(ValueError, match=r"image_tag: djl-inference:0.24.0-neuronx-sdk2.14.1 is not published in "
+                       r"af-south-1; regions that have it: ap-northeast-1, "):
+        ContainerImage.deep_learning_container("djl-inference", "0.24.0-neuronx-sdk2.14.1").bind(stack)
 
 
 def test_pinned_region_gets_the_literal_account_and_ecr_images_their_repository(tmp_path):
@@ -90,7 +114,7 @@ def test_default_role_is_least_privilege(built):
     statements = statements_of(tj, stack.get_logical_id(role.node.default_child))
     actions = sorted(a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
     assert actions == sorted([
-        "cloudwatch:PutMetricData", "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+        "cloudwatch:DescribeAlarms", "cloudwatch:PutMetricData", "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
         "ecr:GetAuthorizationToken", "ecr:GetDownloadUrlForLayer", "logs:CreateLogGroup", "logs:CreateLogStream",
         "logs:DescribeLogStreams", "logs:PutLogEvents", "s3:GetObject",
     ])
@@ -101,6 +125,12 @@ def test_default_role_is_least_privilege(built):
         "StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "AWS/SageMaker*"]}
     }
     assert "repository/djl-inference" in str(by_action["ecr:BatchGetImage"]["Resource"])
+    # DescribeAlarms (SageMaker reads the rollback alarms with this role) on those two alarms only.
+    alarms = endpoints["default"].alarms
+    names = {tj["Resources"][stack.get_logical_id(alarms[n].node.default_child)]["Properties"]["AlarmName"]
+             for n in ("Errors5xx", "ModelLatencyP99")}
+    described = {r["Fn::Join"][1][-1].split(":alarm:")[1] for r in by_action["cloudwatch:DescribeAlarms"]["Resource"]}
+    assert described == names
     assert ":log-group:/aws/sagemaker/Endpoints/*:*" in str(by_action["logs:PutLogEvents"]["Resource"])
     trust = tj["Resources"][stack.get_logical_id(role.node.default_child)]["Properties"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -19,16 +19,19 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from ml_constructs.sagemaker.execution_role import create_execution_role
+from ml_constructs.compliance import acknowledge_endpoint_config_key
+from ml_constructs.sagemaker.deployment import DeploymentPolicy, ResolvedDeployment, VariantShape, check_policy, resolve
 from ml_constructs.sagemaker.images import ContainerImage
 from ml_constructs.sagemaker.instances import INFERENCE_AMI_VERSIONS, InstanceType, UnknownInstanceType
 from ml_constructs.sagemaker.model_data import ModelData
-from ml_constructs.sagemaker.monitoring import EndpointAlarms, VariantMetrics, create_alarms
+from ml_constructs.sagemaker.monitoring import ROLLBACK_ALARMS, EndpointAlarms, VariantMetrics, alarm_name, create_alarms
 from ml_constructs.sagemaker.scaling import InvocationScaling, attach_invocation_scaling
 from ml_constructs.sagemaker.validation import Problems, is_token
 
 VOLUME_SIZE_GB = (1, 512)
 DOWNLOAD_TIMEOUT_SECONDS = (60, 3600)
 STARTUP_TIMEOUT_SECONDS = (60, 3600)
+DEPLOYED_CONFIG_DESCRIPTION = "SageMaker endpoint config deployed to"  # read by ml_tools.verify
 _TRAILING_TOKEN = re.compile(r"\$\{Token\[[^\]]+\]\}$")
 
 
@@ -58,7 +61,11 @@ class EndpointOptions:
 
     Default settings: a least-privilege execution role, no endpoint-config KMS
     key, no autoscaling, the default alarms, a CloudFormation-generated
-    endpoint name, network isolation off (the LMI handlers download from S3).
+    endpoint name, network isolation off (the LMI handlers download from S3),
+    ``DeploymentPolicy()`` updates (rolling where the variant always has 2+
+    instances, else blue/green; rollback on the 5XX and latency alarms).
+    ``deployment=None`` means that default, which an app-wide
+    :class:`~ml_constructs.sagemaker.deployment_defaults.DeploymentDefaults` may replace.
     """
 
     role: iam.IRole | None = None
@@ -67,6 +74,7 @@ class EndpointOptions:
     alarms: EndpointAlarms | None = field(default_factory=EndpointAlarms)
     endpoint_name: str | None = None
     network_isolation: bool = False
+    deployment: DeploymentPolicy | None = None
 
 
 class SageMakerEndpointBase(Construct, VariantMetrics):
@@ -155,6 +163,10 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
                 )
             ],
         )
+        if options.volume_kms_key is None:
+            acknowledge_endpoint_config_key(
+                self.endpoint_config, local_nvme=instance is not None and instance.has_local_nvme
+            )
         self.endpoint = sagemaker.CfnEndpoint(
             self, "Endpoint", endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
             endpoint_name=options.endpoint_name,
@@ -171,7 +183,70 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
         self.alarms: dict[str, cloudwatch.Alarm] = (
             create_alarms(self, self, instance, options.alarms) if options.alarms is not None else {}
         )
+        self._init_deployment(options)
         cdk.CfnOutput(self, "EndpointName", value=self.endpoint_name, description=f"SageMaker endpoint {self.node.path}")
+        # What `python -m ml_tools verify` compares with the live endpoint: the config this deploy made.
+        # verify pairs it with the EndpointName output by the path in both descriptions.
+        cdk.CfnOutput(
+            self, "EndpointConfigName", value=self.endpoint_config.attr_endpoint_config_name,
+            description=f"{DEPLOYED_CONFIG_DESCRIPTION} {self.node.path}",
+        )
+
+    def _init_deployment(self, options: EndpointOptions) -> None:
+        # A deploy-time count is unknown here: treated as 1, so only blue/green is chosen for it.
+        count = 1 if is_token(self.variant.initial_instance_count) else self.variant.initial_instance_count
+        scaling = options.autoscaling
+        window = options.alarms.period_seconds * options.alarms.evaluation_periods if options.alarms else 0
+        self.deployment_shape = VariantShape(
+            min_count=scaling.min_capacity if scaling else count,
+            max_count=scaling.max_capacity if scaling else count,
+            autoscaled=scaling is not None,
+            bake_seconds=min(window, 3600),
+        )
+        # Literal names, not the alarms' Refs: the alarms depend on the endpoint (their dimension).
+        self.rollback_alarm_names = [alarm_name(self, n) for n in ROLLBACK_ALARMS if n in self.alarms]
+        if self.rollback_alarm_names:
+            # SageMaker reads the rollback alarms' state with the model's execution role.
+            stack = cdk.Stack.of(self)
+            iam.Grant.add_to_principal(
+                grantee=self.role, actions=["cloudwatch:DescribeAlarms"],
+                resource_arns=[
+                    stack.format_arn(service="cloudwatch", resource="alarm", resource_name=n,
+                                     arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+                    for n in self.rollback_alarm_names
+                ],
+            )
+        self.deployment_is_default = options.deployment is None
+        self.deployment: ResolvedDeployment | None = None
+        self.use_deployment(options.deployment or DeploymentPolicy())
+
+    def use_deployment(self, policy: DeploymentPolicy) -> ResolvedDeployment:
+        """Set the endpoint's ``DeploymentConfig`` (and ``RetainAllVariantProperties`` when autoscaled).
+
+        Raises :class:`EndpointValidationError` for a policy the variant cannot hold.
+        """
+        problems = Problems()
+        for key, value, allowed in check_policy(policy, self.deployment_shape):
+            problems.add(key, value, allowed)
+        problems.raise_if_any(self.node.path)
+        self.deployment = resolve(policy, self.deployment_shape, self.rollback_alarm_names)
+        self.endpoint.deployment_config = self.deployment.config
+        # Keeps the count the scaler reached; without it every update resets it to the initial count.
+        self.endpoint.retain_all_variant_properties = self.deployment.retain_all_variant_properties or None
+        return self.deployment
+
+    def place_in_vpc(self, subnet_ids: Sequence[str], security_group_ids: Sequence[str]) -> None:
+        """Run the model's instances in these subnets (``VpcConfig``); the role gets the ENI permissions."""
+        from ml_constructs.sagemaker.network import grant_vpc_access
+
+        self.model.vpc_config = sagemaker.CfnModel.VpcConfigProperty(
+            subnets=list(subnet_ids), security_group_ids=list(security_group_ids)
+        )
+        grant_vpc_access(self.role)
+
+    def isolate_network(self) -> None:
+        """``EnableNetworkIsolation``: the container makes no network calls (SageMaker still fetches model data)."""
+        self.model.enable_network_isolation = True
 
     def grant_invoke(self, grantee: iam.IGrantable) -> iam.Grant:
         """``sagemaker:InvokeEndpoint`` on this endpoint only."""

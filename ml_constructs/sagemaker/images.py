@@ -1,10 +1,11 @@
 """Serving container images: AWS Deep Learning Containers or any ECR repository.
 
 A Deep Learning Container lives in a per-region AWS account. The account is
-resolved with aws-cdk-lib's region facts (``FactName.DLC_REPOSITORY_ACCOUNT``):
-a concrete region gives the literal account, an environment-agnostic stack
-gets a CloudFormation mapping keyed by ``AWS::Region``. No account id is
-written in this project.
+resolved with aws-cdk-lib's region facts (``FactName.DLC_REPOSITORY_ACCOUNT``)
+plus the commercial regions they lack (:mod:`dlc_regions`, from AWS's published
+lists): a concrete region gives the literal account, an environment-agnostic
+stack gets a CloudFormation mapping keyed by ``AWS::Region`` and template rules
+that reject a region without the registry or the image tag.
 """
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import region_info
 from constructs import Construct
 
+from ml_constructs.sagemaker.dlc_regions import EXTRA_REGISTRY_ACCOUNTS, tag_problem, tag_regions
+
 if TYPE_CHECKING:
     from runtime_profiles import RuntimeProfile
+
+DLC_MAPPING_ID = "DlcRegistryAccountMap"
 
 PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 
@@ -147,13 +152,55 @@ class ContainerImage:
                 self.tag,
             )
         stack = cdk.Stack.of(scope)
-        fact = region_info.FactName.DLC_REPOSITORY_ACCOUNT
-        if not cdk.Token.is_unresolved(stack.region) and region_info.Fact.find(stack.region, fact) is None:
-            raise ValueError(
-                f"image {self.repository_name}:{self.tag}: AWS Deep Learning Containers have no known registry "
-                f"account in region {stack.region!r}; use ContainerImage.from_ecr_repository with a copy of the image"
-            )
-        account = stack.regional_fact(fact)
+        account = dlc_registry_account(stack, self.repository_name, self.tag)
         uri = f"{account}.dkr.ecr.{stack.region}.{stack.url_suffix}/{self.repository_name}:{self.tag}"
         arn = stack.format_arn(service="ecr", account=account, resource="repository", resource_name=self.repository_name)
         return BoundImage(uri, arn, self.repository_name, self.tag)
+
+
+def dlc_accounts() -> dict[str, str]:
+    """Region -> Deep Learning Containers registry account: aws-cdk-lib's region facts plus the regions they lack."""
+    fact = region_info.FactName.DLC_REPOSITORY_ACCOUNT
+    known = {r.name: region_info.Fact.find(r.name, fact) for r in region_info.RegionInfo.regions}
+    return dict(sorted({**{r: a for r, a in known.items() if a}, **EXTRA_REGISTRY_ACCOUNTS}.items()))
+
+
+def dlc_registry_account(stack: cdk.Stack, repository: str, tag: str) -> str:
+    """The registry account of ``repository:tag`` in ``stack``'s region, checked where the region is known.
+
+    A pinned region gets the literal account, or a ValueError when the registry or the tag is
+    not there. An environment-agnostic stack gets a mapping keyed by ``AWS::Region`` and rules
+    that stop the deploy, before any resource changes, in a region without the registry or tag.
+    """
+    accounts = dlc_accounts()
+    if not cdk.Token.is_unresolved(stack.region):
+        if stack.region not in accounts:
+            raise ValueError(
+                f"image {repository}:{tag}: AWS Deep Learning Containers have no known registry account in region "
+                f"{stack.region!r}; use ContainerImage.from_ecr_repository with a copy of the image"
+            )
+        problem = tag_problem(repository, tag, stack.region)
+        if problem:
+            raise ValueError(f"image_tag: {problem}")
+        return accounts[stack.region]
+    mapping = stack.node.try_find_child(DLC_MAPPING_ID)
+    if mapping is None:
+        mapping = cdk.CfnMapping(stack, DLC_MAPPING_ID, mapping={r: {"account": a} for r, a in accounts.items()})
+        cdk.CfnRule(stack, "DlcRegistryInThisRegion", assertions=[cdk.CfnRuleAssertion(
+            assert_=cdk.Fn.condition_contains(list(accounts), cdk.Aws.REGION),
+            assert_description="AWS Deep Learning Containers have no registry in this region: deploy to one of "
+            + ", ".join(accounts) + ", or serve a copy of the image from your own ECR repository",
+        )])
+    regions = tag_regions(repository, tag)
+    rule_id = f"DlcImageInThisRegion{_safe_id(repository + tag)}"
+    if regions is not None and stack.node.try_find_child(rule_id) is None:
+        cdk.CfnRule(stack, rule_id, assertions=[cdk.CfnRuleAssertion(
+            assert_=cdk.Fn.condition_contains(sorted(regions), cdk.Aws.REGION),
+            assert_description=f"{repository}:{tag} is not published in this region; regions that have it: "
+            + ", ".join(sorted(regions)),
+        )])
+    return mapping.find_in_map(cdk.Aws.REGION, "account")
+
+
+def _safe_id(text: str) -> str:
+    return "".join(c for c in text.title() if c.isalnum())

@@ -33,6 +33,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from ml_constructs.compliance import acknowledge_endpoint_config_key
+
 from ml_constructs.sagemaker.endpoint_base import DOWNLOAD_TIMEOUT_SECONDS, STARTUP_TIMEOUT_SECONDS, VOLUME_SIZE_GB
 from ml_constructs import nag
 from ml_constructs.sagemaker.execution_role import LOG_ACTIONS, create_execution_role
@@ -183,6 +185,10 @@ class InferenceComponentEndpoint(Construct):
                 routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(routing_strategy=instances.routing),
             )],
         )
+        if volume_kms_key is None:
+            acknowledge_endpoint_config_key(
+                self.endpoint_config, local_nvme=instance is not None and instance.has_local_nvme
+            )
         # SageMaker checks the role when it creates the endpoint config: its policy must exist first.
         self.endpoint_config.node.add_dependency(self.role)
         self.endpoint = sagemaker.CfnEndpoint(

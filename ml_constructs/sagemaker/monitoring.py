@@ -17,6 +17,8 @@ from ml_constructs.sagemaker.instances import InstanceType
 
 INVOCATION_NAMESPACE = "AWS/SageMaker"
 INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"
+# The alarms a deployment rolls back on: the endpoint's own errors and latency.
+ROLLBACK_ALARMS = ("Errors5xx", "ModelLatencyP99")
 
 
 @dataclass(frozen=True)
@@ -94,10 +96,20 @@ class VariantMetrics:
         return self.metric("GPUMemoryUtilization", namespace=INSTANCE_NAMESPACE, statistic="Average")
 
 
+def alarm_name(scope: Construct, name: str) -> str:
+    """The fixed name of alarm ``name`` of the endpoint at ``scope`` (unique per stack and path)."""
+    return f"{cdk.Names.unique_resource_name(scope, max_length=200, separator='-')}-{name}"
+
+
 def create_alarms(
     scope: Construct, metrics: VariantMetrics, instance: InstanceType | None, settings: EndpointAlarms
 ) -> dict[str, cloudwatch.Alarm]:
-    """5XX, model latency p99, and the utilisation alarms ``instance`` reports."""
+    """5XX, model latency p99, and the utilisation alarms ``instance`` reports.
+
+    Alarm names are fixed (derived from the construct path): the endpoint's
+    ``AutoRollbackConfiguration`` names them, while the alarms' dimensions name
+    the endpoint, so a generated name would make the two depend on each other.
+    """
     period = cdk.Duration.seconds(settings.period_seconds)
     wanted: dict[str, tuple[cloudwatch.Metric, float, str]] = {
         "Errors5xx": (metrics.metric_5xx_errors().with_(period=period), settings.errors_5xx, "5XX errors returned"),
@@ -137,6 +149,7 @@ def create_alarms(
             else cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=f"SageMaker endpoint {description}",
+            alarm_name=alarm_name(scope, name),
         )
         for name, (metric, threshold, description) in wanted.items()
     }

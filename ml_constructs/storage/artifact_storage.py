@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from ml_constructs import nag
+from ml_constructs import compliance, nag
 from ml_constructs.storage.artifact_location import ArtifactLocation
 
 
@@ -80,6 +81,7 @@ class ArtifactStorage(Construct):
                 enable_key_rotation=True,
                 removal_policy=removal,
             )
+            allow_log_groups(self.key)
 
         self.logs_bucket = s3.Bucket(
             self,
@@ -113,6 +115,8 @@ class ArtifactStorage(Construct):
         )
         self.training_bucket = self._bucket("Training", props, removal, versioned=True)
 
+        self._acknowledge_nist()
+
         models, cache, training = self.models_bucket, self.compile_cache_bucket, self.training_bucket
         self.locations = ArtifactLocations(
             model_packages=ArtifactLocation(models, "packages/", "models", self.key),
@@ -124,6 +128,35 @@ class ArtifactStorage(Construct):
             checkpoints=ArtifactLocation(training, "checkpoints/", "training", self.key),
             training_outputs=ArtifactLocation(training, "outputs/", "training", self.key),
         )
+
+    def _acknowledge_nist(self) -> None:
+        """NIST 800-53 R5 findings that are this storage's design, each where it applies."""
+        for bucket in (self.logs_bucket, self.models_bucket, self.compile_cache_bucket, self.training_bucket):
+            compliance.acknowledge(
+                bucket, "S3BucketReplicationEnabled",
+                "One-region platform: objects are stored redundantly across AZs by S3 and the models and training "
+                "buckets are versioned; cross-region replication is a disaster-recovery choice of the operator.",
+            )
+        compliance.acknowledge(
+            self.logs_bucket, "S3BucketVersioningEnabled",
+            "Access logs are written once by S3 log delivery and expire by lifecycle; versions would only keep "
+            "deleted log objects.",
+        )
+        compliance.acknowledge(
+            self.compile_cache_bucket, "S3BucketVersioningEnabled",
+            "A Neuron compile cache: every entry is rebuilt by compiling again and expires by lifecycle.",
+        )
+        compliance.acknowledge(
+            self.logs_bucket, "S3DefaultEncryptionKMS",
+            "S3 server access log delivery cannot write to a bucket encrypted with SSE-KMS; SSE-S3 encrypts it.",
+        )
+        if self.key is None:
+            for bucket in (self.models_bucket, self.compile_cache_bucket, self.training_bucket):
+                compliance.acknowledge(
+                    bucket, "S3DefaultEncryptionKMS",
+                    "storage.encryption = 's3' in this environment: SSE-S3 encrypts every object without a "
+                    "customer managed key (use 'kms' where a key is required).",
+                )
 
     def _bucket(
         self,
@@ -177,3 +210,20 @@ def _abort_uploads(props: ArtifactStorageProps) -> s3.LifecycleRule:
         id="AbortIncompleteMultipartUploads",
         abort_incomplete_multipart_upload_after=cdk.Duration.days(props.abort_incomplete_multipart_upload_days),
     )
+
+
+def allow_log_groups(key: kms.Key) -> None:
+    """Let CloudWatch Logs encrypt this account's and region's log groups with ``key``.
+
+    Log groups in any stack of the platform can then use the platform key (an
+    imported key's policy cannot be changed from another stack).
+    """
+    stack = cdk.Stack.of(key)
+    key.add_to_resource_policy(iam.PolicyStatement(
+        sid="CloudWatchLogsOfThisAccount",
+        principals=[iam.ServicePrincipal(f"logs.{stack.region}.{stack.url_suffix}")],
+        actions=["kms:Decrypt*", "kms:Describe*", "kms:Encrypt*", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
+        resources=["*"],  # in a key policy, "*" is this key
+        conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+            service="logs", resource="log-group", resource_name="*", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)}},
+    ))

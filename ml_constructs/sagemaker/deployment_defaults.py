@@ -1,0 +1,51 @@
+"""App-wide endpoint settings: the deployment policy and the network placement per environment."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Collection
+
+import aws_cdk as cdk
+import jsii
+from constructs import IConstruct
+
+from ml_constructs.sagemaker.deployment import DeploymentPolicy
+
+if TYPE_CHECKING:
+    from ml_constructs.sagemaker.network import EndpointNetwork
+
+
+@jsii.implements(cdk.IAspect)
+class DeploymentDefaults:
+    """Applies ``policy`` to every endpoint construct whose ``EndpointOptions.deployment`` was None.
+
+    The platform sets it once per environment (configuration key ``deployment``), so
+    the workload stacks need not pass it through; an endpoint given its own policy keeps it.
+    """
+
+    def __init__(self, policy: DeploymentPolicy) -> None:
+        self.policy = policy
+
+    def visit(self, node: IConstruct) -> None:
+        from ml_constructs.sagemaker.endpoint_base import SageMakerEndpointBase
+
+        if isinstance(node, SageMakerEndpointBase) and node.deployment_is_default:
+            node.use_deployment(self.policy)
+
+
+@jsii.implements(cdk.IAspect)
+class EndpointPlacement:
+    """Puts every endpoint's model in ``network`` (when given), and isolates the models of the
+    stacks whose paths are in ``isolated_stacks`` (their containers fetch nothing themselves)."""
+
+    def __init__(self, network: "EndpointNetwork | None", isolated_stacks: Collection[str] = ()) -> None:
+        self.network = network
+        self.isolated_stacks = set(isolated_stacks)
+
+    def visit(self, node: IConstruct) -> None:
+        from ml_constructs.sagemaker.endpoint_base import SageMakerEndpointBase
+
+        if not isinstance(node, SageMakerEndpointBase):
+            return
+        if self.network is not None and node.model.vpc_config is None:
+            node.place_in_vpc(self.network.subnet_ids, [self.network.security_group.security_group_id])
+        if cdk.Stack.of(node).node.path in self.isolated_stacks:
+            node.isolate_network()

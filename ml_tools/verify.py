@@ -1,0 +1,208 @@
+"""Check an environment after a deploy: each endpoint runs the config the stacks deployed and answers.
+
+    python -m ml_tools verify --env prod [--region us-east-1] [--no-invoke]
+
+For each enabled workload that serves endpoints, the stack's outputs name
+each endpoint and the endpoint config that deploy created (no
+names are typed by hand). Each endpoint must be ``InService`` with exactly that
+config active: after a failed guarded update SageMaker rolls back on its own
+so a different active config
+means the new one never took traffic. Then one small request per endpoint
+must be answered (skip with ``--no-invoke``). Exit 0 when all pass; 1 with one
+line per failure otherwise; 2 for a configuration error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+# The descriptions of each endpoint's two outputs, which end with the endpoint construct's path
+# (ml_constructs.sagemaker.endpoint_base; repeated here so this tool never imports aws-cdk-lib).
+ENDPOINT_NAME_OUTPUT = re.compile(r"SageMaker endpoint (?P<path>\S+)")
+ENDPOINT_CONFIG_OUTPUT = re.compile(r"SageMaker endpoint config deployed to (?P<path>\S+)")
+# Stack states that mean the last deploy did not complete (or is still running).
+UNSETTLED_STACK_STATES = ("ROLLBACK", "IN_PROGRESS", "FAILED")
+
+
+@dataclass(frozen=True)
+class DeployedEndpoint:
+    workload: str
+    stack: str
+    path: str
+    endpoint_name: str
+    endpoint_config_name: str
+
+
+@dataclass
+class Clients:
+    cloudformation: Any
+    sagemaker: Any
+    runtime: Any
+
+
+class VerifyError(Exception):
+    """One check failed; the message says which and why."""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", required=True, help="the environment (config/environments/<env>.toml)")
+    parser.add_argument("--config", help="the overlay file given to `cdk deploy -c config=...`, if any")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a `-c set:KEY=VALUE` given to `cdk deploy` (repeatable)")
+    parser.add_argument("--region", help="AWS region (default: the environment's region, else boto3's)")
+    parser.add_argument("--no-invoke", action="store_true", help="skip the smoke invocations")
+
+
+def deployed_endpoints(cloudformation: Any, workload: str, stack_name: str) -> list[DeployedEndpoint]:
+    """The endpoints one stack's last deploy created, from its outputs."""
+    from botocore.exceptions import ClientError
+
+    try:
+        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    except ClientError as err:
+        raise VerifyError(f"{stack_name}: not deployed in this account and region "
+                          f"({err.response.get('Error', {}).get('Message', err)})") from err
+    status = stack["StackStatus"]
+    if any(marker in status for marker in UNSETTLED_STACK_STATES):
+        raise VerifyError(f"{stack_name}: stack status {status}; the last deploy did not complete")
+    names: dict[str, str] = {}
+    configs: dict[str, str] = {}
+    for output in stack.get("Outputs", []):
+        description, value = output.get("Description", ""), output.get("OutputValue", "")
+        if match := ENDPOINT_CONFIG_OUTPUT.fullmatch(description):
+            configs[match["path"]] = value
+        elif match := ENDPOINT_NAME_OUTPUT.fullmatch(description):
+            names[match["path"]] = value
+    found = [DeployedEndpoint(workload, stack_name, path, names[path], configs[path]) for path in names if path in configs]
+    if not found:
+        raise VerifyError(f"{stack_name}: no endpoint config outputs (a stack deployed by an older version: "
+                          "deploy it again)")
+    return sorted(found, key=lambda e: e.path)
+
+
+def check_active_config(sagemaker: Any, endpoint: DeployedEndpoint) -> None:
+    """InService, with the deployed endpoint config active."""
+    described = sagemaker.describe_endpoint(EndpointName=endpoint.endpoint_name)
+    status = described["EndpointStatus"]
+    active = described.get("EndpointConfigName")
+    if status != "InService":
+        reason = described.get("FailureReason")
+        raise VerifyError(f"{endpoint.endpoint_name}: status {status}, expected InService"
+                          + (f" ({reason})" if reason else ""))
+    if active != endpoint.endpoint_config_name:
+        raise VerifyError(
+            f"{endpoint.endpoint_name}: active endpoint config {active}, but the stack deployed "
+            f"{endpoint.endpoint_config_name}: the update was rolled back (an alarm fired or the new fleet failed; "
+            "see the endpoint's events and its alarms)"
+        )
+
+
+def _smoke_stable_diffusion(runtime: Any, endpoint: DeployedEndpoint) -> str:
+    from ml_tools.invoke_sd import image_bytes
+    from ml_tools.runtime import invoke_json
+
+    content_type, body = invoke_json(
+        runtime, endpoint.endpoint_name, {"prompt": "a red apple on a table", "parameters": {"num_inference_steps": 2}},
+        accept="image/png, application/json",
+    )
+    try:
+        return f"an image of {len(image_bytes(content_type, body))} bytes"
+    except ValueError as err:
+        raise VerifyError(f"{endpoint.endpoint_name}: {err}") from err
+
+
+def _smoke_multi_model(runtime: Any, endpoint: DeployedEndpoint) -> str:
+    from ml_tools.invoke_mme import model_name, predict
+
+    try:
+        predictions = predict(runtime, endpoint.endpoint_name, 0, [[1.0]])
+    except (ValueError, KeyError, TypeError) as err:
+        raise VerifyError(f"{endpoint.endpoint_name}: unexpected answer from {model_name(0)}: {err}") from err
+    if not isinstance(predictions, list) or len(predictions) != 1:
+        raise VerifyError(f"{endpoint.endpoint_name}: 1 input sent to {model_name(0)}, got {predictions!r}")
+    return f"{model_name(0)} predicted {predictions[0]!r}"
+
+
+def _smoke_llm(runtime: Any, endpoint: DeployedEndpoint) -> str:
+    from ml_tools.runtime import invoke_json
+
+    _, body = invoke_json(runtime, endpoint.endpoint_name,
+                          {"inputs": ["The capital of France is"], "parameters": {"max_new_tokens": 8}})
+    try:
+        text = json.loads(body)[0]["generated_text"]
+    except (ValueError, TypeError, KeyError, IndexError) as err:
+        raise VerifyError(f"{endpoint.endpoint_name}: unexpected answer: {body[:200]!r}") from err
+    return f"{len(text)} characters of text"
+
+
+SMOKE: dict[str, Callable[[Any, DeployedEndpoint], str]] = {
+    "stable_diffusion": _smoke_stable_diffusion,
+    "multi_model": _smoke_multi_model,
+    "llm": _smoke_llm,
+}
+
+
+def verify(stacks: dict[str, str], clients: Clients, *, invoke: bool = True) -> tuple[list[str], list[str]]:
+    """(passed, failed) lines for every endpoint of ``stacks`` (workload -> stack name)."""
+    from botocore.exceptions import ClientError
+
+    from ml_tools.runtime import EndpointError
+
+    passed, failed = [], []
+    for workload, stack_name in stacks.items():
+        try:
+            endpoints = deployed_endpoints(clients.cloudformation, workload, stack_name)
+        except VerifyError as err:
+            failed.append(str(err))
+            continue
+        for endpoint in endpoints:
+            try:
+                check_active_config(clients.sagemaker, endpoint)
+                line = f"{endpoint.endpoint_name}: InService on {endpoint.endpoint_config_name}"
+                if invoke:
+                    started = time.monotonic()
+                    answer = SMOKE[workload](clients.runtime, endpoint)
+                    line += f"; answered {answer} in {time.monotonic() - started:.1f} s"
+                passed.append(line)
+            except (VerifyError, EndpointError) as err:
+                failed.append(str(err))
+            except ClientError as err:
+                error = err.response.get("Error", {})
+                failed.append(f"{endpoint.endpoint_name}: {error.get('Code', 'error')}: {error.get('Message', err)}")
+    return passed, failed
+
+
+def run(args: argparse.Namespace, *, clients: Clients | None = None) -> int:
+    from config import ConfigError, load_config
+
+    overrides = dict(item.split("=", 1) for item in args.set if "=" in item)
+    try:
+        cfg = load_config(args.env, overlay_file=args.config, overrides=overrides)
+    except ConfigError as err:
+        print(f"verify: {err}", file=sys.stderr)
+        return 2
+    stacks = cfg.endpoint_stacks()
+    if not stacks:
+        print(f"verify: environment {args.env!r} enables no endpoint workload; nothing to verify", file=sys.stderr)
+        return 1
+    if clients is None:
+        import boto3
+
+        region = args.region or cfg.region
+        clients = Clients(
+            boto3.client("cloudformation", region_name=region),
+            boto3.client("sagemaker", region_name=region),
+            boto3.client("sagemaker-runtime", region_name=region),
+        )
+    passed, failed = verify(stacks, clients, invoke=not args.no_invoke)
+    for line in passed:
+        print(f"ok    {line}")
+    for line in failed:
+        print(f"FAIL  {line}", file=sys.stderr)
+    print(f"verify: {len(passed)} endpoint(s) ok, {len(failed)} failure(s)", file=sys.stderr if failed else sys.stdout)
+    return 1 if failed else 0

@@ -1,0 +1,189 @@
+"""`python -m ml_tools verify`: stacks and endpoints faked with moto; the runtime's answers stubbed.
+
+moto covers CloudFormation outputs and SageMaker DescribeEndpoint; the model's
+answer to InvokeEndpoint is what a real container would send, so it is given
+with botocore's Stubber.
+"""
+from __future__ import annotations
+
+import io
+import json
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import ANY, Stubber
+from moto import mock_aws
+
+from ml_tools.__main__ import main
+from ml_tools.verify import Clients, deployed_endpoints, run
+from tests.helpers import resources_of_type
+
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/sm"
+
+
+class Args:
+    def __init__(self, env="dev", sets=(), no_invoke=False):
+        self.env, self.config, self.set, self.region, self.no_invoke = env, None, list(sets), REGION, no_invoke
+
+
+def deploy_stack(cfn, name: str, endpoints: dict[str, str]) -> None:
+    """A stack whose outputs look like the synthesized ones: each endpoint's name and config name."""
+    outputs = {}
+    for i, (endpoint, config) in enumerate(sorted(endpoints.items())):
+        path = f"{name}/{endpoint}"
+        outputs[f"Name{i}"] = {"Value": endpoint, "Description": f"SageMaker endpoint {path}"}
+        outputs[f"Config{i}"] = {"Value": config, "Description": f"SageMaker endpoint config deployed to {path}"}
+    template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}, "Outputs": outputs}
+    cfn.create_stack(StackName=name, TemplateBody=json.dumps(template))
+
+
+def create_endpoint(sm, name: str, active_config: str, other_configs: tuple[str, ...] = ()) -> None:
+    sm.create_model(ModelName=f"{name}-model", ExecutionRoleArn=ROLE,
+                    PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1"})
+    for config in (active_config, *other_configs):
+        sm.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": f"{name}-model", "InitialInstanceCount": 1,
+            "InstanceType": "ml.m5.large"}])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=active_config)
+
+
+def body(payload) -> StreamingBody:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return StreamingBody(io.BytesIO(data), len(data))
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        cfn, sm = boto3.client("cloudformation", REGION), boto3.client("sagemaker", REGION)
+        runtime = boto3.client("sagemaker-runtime", REGION)
+        deploy_stack(cfn, "MlAccel-dev-StableDiffusion", {"sd-endpoint": "sd-config-2"})
+        deploy_stack(cfn, "MlAccel-dev-MultiModel", {"mme-endpoint": "mme-config-2"})
+        create_endpoint(sm, "mme-endpoint", "mme-config-2", ("mme-config-1",))
+        yield Clients(cfn, sm, runtime)
+
+
+def stub_answers(runtime, *answers) -> Stubber:
+    stubber = Stubber(runtime)
+    for endpoint, target, payload, content_type in answers:
+        expected = {"EndpointName": endpoint, "ContentType": "application/json", "Accept": ANY, "Body": ANY}
+        if target:
+            expected["TargetModel"] = target
+        stubber.add_response("invoke_endpoint", {"Body": body(payload), "ContentType": content_type}, expected)
+    stubber.activate()
+    return stubber
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"0" * 100
+
+
+def test_endpoints_running_the_deployed_config_and_answering_pass(aws, capsys):
+    create_endpoint(aws.sagemaker, "sd-endpoint", "sd-config-2")
+    stubber = stub_answers(
+        aws.runtime,
+        ("sd-endpoint", None, PNG, "image/png"),
+        ("mme-endpoint", "sklearn-0.tar.gz", {"predictions": [3.0]}, "application/json"),
+    )
+    assert run(Args(), clients=aws) == 0
+    stubber.assert_no_pending_responses()
+    out = capsys.readouterr().out
+    assert "ok    sd-endpoint: InService on sd-config-2; answered an image of 108 bytes" in out
+    assert "ok    mme-endpoint: InService on mme-config-2; answered sklearn-0.tar.gz predicted 3.0" in out
+
+
+def test_a_rolled_back_update_fails_naming_both_configs(aws, capsys):
+    # The stack says config 2 was deployed; SageMaker still serves config 1 (it rolled back).
+    create_endpoint(aws.sagemaker, "sd-endpoint", "sd-config-1", ("sd-config-2",))
+    assert run(Args(no_invoke=True), clients=aws) == 1
+    err = capsys.readouterr().err
+    assert ("FAIL  sd-endpoint: active endpoint config sd-config-1, but the stack deployed sd-config-2: "
+            "the update was rolled back") in err
+    assert "1 endpoint(s) ok, 1 failure(s)" in err
+
+
+def test_a_missing_endpoint_or_stack_fails_with_the_reason(aws, capsys):
+    assert run(Args(sets=["llm.enabled=true"], no_invoke=True), clients=aws) == 1
+    err = capsys.readouterr().err
+    assert "FAIL  MlAccel-dev-Llm: not deployed in this account and region" in err
+    assert "FAIL  sd-endpoint: ValidationException" in err
+
+
+def test_a_model_error_fails_with_the_models_answer(aws, capsys):
+    create_endpoint(aws.sagemaker, "sd-endpoint", "sd-config-2")
+    stubber = Stubber(aws.runtime)
+    stubber.add_client_error("invoke_endpoint", "ModelError", "Received client error (400) from primary",
+                             http_status_code=424)
+    stubber.add_response("invoke_endpoint", {"Body": body({"predictions": [1.0, 2.0]}), "ContentType": "application/json"})
+    stubber.activate()
+    assert run(Args(), clients=aws) == 1
+    err = capsys.readouterr().err
+    assert "FAIL  sd-endpoint: ModelError: Received client error (400) from primary" in err
+    assert "FAIL  mme-endpoint: 1 input sent to sklearn-0.tar.gz, got [1.0, 2.0]" in err
+
+
+def test_no_invoke_checks_only_status_and_config(aws, capsys):
+    create_endpoint(aws.sagemaker, "sd-endpoint", "sd-config-2")
+    Stubber(aws.runtime).activate()  # any invocation would raise: none is expected
+    assert run(Args(no_invoke=True), clients=aws) == 0
+    assert "ok    sd-endpoint: InService on sd-config-2\n" in capsys.readouterr().out
+
+
+def test_a_stack_left_in_rollback_fails(aws, capsys, monkeypatch):
+    create_endpoint(aws.sagemaker, "sd-endpoint", "sd-config-2")
+    real = aws.cloudformation.describe_stacks
+
+    def rolled_back(**kwargs):
+        answer = real(**kwargs)
+        answer["Stacks"][0]["StackStatus"] = "UPDATE_ROLLBACK_COMPLETE"
+        return answer
+
+    monkeypatch.setattr(aws.cloudformation, "describe_stacks", rolled_back)
+    assert run(Args(no_invoke=True), clients=aws) == 1
+    assert "MlAccel-dev-MultiModel: stack status UPDATE_ROLLBACK_COMPLETE; the last deploy did not complete" in (
+        capsys.readouterr().err)
+
+
+def test_the_subcommand_is_registered_and_reports_config_errors(capsys):
+    assert main(["verify", "--env", "nope"]) == 2
+    assert "unknown environment 'nope'" in capsys.readouterr().err
+
+
+def render(value, resources: dict) -> str:
+    """An output value as CloudFormation would render it (GetAtt -> a name made from the logical id)."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(render(p, resources) for p in parts)
+    if "Ref" in value:
+        return value["Ref"]
+    logical_id, attribute = value["Fn::GetAtt"]
+    return f"{resources[logical_id]['Type'].rsplit('::', 1)[1]}-{logical_id}"
+
+
+def test_verify_reads_the_outputs_the_prod_synth_writes(platform_synth):
+    """Each prod endpoint's Deployed output names its own endpoint and endpoint config."""
+    cfg, assembly = platform_synth("prod")
+    for workload, stack_name in cfg.endpoint_stacks().items():
+        template = assembly.get_stack_by_name(stack_name).template
+        outputs = [{"OutputKey": key, "OutputValue": render(o["Value"], template["Resources"]),
+                    "Description": o.get("Description", "")} for key, o in template["Outputs"].items()]
+
+        cloudformation = boto3.client("cloudformation", REGION, aws_access_key_id="x", aws_secret_access_key="x")
+        stubber = Stubber(cloudformation)
+        stubber.add_response("describe_stacks", {"Stacks": [{
+            "StackName": stack_name, "CreationTime": "2026-01-01T00:00:00Z", "StackStatus": "UPDATE_COMPLETE",
+            "Outputs": outputs}]}, {"StackName": stack_name})
+        with stubber:
+            found = deployed_endpoints(cloudformation, workload, stack_name)
+        endpoints = resources_of_type(template, "AWS::SageMaker::Endpoint")
+        assert len(found) == len(endpoints) >= 1
+        for record in found:
+            endpoint_id = record.endpoint_name.split("-", 1)[1]
+            config_ref = endpoints[endpoint_id]["Properties"]["EndpointConfigName"]["Fn::GetAtt"][0]
+            assert record.endpoint_config_name == f"EndpointConfig-{config_ref}"
