@@ -16,6 +16,16 @@ from ml_constructs.neuron_flags import INFERENTIA2_TARGETS, neuron_cc_flag_probl
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 S3_PREFIX = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/([^\s]+/)")
 DTYPES = ("bf16", "fp16", "fp32")
+PINNED_REVISION = re.compile(r"[0-9a-f]{40}")
+# neuronx-cc flags per component, from AWS's Neuron Stable Diffusion samples: the UNet and the
+# VAE decoder are compiled with --model-type=unet-inference, the text encoder and post_quant_conv
+# with the default model type.
+DEFAULT_COMPONENT_ARGS: dict[str, str] = {
+    "text_encoder": "--target=inf2",
+    "unet": "--target=inf2 --model-type=unet-inference",
+    "vae_decoder": "--target=inf2 --model-type=unet-inference",
+    "vae_post_quant_conv": "--target=inf2",
+}
 
 
 def model_problems(model_id: str, revision: str | None) -> list[tuple[str, str]]:

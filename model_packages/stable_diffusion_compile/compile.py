@@ -130,6 +130,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compiler-args", default="",
                         help="neuronx-cc flags per component: a JSON object {component: flags}, or one string for all")
     parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--exporter", choices=("torch-neuronx", "optimum-neuron"), default="torch-neuronx",
+                        help="torch-neuronx: compiled_model/*.pt for the DJL packages (runtime seed); "
+                             "optimum-neuron: an optimum-neuron pipeline plus code/inference.py (runtime current)")
     parser.add_argument("--upload-url", default=None, help="s3://bucket/prefix/ to upload the output to")
     parser.add_argument("--no-pipeline-weights", action="store_true",
                         help="write only the pipeline's configuration next to compiled_model/ (enough for "
@@ -143,6 +146,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.component_args = parse_compiler_args(args.compiler_args)
     except ValueError as err:
         parser.error(f"--compiler-args: {err}")
+    if args.exporter == "optimum-neuron" and args.compiler_args.strip():
+        parser.error("--compiler-args: optimum-neuron chooses its own compiler flags; give none")
     if args.upload_url and not args.upload_url.startswith("s3://"):
         parser.error(f"--upload-url: got {args.upload_url!r}, expected s3://bucket/prefix/")
     return args
@@ -261,6 +266,11 @@ def compile_pipeline(args: argparse.Namespace, tracer: Tracer, *, s3_client: Any
         source = args.model_id
         if source.startswith("s3://"):
             source = str(download_prefix(source, Path(scratch), s3_client or _s3()))
+        if args.exporter == "optimum-neuron":
+            from optimum_export import export
+
+            export(source, args.revision, args.height, args.width, args.dtype, out)
+            return finish(args, out, s3_client)
         dtype = DTYPES[args.dtype]
         pipe = StableDiffusionPipeline.from_pretrained(
             source, revision=args.revision, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False
@@ -285,7 +295,11 @@ def compile_pipeline(args: argparse.Namespace, tracer: Tracer, *, s3_client: Any
             torch.jit.save(traced, str(compiled / name))
             del module, traced
             gc.collect()
+    return finish(args, out, s3_client)
 
+
+def finish(args: argparse.Namespace, out: Path, s3_client: Any) -> Path:
+    """The manifest (written last: it marks a complete output), then the upload."""
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != MANIFEST)
     manifest = {
         "model_id": args.model_id,
@@ -294,6 +308,7 @@ def compile_pipeline(args: argparse.Namespace, tracer: Tracer, *, s3_client: Any
         "width": args.width,
         "dtype": args.dtype,
         "compiler_args": args.component_args,
+        "exporter": args.exporter,
         "pipeline_weights": not args.no_pipeline_weights,
         "versions": versions(),
         "files": {p.relative_to(out).as_posix(): {"sha256": sha256(p), "bytes": p.stat().st_size} for p in files},

@@ -61,6 +61,7 @@ class CompileInputs(TypedDict):
     Width: str
     Dtype: str
     CompilerArgs: str
+    Exporter: NotRequired[str]
 
 
 class ResourceProperties(TypedDict):
@@ -238,6 +239,7 @@ def _submit(compile_: Compile) -> str:
         "WIDTH": inputs["Width"],
         "DTYPE": inputs["Dtype"],
         "COMPILER_ARGS": inputs["CompilerArgs"],
+        "EXPORTER": inputs.get("Exporter", "torch-neuronx"),
         "UPLOAD_URL": compile_.artifacts_url,
     }
     response = _batch().submit_job(
