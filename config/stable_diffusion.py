@@ -19,6 +19,7 @@ from config.sagemaker_endpoint import (
 )
 from config.neuron_compile import NeuronCompileConfig
 from config.runtime import image_tag_problems, profile_for, runtime_setting
+from runtime_profiles import profile_names
 from config.typed import setting
 from ml_constructs.neuron_compile.rules import neuron_sdk_of
 from ml_constructs.sagemaker.instances import variant_problems
@@ -115,6 +116,8 @@ class StableDiffusionConfig:
         return f"{self.profile.image_repository}:{self.tag}"
 
     def problems(self) -> list[tuple[str, str]]:
+        if self.runtime not in profile_names(WORKLOAD):
+            return []  # the runtime key's own check names the choices; nothing else can be judged
         found = self._runtime_problems()
         if self.compiled_artifacts_url is not None and not self.compiled_artifacts_url.endswith("/"):
             found.append(("compiled_artifacts_url", f"got {self.compiled_artifacts_url!r}, allowed: an S3 prefix ending with '/'"))
