@@ -57,6 +57,9 @@ class StableDiffusionStack(PlatformStack):
             props = compilation_props(config.compile)
             if mode == "optimum-neuron":
                 props["compiler_args"] = ""  # optimum-neuron chooses its flags
+            if not config.endpoint_enabled:
+                # Nothing consumes the artifacts yet: start the compile and let the deploy finish.
+                props["wait_for_completion"] = False
             weights = None
             if config.compile.weights_prefix is not None:
                 weights = locations.model_weights.child(config.compile.weights_prefix, "staged weights")

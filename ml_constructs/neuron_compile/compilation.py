@@ -100,14 +100,16 @@ class NeuronCompilation(Construct):
       timeout: how long a deploy waits (5-55 min; CloudFormation allows a custom resource
         one hour). Default 50 min. job_timeout: Batch kills the job after this (default 3 h).
       wait_for_completion: ``False`` starts the compile and completes at once with the
-        expected URL (for compiles longer than ``timeout``); a later deploy with ``True``
-        finds the manifest and completes without compiling. Default ``True``.
+        expected URL (for compiles longer than ``timeout``, with nothing consuming the artifacts
+        yet); a later deploy with ``True`` adopts the running job or finds the manifest.
+        Default ``True``.
       query_interval: how often the job is polled (10-300 s). Default 1 min.
       root_volume_gib: the compile host's root volume (64-16384). Default 200.
 
     Default settings: SD 2.1 base, 512x512, bf16, ``--target=inf2 --model-type=unet-inference``,
-    inf2.8xlarge on demand, scaled from zero; a deploy waits up to 50 min, then the job is
-    terminated and the stack event says so; artifacts are kept when the resource is deleted.
+    inf2.8xlarge on demand, scaled from zero; a deploy waits up to 50 min, then fails with the
+    job id, its run time and what to do next while the job keeps running (the next deploy adopts it
+    or finds its output); jobs and artifacts are kept when the resource is deleted.
 
     Creates: ``queue`` (:class:`CompileQueue`: compute environment, launch template, job
     queue), ``job_definition`` with ``job_role`` (reads the script object and the weights
