@@ -22,10 +22,12 @@ from typing import Any
 ALLOWED = {"num_inference_steps", "guidance_scale", "negative_prompt", "seed"}
 
 
-def model_fn(model_dir: str, context: Any = None, pipeline_class: Any = None) -> Any:
-    if pipeline_class is None:
-        from optimum.neuron import NeuronStableDiffusionPipeline as pipeline_class
-    return pipeline_class.from_pretrained(model_dir, data_parallel_mode="unet")
+def model_fn(model_dir: str, context: Any = None) -> Any:
+    # Exactly (model_dir, context): the toolkit counts a handler's parameters to decide whether
+    # to pass the context (handler_service.py, function_extra_arg); a third one fails the start.
+    from optimum.neuron import NeuronStableDiffusionPipeline
+
+    return NeuronStableDiffusionPipeline.from_pretrained(model_dir, data_parallel_mode="unet")
 
 
 def parse(body: bytes | str) -> tuple[str, dict[str, Any]]:
