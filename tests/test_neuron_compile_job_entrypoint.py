@@ -130,6 +130,13 @@ def test_entrypoint_passes_the_exporter_and_installs_nothing(s3_server, package,
         ).split("python3 -c 'import boto3'")[1].split("\n", 1)[1]  # only boto3, where an image lacks it
 
 
+def test_a_single_flag_reaches_compile_py_intact(s3_server, package, tmp_path):
+    # argparse would read "--target=inf2" after a separate --compiler-args as an option of its own.
+    result = run_job(s3_server, package, tmp_path, hash="h7", COMPILER_ARGS="--target=inf2")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(uploaded(s3_server, "neuron-artifacts/h7/args.json"))["compiler_args"] == "--target=inf2"
+
+
 def test_entrypoint_passes_a_revision_when_one_is_set(s3_server, package, tmp_path):
     result = run_job(s3_server, package, tmp_path, hash="h2", MODEL_REVISION="5ede9e4")
     assert result.returncode == 0, result.stderr

@@ -12,7 +12,7 @@ python3 -c 'import boto3, os, sys; boto3.client("s3").download_file(os.environ["
 tar -xzf "$work/package.tar.gz" -C "$work"
 cd "$work"
 args=(--model-id "$MODEL_ID" --height "$HEIGHT" --width "$WIDTH" --dtype "$DTYPE"
-      --compiler-args "$COMPILER_ARGS" --exporter "${EXPORTER:-torch-neuronx}" --output-dir "$work/out"
+      "--compiler-args=$COMPILER_ARGS" --exporter "${EXPORTER:-torch-neuronx}" --output-dir "$work/out"
       --upload-url "$UPLOAD_URL")
 if [ -n "${MODEL_REVISION:-}" ]; then args+=(--revision "$MODEL_REVISION"); fi
 echo "compiling ${MODEL_ID} ${HEIGHT}x${WIDTH} ${DTYPE} into ${UPLOAD_URL}"

@@ -233,3 +233,34 @@ def test_each_component_reaches_neuronx_cc_with_its_own_flags(monkeypatch, tmp_p
     assert seen == {"text_encoder": ["--target=inf2"], "unet": ["--target=inf2", "--model-type=unet-inference", "-O1"],
                     "vae_decoder": ["--target=inf2", "--model-type=unet-inference"],
                     "vae_post_quant_conv": ["--target=inf2"]}
+
+
+def test_the_optimum_neuron_exporter_gets_the_inputs_and_the_manifest_comes_last(monkeypatch, tmp_path: Path):
+    import optimum_export
+
+    seen = []
+
+    def fake_export(source, revision, height, width, dtype, out):
+        seen.append((source, revision, height, width, dtype))
+        (out / "model_index.json").write_text("{}")
+
+    monkeypatch.setattr(optimum_export, "export", fake_export)
+    rc = compile_sd.main(["--model-id", "stabilityai/stable-diffusion-2-1-base", "--revision", "a" * 40,
+                          "--height", "512", "--width", "768", "--dtype", "bf16", "--exporter", "optimum-neuron",
+                          "--output-dir", str(tmp_path / "o")], tracer=RecordingTracer())
+    assert rc == 0
+    assert seen == [("stabilityai/stable-diffusion-2-1-base", "a" * 40, 512, 768, "bf16")]
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["exporter"] == "optimum-neuron" and set(manifest["files"]) == {"model_index.json"}
+
+
+def test_optimum_neuron_takes_no_neuronx_cc_flags(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit):
+        compile_sd.parse_args(["--model-id", "m", "--output-dir", str(tmp_path), "--exporter", "optimum-neuron",
+                               "--compiler-args=--target=inf2"])
+    assert "--compiler-args: optimum-neuron chooses its own compiler flags" in capsys.readouterr().err
+
+
+def test_the_compile_package_installs_nothing_over_the_serving_image():
+    # The job runs in the serving image; a requirements.txt here would overlay its libraries.
+    assert not (PACKAGES / "stable_diffusion_compile" / "requirements.txt").exists()
