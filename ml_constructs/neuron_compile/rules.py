@@ -80,6 +80,11 @@ _SDK_IN_TAG = re.compile(r"(?:^|-)sdk(\d+\.\d+\.\d+)(?:-|$)")
 # Neuron LMI images (djl-inference ...-neuronx-sdk...) ship torch-neuronx and
 # neuronx-cc themselves, so compiling with the serving image matches by construction.
 KNOWN_PAIRINGS: dict[str, str] = {
+    # W1's runtime profiles (runtime_profiles/stable_diffusion/): each compiles in its serving image.
+    "huggingface-pytorch-inference-neuronx:2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04": (
+        "huggingface-pytorch-inference-neuronx:2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04"
+    ),
+    "djl-inference:0.24.0-neuronx-sdk2.14.1": "djl-inference:0.24.0-neuronx-sdk2.14.1",
     "djl-inference:0.30.0-neuronx-sdk2.20.1": "djl-inference:0.30.0-neuronx-sdk2.20.1",
     "djl-inference:0.29.0-neuronx-sdk2.19.1": "djl-inference:0.29.0-neuronx-sdk2.19.1",
     "pytorch-inference-neuronx:2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04": (
