@@ -152,6 +152,10 @@ class StableDiffusionConfig:
         if self.mode == "no-code" and self.dtype not in DJL_HANDLER_DTYPES:
             found.append(("dtype", f"got {self.dtype!r}, allowed with serving_mode 'no-code': "
                           f"{', '.join(map(repr, DJL_HANDLER_DTYPES))} (DJL 0.24's Stable Diffusion handler)"))
+        if self.mode == "optimum-neuron" and self.compile.compiler_args != type(self.compile.compiler_args)():
+            found.append(("compile.compiler_args", "got non-default flags with serving_mode 'optimum-neuron', "
+                          "allowed: the defaults; optimum-neuron chooses its own neuronx-cc flags (they apply to "
+                          "runtime 'seed')"))
         if not self.instance_type.startswith("ml.inf2."):
             found.append(("instance_type", f"got {self.instance_type!r}, allowed: an ml.inf2.* instance type; the "
                           "model is compiled for Inferentia2 NeuronCores"))

@@ -83,7 +83,8 @@ class StableDiffusionStack(PlatformStack):
         if mode == "optimum-neuron":
             # The compile output is the model: pipeline plus code/inference.py, copied uncompressed.
             model_data = ModelData(url, "uncompressed_prefix", grant_read_artifacts)
-            # One worker: a second would load the pipeline onto the same NeuronCores.
+            # One worker: without this the toolkit starts one per NeuronCore when optimum-neuron is
+            # installed (mms_model_server.py), and each would load the UNet onto both cores.
             environment = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
         else:
             folder = PACKAGES / PACKAGE_FOLDERS[mode]

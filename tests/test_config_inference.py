@@ -189,6 +189,8 @@ SEED = {"stable_diffusion.runtime": "seed"}
         ({"stable_diffusion.endpoint_enabled": "false", "stable_diffusion.compile.enabled": "false"},
          "stable_diffusion.endpoint_enabled: got false with compile.enabled false"),
         ({"stable_diffusion.runtime": "legacy"}, "stable_diffusion.runtime: got 'legacy'"),
+        ({"stable_diffusion.compile.compiler_args.unet": "--target=inf2 -O3"},
+         "stable_diffusion.compile.compiler_args: got non-default flags with serving_mode 'optimum-neuron'"),
     ],
 )
 def test_runtime_contract_violations_are_config_errors(overrides, message):
