@@ -112,7 +112,8 @@ def test_seed_profile_still_serves_the_djl_no_code_package(platform_synth):
 def test_endpoint_disabled_builds_only_the_compiled_artifacts(platform_synth):
     _, assembly = platform_synth("prod", stable_diffusion__endpoint_enabled="false")
     template = assembly.get_stack_by_name("MlAccel-prod-StableDiffusion").template
-    assert [v for v in template["Resources"].values() if v["Type"] == "Custom::NeuronCompilation"]
+    (compile_resource,) = [v for v in template["Resources"].values() if v["Type"] == "Custom::NeuronCompilation"]
+    assert compile_resource["Properties"]["WaitForCompletion"] == "false"  # the deploy does not wait for it
     assert not resources_of_type(template, "AWS::SageMaker::Model")
     assert not resources_of_type(template, "AWS::SageMaker::Endpoint")
 
