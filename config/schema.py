@@ -159,10 +159,12 @@ def endpoint_shapes(cfg: "PlatformConfig") -> dict[str, tuple[int, int, bool]]:
 
 def isolation_problems(cfg: "PlatformConfig") -> list[tuple[str, str]]:
     """Network isolation only for workloads whose containers download nothing themselves."""
-    # The LLM containers of both profiles read weights SageMaker copied (ModelDataSource).
-    downloads = {
-        "stable_diffusion": "its container downloads the compiled artifacts from S3 itself (OPTION_MODEL_ID)",
-    }
+    # The LLM containers of both profiles, and Stable Diffusion's optimum-neuron (current) profile, read
+    # what SageMaker copied (ModelDataSource); the DJL Stable Diffusion handlers download OPTION_MODEL_ID.
+    downloads = {}
+    if cfg.stable_diffusion.mode != "optimum-neuron":
+        downloads["stable_diffusion"] = ("its container downloads the compiled artifacts from S3 itself "
+                                         f"(OPTION_MODEL_ID, runtime {cfg.stable_diffusion.runtime!r})")
     found = []
     for workload in cfg.endpoint_network.network_isolation:
         if workload in downloads:

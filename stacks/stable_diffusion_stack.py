@@ -1,7 +1,16 @@
-"""W1 serving: Stable Diffusion on an Inferentia2 real-time endpoint (LMI Neuron container)."""
+"""W1: Stable Diffusion on an Inferentia2 real-time endpoint, compiled at deploy time.
+
+The runtime profile (``config.runtime``) decides the image and the package:
+
+* ``current``: Hugging Face Neuron inference container; the compile job exports an
+  optimum-neuron pipeline plus ``code/inference.py`` and the endpoint serves that prefix
+  uncompressed;
+* ``seed``: the LMI 0.24 Neuron container (end-of-life warning); the compile job writes
+  ``compiled_model/*.pt`` and the endpoint serves a DJL package (no-code or byo-script) whose
+  ``option.model_id`` arrives as ``OPTION_MODEL_ID`` (mapped by DJL 0.24's ModelInfo).
+"""
 from __future__ import annotations
 
-import re
 from functools import partial
 from pathlib import Path
 
@@ -18,25 +27,16 @@ from stacks.storage_stack import ArtifactStorageStack
 
 PACKAGES = Path(__file__).resolve().parent.parent / "model_packages"
 PACKAGE_FOLDERS = {"no-code": "stable_diffusion_inf2_nocode", "byo-script": "stable_diffusion_inf2_byo"}
-
-
-def entry_point_for(image_tag: str) -> str:
-    """DJL Serving's Neuron handler: ``transformers-neuronx`` up to LMI 0.23, ``transformers_neuronx`` after."""
-    match = re.match(r"(\d+)\.(\d+)", image_tag)
-    if match and (int(match[1]), int(match[2])) <= (0, 23):
-        return "djl_python.transformers-neuronx"
-    return "djl_python.transformers_neuronx"
+EXPORTERS = {"optimum-neuron": "optimum-neuron", "no-code": "torch-neuronx", "byo-script": "torch-neuronx"}
 
 
 class StableDiffusionStack(PlatformStack):
-    """The model package (rendered ``serving.properties``), its endpoint, and an output of its name.
+    """The compile custom resource, the endpoint (unless ``endpoint_enabled`` is false) and its package.
 
-    Where the compiled artifacts come from: the compile custom resource
-    (``config.compile.enabled``, the default: ``self.compilation``), else the
-    configured ``compiled_artifacts_url``, else ``compiled_artifacts_key`` under
-    ``neuron_artifacts``.
-    The URL reaches the container as ``OPTION_MODEL_ID`` (DJL Serving maps
-    ``OPTION_<KEY>`` onto ``option.<key>``), so a deploy-time token works.
+    Where the served artifacts come from: the compile custom resource (``config.compile.enabled``,
+    the default: ``self.compilation``), else ``compiled_artifacts_url``, else
+    ``compiled_artifacts_key`` under ``neuron_artifacts``. ``self.endpoint`` is None when
+    ``endpoint_enabled`` is false (a first deploy that only builds the artifacts).
     """
 
     def __init__(
@@ -50,59 +50,77 @@ class StableDiffusionStack(PlatformStack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         locations = storage.locations_for(self)
-        folder = PACKAGES / PACKAGE_FOLDERS[config.serving_mode]
-        properties = {
-            "option.tensor_parallel_degree": config.tensor_parallel_degree,
-            "option.dtype": config.dtype,
-            "option.entryPoint": entry_point_for(config.image_tag) if config.serving_mode == "no-code" else None,
-        }
-        package = ModelPackageAsset(
-            self,
-            "ModelPackage",
-            source_dir=folder,
-            extra_files={"serving.properties": render_properties(folder / "serving.properties", properties)},
-        )
+        profile, mode = config.profile, config.mode
         self.compilation: NeuronCompilation | None = None
+        self.endpoint: RealtimeEndpoint | None = None
+        self.model_package: ModelPackageAsset | None = None
         if config.compile.enabled:
-            # Compiled at deploy time, once per content hash; the endpoint waits for it.
+            props = compilation_props(config.compile)
+            if mode == "optimum-neuron":
+                props["compiler_args"] = ""  # optimum-neuron chooses its flags
+            if not config.endpoint_enabled:
+                # Nothing consumes the artifacts yet: start the compile and let the deploy finish.
+                props["wait_for_completion"] = False
+            weights = None
+            if config.compile.weights_prefix is not None:
+                weights = locations.model_weights.child(config.compile.weights_prefix, "staged weights")
+            # Compiled at deploy time, once per content hash, in the image it will be served with.
             self.compilation = NeuronCompilation(
-                self,
-                "Compile",
-                artifacts=locations.neuron_artifacts,
-                serving_image=f"{config.image_repository}:{config.image_tag}",
-                **compilation_props(config.compile),
+                self, "Compile", artifacts=locations.neuron_artifacts, serving_image=config.serving_image,
+                exporter=EXPORTERS[mode], weights=weights, **props,
             )
-            model_id = self.compilation.artifacts_url
+            url = self.compilation.artifacts_url
             grant_read_artifacts = self.compilation.grant_read_artifacts
         elif config.compiled_artifacts_url is not None:
-            model_id = config.compiled_artifacts_url
-            grant_read_artifacts = partial(grant_read_s3_url, url=model_id)
+            url = config.compiled_artifacts_url
+            grant_read_artifacts = partial(grant_read_s3_url, url=url)
         else:
             artifacts = locations.neuron_artifacts.child(config.compiled_artifacts_key)
-            model_id = artifacts.s3_url
+            url = artifacts.s3_url
             grant_read_artifacts = artifacts.grant_read
+        self.async_inference = None
+        if not config.endpoint_enabled:
+            return
+        image = ContainerImage.from_profile(profile, config.tag)
+        if mode == "optimum-neuron":
+            # The compile output is the model: pipeline plus code/inference.py, copied uncompressed.
+            model_data = ModelData(url, "uncompressed_prefix", grant_read_artifacts)
+            # One worker: without this the toolkit starts one per NeuronCore when optimum-neuron is
+            # installed (mms_model_server.py), and each would load the UNet onto both cores.
+            environment = {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+        else:
+            folder = PACKAGES / PACKAGE_FOLDERS[mode]
+            properties = {
+                "option.tensor_parallel_degree": config.tensor_parallel_degree,
+                "option.dtype": config.dtype,
+                "option.entryPoint": profile.settings["no_code_entry_point"] if mode == "no-code" else None,
+            }
+            self.model_package = ModelPackageAsset(
+                self, "ModelPackage", source_dir=folder,
+                extra_files={"serving.properties": render_properties(folder / "serving.properties", properties)},
+            )
+            model_data = ModelData.from_asset(self.model_package)
+            environment = {"OPTION_MODEL_ID": url}
         key = locations.model_packages.key
         if config.hosting.uses_components:  # inference components, can scale to zero (config/hosting.py)
             self.endpoint = component_endpoint(
-                self, "Endpoint", config, config.hosting,
-                image=ContainerImage.deep_learning_container(config.image_repository, config.image_tag),
-                model_data=ModelData.from_asset(package), environment={"OPTION_MODEL_ID": model_id}, key=key,
-                tensor_parallel_degree=config.tensor_parallel_degree,
+                self, "Endpoint", config, config.hosting, image=image, model_data=model_data,
+                environment=environment, key=key, tensor_parallel_degree=config.tensor_parallel_degree,
                 model_latency_p99_ms=config.alarms.model_latency_p99_ms,
             )
         else:
             self.endpoint = RealtimeEndpoint(
                 self,
                 "Endpoint",
-                image=ContainerImage.deep_learning_container(config.image_repository, config.image_tag),
-                model_data=ModelData.from_asset(package),
+                image=image,
+                model_data=model_data,
                 variant=variant_settings(config),
-                environment={"OPTION_MODEL_ID": model_id},
+                environment=environment,
                 tensor_parallel_degree=config.tensor_parallel_degree,
                 options=endpoint_options(
                     instance_type=config.instance_type, key=key, alarms=config.alarms, autoscaling=config.autoscaling
                 ),
             )
-        grant_read_artifacts(self.endpoint.role)  # the compiled artifacts it serves, nothing else
+        if mode != "optimum-neuron":
+            grant_read_artifacts(self.endpoint.role)  # the compiled artifacts it serves, nothing else
         self.async_inference = async_inference(self, config, self.endpoint, locations)  # None unless enabled
-        self.model_package = package

@@ -11,8 +11,11 @@ def test_stable_diffusion_defaults_are_the_documented_w1_values():
     sd = load_config("prod").stable_diffusion
     assert (sd.instance_type, sd.instance_count, sd.volume_size_gb) == ("ml.inf2.xlarge", 1, 400)
     assert sd.container_startup_health_check_timeout_seconds == 360
-    assert (sd.tensor_parallel_degree, sd.dtype, sd.serving_mode) == (2, "bf16", "no-code")
-    assert (sd.image_repository, sd.image_tag) == ("djl-inference", "0.24.0-neuronx-sdk2.14.1")
+    assert (sd.tensor_parallel_degree, sd.dtype, sd.runtime, sd.mode) == (2, "bf16", "current", "optimum-neuron")
+    assert sd.serving_image == (
+        "huggingface-pytorch-inference-neuronx:2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04")
+    seed = load_config("prod", overrides={"stable_diffusion.runtime": "seed"}).stable_diffusion
+    assert (seed.mode, seed.serving_image) == ("no-code", "djl-inference:0.24.0-neuronx-sdk2.14.1")
     assert sd.autoscaling.enabled is False and sd.autoscaling.max_rps_per_instance == 0.8
 
 
@@ -35,7 +38,7 @@ def test_multi_model_prod_and_dev_sizes():
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"stable_diffusion.serving_mode": "script"}, "stable_diffusion.serving_mode: got 'script', allowed: 'no-code', 'byo-script'"),
+        ({"stable_diffusion.serving_mode": "script"}, "stable_diffusion.serving_mode: got 'script', allowed: 'optimum-neuron', 'no-code', 'byo-script'"),
         ({"stable_diffusion.dtype": "int4"}, "stable_diffusion.dtype: got 'int4', allowed: 'bf16', 'fp16', 'fp32'"),
         ({"stable_diffusion.volume_size_gb": "513"}, "stable_diffusion.volume_size_gb: got 513, allowed range: 1 to 512"),
         ({"stable_diffusion.volume_size_gb": "0"}, "got 0, allowed range: 1 to 512"),
@@ -135,5 +138,48 @@ def test_compile_dtype_must_match_the_serving_dtype():
 
 def test_compile_settings_are_validated_through_the_platform_config():
     with pytest.raises(ConfigError) as exc:
-        load_config("dev", overrides={"stable_diffusion.compile.compiler_args": "--optlevel O1"})
-    assert "stable_diffusion.compile.compiler_args" in str(exc.value) and "O1" in str(exc.value)
+        load_config("dev", overrides={"stable_diffusion.compile.compiler_args.unet": "--optlevel O1"})
+    assert "stable_diffusion.compile.compiler_args.unet" in str(exc.value) and "O1" in str(exc.value)
+
+
+SEED = {"stable_diffusion.runtime": "seed"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"stable_diffusion.serving_mode": "no-code"},
+         "stable_diffusion.serving_mode: got 'no-code', allowed for runtime 'current': 'optimum-neuron'"),
+        (SEED | {"stable_diffusion.serving_mode": "optimum-neuron"},
+         "stable_diffusion.serving_mode: got 'optimum-neuron', allowed for runtime 'seed': 'no-code', 'byo-script'"),
+        (SEED | {"stable_diffusion.image_tag": "0.23.0-neuronx-sdk2.12.0"},
+         "stable_diffusion.image_tag: got '0.23.0-neuronx-sdk2.12.0', allowed for runtime profile "
+         "'stable_diffusion/seed': 0.24.0-neuronx-sdk2.14.1"),
+        (SEED | {"stable_diffusion.image_repository": "pytorch-inference-neuronx"},
+         "stable_diffusion.image_repository: got 'pytorch-inference-neuronx', allowed for runtime 'seed': "
+         "'djl-inference'; the no-code package only runs on the image its profile was verified against"),
+        (SEED | {"stable_diffusion.dtype": "fp16", "stable_diffusion.compile.dtype": "fp16"},
+         "stable_diffusion.dtype: got 'fp16', allowed with serving_mode 'no-code': 'bf16', 'fp32'"),
+        ({"stable_diffusion.instance_type": "ml.g5.2xlarge", "stable_diffusion.volume_size_gb": "null",
+          "stable_diffusion.tensor_parallel_degree": "1"},
+         "stable_diffusion.instance_type: got 'ml.g5.2xlarge', allowed: an ml.inf2.* instance type"),
+        (SEED | {"stable_diffusion.compile.image": "djl-inference:0.29.0-neuronx-sdk2.19.1"},
+         "stable_diffusion.compile.image: got 'djl-inference:0.29.0-neuronx-sdk2.19.1' (Neuron SDK 2.19.1), "
+         "allowed: an image with Neuron SDK 2.14.1"),
+        ({"stable_diffusion.endpoint_enabled": "false", "stable_diffusion.compile.enabled": "false"},
+         "stable_diffusion.endpoint_enabled: got false with compile.enabled false"),
+        ({"stable_diffusion.runtime": "legacy"}, "stable_diffusion.runtime: got 'legacy'"),
+        ({"stable_diffusion.compile.compiler_args.unet": "--target=inf2 -O3"},
+         "stable_diffusion.compile.compiler_args: got non-default flags with serving_mode 'optimum-neuron'"),
+    ],
+)
+def test_runtime_contract_violations_are_config_errors(overrides, message):
+    with pytest.raises(ConfigError) as exc:
+        load_config("dev", overrides=overrides)
+    assert message in str(exc.value) and "(from " in str(exc.value)
+
+
+def test_prod_refuses_unpinned_hub_weights():
+    with pytest.raises(ConfigError) as exc:
+        load_config("prod", overrides={"stable_diffusion.compile.weights_prefix": "null"})
+    assert "stable_diffusion.compile.revision: got None for 'stabilityai/stable-diffusion-2-1-base'" in str(exc.value)

@@ -93,7 +93,7 @@ def test_by_default_models_use_sagemakers_network(platform_synth):
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"endpoint_network.network_isolation": '["stable_diffusion"]'},
+        ({"endpoint_network.network_isolation": '["stable_diffusion"]', "stable_diffusion.runtime": "seed"},
          "endpoint_network.network_isolation: got 'stable_diffusion', allowed: workloads whose containers fetch "
          "nothing themselves ('multi_model'): its container downloads the compiled artifacts from S3 itself"),
         ({"endpoint_network.network_isolation": '["training"]'}, "endpoint_network.network_isolation[0]: got 'training'"),
@@ -109,4 +109,6 @@ def test_isolation_of_a_container_that_downloads_itself_is_a_configuration_error
 def test_llm_models_that_sagemaker_loads_may_be_isolated():
     # Both LLM profiles read the weights SageMaker copied from the weights prefix (ModelDataSource).
     cfg = load_config("prod", overrides={"endpoint_network.network_isolation": '["llm", "multi_model"]'})
+    sd = load_config("prod", overrides={"endpoint_network.network_isolation": '["stable_diffusion"]'})
+    assert sd.endpoint_network.network_isolation == ("stable_diffusion",)  # current: an uncompressed prefix
     assert cfg.endpoint_network.network_isolation == ("llm", "multi_model")

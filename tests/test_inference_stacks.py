@@ -12,7 +12,7 @@ import pytest
 from config import load_config
 from ml_constructs.packaging import parse_properties
 from ml_constructs.sagemaker import accelerator_count
-from stacks.stable_diffusion_stack import StableDiffusionStack, entry_point_for
+from stacks.stable_diffusion_stack import StableDiffusionStack
 from stacks.storage_stack import ArtifactStorageStack
 from tests.helpers import new_checked_app, policy_statements, resources_of_type
 
@@ -59,6 +59,7 @@ def test_enabled_flags_decide_the_stacks(prod, dev, platform_synth):
 
 
 def test_prod_stable_diffusion_endpoint_is_the_documented_one(prod):
+    """prod runs the current profile: the Hugging Face Neuron image serving the compile output uncompressed."""
     template = prod[1]["MlAccel-prod-StableDiffusion"]
     config = only(template, "AWS::SageMaker::EndpointConfig")
     assert config["ProductionVariants"][0] | {"ModelName": None} == {
@@ -68,16 +69,59 @@ def test_prod_stable_diffusion_endpoint_is_the_documented_one(prod):
     assert config["KmsKeyId"] == {"Fn::ImportValue": "MlAccel-prod-Storage-KeyArn"}
     container = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]
     (compile_id,) = [k for k, v in template["Resources"].items() if v["Type"] == "Custom::NeuronCompilation"]
+    assert container["Environment"] == {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+    assert container["ModelDataSource"]["S3DataSource"] == {
+        "CompressionType": "None", "S3DataType": "S3Prefix", "S3Uri": {"Fn::GetAtt": [compile_id, "ArtifactsUrl"]}}
+    assert container["Image"]["Fn::Join"][1][-1] == (
+        "/huggingface-pytorch-inference-neuronx:2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04")
+    compile_props = template["Resources"][compile_id]["Properties"]
+    assert compile_props["Compile"]["Exporter"] == "optimum-neuron"
+    assert compile_props["Compile"]["CompilerArgs"] == ""
+
+
+def test_prod_compiles_staged_weights_only(prod):
+    """prod never downloads from the hub: the job reads the staged prefix, nothing else under weights/."""
+    template = prod[1]["MlAccel-prod-StableDiffusion"]
+    (compile_resource,) = [v for v in template["Resources"].values() if v["Type"] == "Custom::NeuronCompilation"]
+    assert compile_resource["Properties"]["Compile"]["ModelId"] == {"Fn::Join": ["", [
+        "s3://", {"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketName"}, "/weights/stable-diffusion-2-1-base/"]]}
+    assert compile_resource["Properties"]["Compile"]["Revision"] == ""
+
+
+def test_seed_profile_still_serves_the_djl_no_code_package(platform_synth):
+    _, assembly = platform_synth("prod", stable_diffusion__runtime="seed")
+    template = assembly.get_stack_by_name("MlAccel-prod-StableDiffusion").template
+    container = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]
+    (compile_id, compile_resource), = [
+        (k, v) for k, v in template["Resources"].items() if v["Type"] == "Custom::NeuronCompilation"]
     assert container["Environment"] == {"OPTION_MODEL_ID": {"Fn::GetAtt": [compile_id, "ArtifactsUrl"]}}
     assert container["Image"]["Fn::Join"][1][-1] == "/djl-inference:0.24.0-neuronx-sdk2.14.1"
-    props = package_properties(prod[0], only(template, "AWS::SageMaker::Model"))
+    props = package_properties(assembly, only(template, "AWS::SageMaker::Model"))
     assert props == {"engine": "Python", "option.entryPoint": "djl_python.transformers_neuronx",
                      "option.use_stable_diffusion": "True", "option.tensor_parallel_degree": "2", "option.dtype": "bf16"}
     assert int(props["option.tensor_parallel_degree"]) <= accelerator_count("ml.inf2.xlarge")
+    # Per-component flags from AWS's samples reach the job: unet-inference for the UNet and VAE decoder only.
+    assert json.loads(compile_resource["Properties"]["Compile"]["CompilerArgs"]) == {
+        "text_encoder": "--target=inf2", "unet": "--target=inf2 --model-type=unet-inference",
+        "vae_decoder": "--target=inf2 --model-type=unet-inference", "vae_post_quant_conv": "--target=inf2"}
+    assert compile_resource["Properties"]["Compile"]["Exporter"] == "torch-neuronx"
+    warnings = [m.data for s in assembly.stacks for m in s.find_metadata_by_type("aws:cdk:warning")]
+    assert any("0.24.0-neuronx-sdk2.14.1 is end-of-life" in str(w) for w in warnings)
 
 
-def test_stable_diffusion_role_reads_the_compiled_artifacts_only(prod):
-    template = prod[1]["MlAccel-prod-StableDiffusion"]
+def test_endpoint_disabled_builds_only_the_compiled_artifacts(platform_synth):
+    _, assembly = platform_synth("prod", stable_diffusion__endpoint_enabled="false")
+    template = assembly.get_stack_by_name("MlAccel-prod-StableDiffusion").template
+    (compile_resource,) = [v for v in template["Resources"].values() if v["Type"] == "Custom::NeuronCompilation"]
+    assert compile_resource["Properties"]["WaitForCompletion"] == "false"  # the deploy does not wait for it
+    assert not resources_of_type(template, "AWS::SageMaker::Model")
+    assert not resources_of_type(template, "AWS::SageMaker::Endpoint")
+
+
+@pytest.mark.parametrize("runtime", ["current", "seed"])
+def test_stable_diffusion_role_reads_the_compiled_artifacts_only(platform_synth, runtime):
+    _, assembly = platform_synth("prod", stable_diffusion__runtime=runtime)
+    template = assembly.get_stack_by_name("MlAccel-prod-StableDiffusion").template
     (compile_resource,) = [v for v in template["Resources"].values() if v["Type"] == "Custom::NeuronCompilation"]
     content_hash = compile_resource["Properties"]["Hash"]
     role_id = only(template, "AWS::SageMaker::Model")["ExecutionRoleArn"]["Fn::GetAtt"][0]
@@ -127,21 +171,17 @@ def test_each_endpoint_outputs_its_name(prod):
 
 def test_end_of_life_images_are_reported_as_warnings(prod):
     warnings = [m.data for s in prod[0].stacks for m in s.find_metadata_by_type("aws:cdk:warning")]
-    assert any("0.24.0-neuronx-sdk2.14.1 is end-of-life" in str(w) for w in warnings)
+    # Every prod workload runs its supported `current` runtime profile: nothing end-of-life.
+    assert not any("end-of-life" in str(w) for w in warnings), warnings
 
 
 def test_byo_script_mode_uses_its_package_without_entry_point(platform_synth):
-    _, assembly = platform_synth("dev", stable_diffusion__serving_mode="byo-script", stable_diffusion__image_tag="0.23.0-neuronx-sdk2.12.0")
+    _, assembly = platform_synth("dev", stable_diffusion__runtime="seed", stable_diffusion__serving_mode="byo-script")
     model = only(assembly.get_stack_by_name("MlAccel-dev-StableDiffusion").template, "AWS::SageMaker::Model")
     props = package_properties(assembly, model)
     assert "option.entryPoint" not in props and props["option.tensor_parallel_degree"] == "2"
 
 
-def test_entry_point_spelling_follows_the_lmi_version():
-    assert entry_point_for("0.22.1-neuronx-sdk2.10.0") == "djl_python.transformers-neuronx"
-    assert entry_point_for("0.23.0-neuronx-sdk2.12.0") == "djl_python.transformers-neuronx"
-    assert entry_point_for("0.24.0-neuronx-sdk2.14.1") == "djl_python.transformers_neuronx"
-    assert entry_point_for("0.30.0-neuronx-sdk2.20.1") == "djl_python.transformers_neuronx"
 
 
 def sd_stack(**overrides):
@@ -154,7 +194,7 @@ def sd_stack(**overrides):
 
 def test_configured_compiled_artifacts_url_is_read_where_it_points():
     _, template = sd_stack(**{"stable_diffusion.compiled_artifacts_url": "s3://other-bucket/sd21/",
-                              "stable_diffusion.compile.enabled": "false"})
+                              "stable_diffusion.compile.enabled": "false", "stable_diffusion.runtime": "seed"})
     env = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]
     assert env == {"OPTION_MODEL_ID": "s3://other-bucket/sd21/"}
     statements = policy_statements(template)
@@ -196,7 +236,9 @@ def test_non_default_options_pass_cfn_lint(platform_synth):
 
 def test_prod_compiles_at_deploy_and_serves_the_compile_output(platform_synth):
     """The compile custom resource's ArtifactsUrl is the model's OPTION_MODEL_ID, read-only to the endpoint."""
-    cfg, assembly = platform_synth("prod")
+    cfg, assembly = platform_synth("prod", stable_diffusion__runtime="seed",
+                                   stable_diffusion__compile__weights_prefix="null",
+                                   stable_diffusion__compile__revision="a" * 40)
     template = assembly.get_stack_by_name("MlAccel-prod-StableDiffusion").template
     (compile_id, compile_resource), = [
         (k, v) for k, v in template["Resources"].items() if v["Type"] == "Custom::NeuronCompilation"
@@ -204,11 +246,17 @@ def test_prod_compiles_at_deploy_and_serves_the_compile_output(platform_synth):
     env = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]
     assert env["OPTION_MODEL_ID"] == {"Fn::GetAtt": [compile_id, "ArtifactsUrl"]}
     assert compile_resource["Properties"]["Compile"]["ModelId"] == cfg.stable_diffusion.compile.model_id
+    assert compile_resource["Properties"]["Compile"]["Revision"] == "a" * 40  # reaches the job as MODEL_REVISION
+    _, other = platform_synth("prod", stable_diffusion__runtime="seed", stable_diffusion__compile__weights_prefix="null",
+                              stable_diffusion__compile__revision="b" * 40)
+    (other_resource,) = [v for v in other.get_stack_by_name("MlAccel-prod-StableDiffusion").template["Resources"].values()
+                         if v["Type"] == "Custom::NeuronCompilation"]
+    assert other_resource["Properties"]["Hash"] != compile_resource["Properties"]["Hash"]  # the revision is hashed
     assert compile_resource["Properties"]["Compile"]["Dtype"] == cfg.stable_diffusion.dtype
 
 
 def test_compile_disabled_serves_the_configured_key(platform_synth):
-    _, assembly = platform_synth("prod", stable_diffusion__compile__enabled="false")
+    _, assembly = platform_synth("prod", stable_diffusion__compile__enabled="false", stable_diffusion__runtime="seed")
     template = assembly.get_stack_by_name("MlAccel-prod-StableDiffusion").template
     assert not [v for v in template["Resources"].values() if v["Type"] == "Custom::NeuronCompilation"]
     env = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]

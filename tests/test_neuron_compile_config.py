@@ -28,14 +28,18 @@ def test_defaults_are_the_workloads_documented_values():
     assert cfg.model_id == "stabilityai/stable-diffusion-2-1-base"
     assert (cfg.height, cfg.width, cfg.dtype) == (512, 512, "bf16")
     assert cfg.instance_type == "inf2.8xlarge"
-    assert cfg.compiler_args == "--target=inf2 --model-type=unet-inference"
+    # AWS's samples: --model-type=unet-inference for the UNet and the VAE decoder only.
+    assert cfg.compiler_args.as_dict() == {
+        "text_encoder": "--target=inf2", "unet": "--target=inf2 --model-type=unet-inference",
+        "vae_decoder": "--target=inf2 --model-type=unet-inference", "vae_post_quant_conv": "--target=inf2"}
+    assert cfg.require_pinned_weights is False and cfg.weights_prefix is None
     assert cfg.wait_for_completion is True and cfg.timeout_minutes == 50
 
 
 def test_valid_non_defaults_are_accepted():
     cfg, problems = build(
         model_id="s3://my-weights/sd21/", height=768, width=768, instance_type="trn1.2xlarge",
-        compiler_args="--target inf2 --auto-cast matmult --auto-cast-type bf16 -O1",
+        compiler_args={"unet": "--target inf2 --auto-cast matmult --auto-cast-type bf16 -O1"},
         image="pytorch-inference-neuronx:2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04",
     )
     assert problems == []
@@ -79,30 +83,30 @@ def test_instance_type_has_no_optimal_and_no_small_inf2():
 
 
 def test_compiler_args_reject_optlevel_spelled_O1():
-    assert only_problem(compiler_args="--optlevel O1") == (
-        "stable_diffusion.compile.compiler_args: --optlevel got 'O1', allowed: 1, 2, 3")
+    assert only_problem(compiler_args={"unet": "--optlevel O1"}) == (
+        "stable_diffusion.compile.compiler_args.unet: --optlevel got 'O1', allowed: 1, 2, 3")
 
 
 def test_compiler_args_reject_unknown_options():
-    message = only_problem(compiler_args="--model-type=unet-inference --fast-math")
-    assert message.startswith("stable_diffusion.compile.compiler_args: unknown neuronx-cc option '--fast-math'; known options:")
+    message = only_problem(compiler_args={"unet": "--model-type=unet-inference --fast-math"})
+    assert message.startswith("stable_diffusion.compile.compiler_args.unet: unknown neuronx-cc option '--fast-math'; known options:")
 
 
 def test_compiler_args_reject_bad_values_and_missing_values():
-    _, problems = build(compiler_args="--target inf1 --auto-cast")
+    _, problems = build(compiler_args={"unet": "--target inf1 --auto-cast"})
     assert problems == [
-        "stable_diffusion.compile.compiler_args: --target got 'inf1', allowed: inf2, trn1, trn1n, trn2",
-        "stable_diffusion.compile.compiler_args: --auto-cast needs a value, one of: none, matmult, all",
+        "stable_diffusion.compile.compiler_args.unet: --target got 'inf1', allowed: inf2, trn1, trn1n, trn2",
+        "stable_diffusion.compile.compiler_args.unet: --auto-cast needs a value, one of: none, matmult, all",
     ]
 
 
 def test_compiler_args_reject_two_optimisation_levels():
-    assert only_problem(compiler_args="-O1 --optlevel=2") == (
-        "stable_diffusion.compile.compiler_args: '--optlevel=2' repeats the optimisation level (already given as '-O1')")
+    assert only_problem(compiler_args={"unet": "-O1 --optlevel=2"}) == (
+        "stable_diffusion.compile.compiler_args.unet: '--optlevel=2' repeats the optimisation level (already given as '-O1')")
 
 
 def test_compiler_args_reject_unbalanced_quotes():
-    assert "cannot split" in only_problem(compiler_args="--target 'inf2")
+    assert "cannot split" in only_problem(compiler_args={"unet": "--target 'inf2"})
 
 
 def test_image_must_name_its_neuron_sdk():
@@ -128,5 +132,27 @@ def test_unknown_keys_are_rejected():
 
 
 def test_compiler_args_must_target_inferentia2_where_the_endpoint_serves():
-    assert only_problem(compiler_args="--target trn1 --model-type=unet-inference") == (
-        "stable_diffusion.compile.compiler_args: --target got 'trn1', allowed here: inf2 (where the graphs will run)")
+    assert only_problem(compiler_args={"unet": "--target trn1 --model-type=unet-inference"}) == (
+        "stable_diffusion.compile.compiler_args.unet: --target got 'trn1', allowed here: inf2 (where the graphs will run)")
+
+
+def test_prod_style_pinning_refuses_an_unpinned_hub_download():
+    message = only_problem(require_pinned_weights=True, revision="main")
+    assert message.startswith("stable_diffusion.compile.revision: got 'main' for 'stabilityai/stable-diffusion-2-1-base'; "
+                              "allowed with require_pinned_weights: a 40-hex commit")
+    assert only_problem(require_pinned_weights=True).startswith("stable_diffusion.compile.revision: got None")
+
+
+@pytest.mark.parametrize("values", [
+    {"revision": "0123456789abcdef0123456789abcdef01234567"},
+    {"weights_prefix": "stable-diffusion-2-1-base/"},
+    {"model_id": "s3://my-weights/sd21/"},
+])
+def test_pinned_weights_are_accepted(values):
+    _, problems = build(require_pinned_weights=True, **values)
+    assert problems == []
+
+
+def test_staged_weights_take_no_revision():
+    assert only_problem(weights_prefix="sd/", revision="main").startswith(
+        "stable_diffusion.compile.revision: got 'main' with weights_prefix 'sd/'; allowed: unset")

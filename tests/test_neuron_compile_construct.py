@@ -14,6 +14,7 @@ from cfnlint.api import ManualArgs, lint_file
 from config.neuron_compile import NeuronCompileConfig
 from config.schema import StorageConfig
 from ml_constructs.neuron_compile import CompileInputs, NeuronCompilation, compilation_props
+from ml_constructs.neuron_compile.rules import DEFAULT_COMPONENT_ARGS
 from stacks.storage_stack import ArtifactStorageStack
 from tests.cfn_lint_policy import IGNORED_RULES, LINT_REGIONS
 from tests.helpers import new_app, new_checked_app, policy_statements, resources_of_type
@@ -26,7 +27,6 @@ def script_dir(tmp_path_factory) -> Path:
     """Stands in for model_packages/stable_diffusion_compile/ (written by another issue)."""
     folder = tmp_path_factory.mktemp("compile-package")
     (folder / "compile.py").write_text("import sys\nprint('compiling', sys.argv[1:])\n")
-    (folder / "requirements.txt").write_text("diffusers==0.30.0\n")
     return folder
 
 
@@ -128,8 +128,11 @@ def test_custom_resource_carries_the_hash_inputs_and_deadlines(default):
     assert props["ServiceTimeout"] == "3300"  # 55 min, under CloudFormation's hour
     assert props["TimeoutSeconds"] == "3000" and props["WaitForCompletion"] == "true"
     assert props["Compile"] == {"ModelId": "stabilityai/stable-diffusion-2-1-base", "Revision": "", "Height": "512",
-                                "Width": "512", "Dtype": "bf16",
-                                "CompilerArgs": "--target=inf2 --model-type=unet-inference"}
+                                "Width": "512", "Dtype": "bf16", "Exporter": "torch-neuronx",
+                                "CompilerArgs": json.dumps(DEFAULT_COMPONENT_ARGS, sort_keys=True)}
+    # AWS's samples: unet-inference for the UNet and the VAE decoder, the default model type elsewhere.
+    assert {k: "unet-inference" in v for k, v in json.loads(props["Compile"]["CompilerArgs"]).items()} == {
+        "text_encoder": False, "unet": True, "vae_decoder": True, "vae_post_quant_conv": False}
 
 
 def test_compile_waits_for_job_permissions_and_the_nat_route(default):
@@ -247,13 +250,14 @@ def test_private_weights_trn1_existing_vpc_and_no_wait(private_weights):
 # ---------------------------------------------------------------- content hash
 
 BASE = CompileInputs(model_id="stabilityai/stable-diffusion-2-1-base", revision="", height=512, width=512,
-                     dtype="bf16", compiler_args="--model-type=unet-inference", image=SERVING_IMAGE,
+                     dtype="bf16", compiler_args="--model-type=unet-inference", exporter="torch-neuronx",
+                     image=SERVING_IMAGE,
                      instance_type="inf2.8xlarge", script_sha256="a" * 64)
 
 
 @pytest.mark.parametrize("change", [
     {"model_id": "runwayml/stable-diffusion-v1-5"}, {"revision": "main"}, {"height": 768}, {"width": 768},
-    {"dtype": "fp32"}, {"compiler_args": "--model-type=unet-inference -O1"},
+    {"dtype": "fp32"}, {"compiler_args": "--model-type=unet-inference -O1"}, {"exporter": "optimum-neuron"},
     {"image": "djl-inference:0.29.0-neuronx-sdk2.19.1"}, {"instance_type": "trn1.2xlarge"},
     {"script_sha256": "b" * 64},
 ])
@@ -264,7 +268,8 @@ def test_every_input_changes_the_hash(change):
 def test_hash_of_known_inputs_never_drifts():
     # A literal: the hash names S3 prefixes of past deploys, so it must never drift.
     assert BASE.content_hash() == CompileInputs(**vars(BASE)).content_hash()
-    assert BASE.content_hash() == "f000740693d26970824d34d6101d74e1"
+    # Changed once on purpose with the exporter input (the compile environment changed with it).
+    assert BASE.content_hash() == "5edaeb1a79aa1ac400a0e5daad882851"
 
 
 def test_same_inputs_give_byte_identical_templates(default, tmp_path, script_dir):
@@ -309,6 +314,10 @@ def build(script_dir):
     ({"dtype": "int8"}, "dtype: got 'int8'; allowed: 'bf16', 'fp16', 'fp32'"),
     ({"compiler_args": "--optlevel O1"}, "compiler_args: --optlevel got 'O1', allowed: 1, 2, 3"),
     ({"compiler_args": "--fast"}, "compiler_args: unknown neuronx-cc option '--fast'"),
+    ({"compiler_args": {"text_encoder": "", "unet": "--fast", "vae_decoder": "", "vae_post_quant_conv": ""}},
+     "compiler_args: unet: unknown neuronx-cc option '--fast'"),
+    ({"compiler_args": {"unet": ""}}, "compiler_args: got keys ['unet']; allowed: exactly"),
+    ({"exporter": "onnx"}, "exporter: got 'onnx'; allowed: 'torch-neuronx', 'optimum-neuron'"),
     ({"image": "my/neuron:latest"}, "image: got 'my/neuron:latest'; its tag names no Neuron SDK"),
     ({"image": "pytorch-inference-neuronx:2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04"},
      ("image: compile image 'pytorch-inference-neuronx:2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04' has Neuron SDK "
@@ -336,7 +345,8 @@ def test_the_config_section_maps_onto_the_props(build):
     cfg = NeuronCompileConfig(height=768, width=768, timeout_minutes=40, wait_for_completion=False)
     compilation = build(**compilation_props(cfg))
     assert (compilation.inputs.height, compilation.inputs.width) == (768, 768)
-    assert compilation.inputs.model_id == cfg.model_id and compilation.inputs.compiler_args == cfg.compiler_args
+    assert compilation.inputs.model_id == cfg.model_id
+    assert json.loads(compilation.inputs.compiler_args) == cfg.compiler_args.as_dict()
     assert compilation.inputs.image == SERVING_IMAGE  # image None: the serving image
     props = cdk.Stack.of(compilation).resolve(compilation.resource.node.default_child._cfn_properties)
     assert props["TimeoutSeconds"] == "2400" and props["WaitForCompletion"] == "false"
@@ -354,3 +364,22 @@ def test_all_problems_are_reported_at_once(build):
     with pytest.raises(ValueError) as exc:
         build(height=500, dtype="int8", instance_type="inf2.xlarge")
     assert str(exc.value).count("\n  - ") == 3
+
+
+def test_staged_weights_are_read_by_the_job_and_named_in_the_hash(script_dir):
+    stack = cdk.Stack(new_app(), "S")
+    storage = ArtifactStorageStack(stack.node.root, "Storage", storage=StorageConfig(), retain_data=False)
+    locations = storage.storage.locations
+    hub = NeuronCompilation(storage, "Hub", artifacts=locations.neuron_artifacts, serving_image=SERVING_IMAGE,
+                            script_dir=script_dir)
+    staged = NeuronCompilation(storage, "Staged", artifacts=locations.neuron_artifacts, serving_image=SERVING_IMAGE,
+                               script_dir=script_dir, weights=locations.model_weights.child("sd21/abc/", "weights"))
+    assert staged.inputs.model_id == "project-weights:weights/sd21/abc/" and staged.content_hash != hub.content_hash
+    props = storage.resolve(staged.resource.node.default_child._cfn_properties)
+    assert props["Compile"]["ModelId"]["Fn::Join"][1][-1] == "/weights/sd21/abc/"
+    policy = json.dumps(storage.resolve(staged.job_role.node.find_child("DefaultPolicy").node.default_child
+                                        ._cfn_properties))
+    assert "weights/sd21/abc/*" in policy and "weights/*" not in policy
+    with pytest.raises(ValueError, match="revision: got 'main' with weights"):
+        NeuronCompilation(storage, "Both", artifacts=locations.neuron_artifacts, serving_image=SERVING_IMAGE,
+                          script_dir=script_dir, revision="main", weights=locations.model_weights.child("x/"))

@@ -5,6 +5,7 @@ import copy
 import hashlib
 import json
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -120,6 +121,7 @@ def test_create_with_a_cache_miss_submits_exactly_one_job_with_the_inputs(aws):
     assert env["MODEL_ID"] == "stabilityai/stable-diffusion-2-1-base"
     assert (env["HEIGHT"], env["WIDTH"], env["DTYPE"]) == ("512", "512", "bf16")
     assert env["COMPILER_ARGS"] == "--model-type=unet-inference"
+    assert env["EXPORTER"] == "torch-neuronx"  # the default when the resource names none (older templates)
 
 
 def test_create_completes_when_the_job_succeeded_and_the_manifest_is_there(aws):
@@ -219,36 +221,44 @@ def test_job_failure_surfaces_the_status_reason_and_the_log_location(aws):
     assert "log-groups/log-group/$252Fml$252Fneuron-compile/log-events/" in message
 
 
-def test_deadline_exceeded_terminates_the_job_and_fails_cleanly(aws):
+def test_deadline_leaves_the_job_running_and_says_what_to_do(aws):
     p = props(aws)
     start = event("Create", p)
     response = handler.on_event(start)
     job_id = response["Data"]["JobId"]
     make_running(job_id)
+    moto_job(job_id).job_created_at = datetime.now() - timedelta(minutes=52)
     late = copy.deepcopy(response)
     late["Data"]["Deadline"] = str(int(time.time()) - 1)
-    with pytest.raises(handler.CompileFailed, match="deadline of 3000 s exceeded while RUNNING"):
+    with pytest.raises(handler.CompileFailed) as exc:
         handler.is_complete(poll_event(start, late))
+    message = str(exc.value)
+    assert f"Neuron compile job {p['JobName']} ({job_id}), started by this deploy, is still RUNNING after 52 min" in message
+    assert "this deploy waits at most 3000 s" in message and "The job keeps running" in message
+    assert "run the same deploy again" in message and "stable_diffusion.endpoint_enabled=false" in message
     detail = aws["batch"].describe_jobs(jobs=[job_id])["jobs"][0]
-    assert detail["statusReason"] == "CloudFormation custom resource: deadline of 3000 s exceeded"
+    assert detail["status"] == "RUNNING" and "statusReason" not in detail
 
 
-def test_deadline_leaves_a_job_started_by_an_earlier_deploy_running(aws):
-    """The long-compile path: deploy without waiting, deploy again; hours of work survive the deadline."""
+def test_the_rollback_after_a_deadline_keeps_the_job_and_the_next_deploy_adopts_it(aws):
     p = props(aws)
-    p["WaitForCompletion"] = "false"
-    handler.on_event(event("Create", p))
-    (job_id,) = [j["jobId"] for j in jobs(aws)]
-    make_running(job_id)
-    waiting = dict(p, WaitForCompletion="true")
-    start = event("Update", waiting, old=p, physical_id=p["Hash"])
+    start = event("Create", p)
     response = handler.on_event(start)
-    assert (response["Data"]["JobId"], response["Data"]["Adopted"]) == (job_id, "true")
-    late = copy.deepcopy(response)
-    late["Data"]["Deadline"] = str(int(time.time()) - 1)
-    with pytest.raises(handler.CompileFailed, match="started by an earlier deploy, is still RUNNING .* left running"):
-        handler.is_complete(poll_event(start, late))
+    job_id = response["Data"]["JobId"]
+    make_running(job_id)
+    handler.on_event(event("Delete", p, physical_id=p["Hash"]))  # CloudFormation rolls the failed deploy back
     assert aws["batch"].describe_jobs(jobs=[job_id])["jobs"][0]["status"] == "RUNNING"
+    again = handler.on_event(event("Create", p))
+    assert (again["Data"]["JobId"], again["Data"]["Adopted"]) == (job_id, "true")
+    assert len(jobs(aws)) == 1
+    late = copy.deepcopy(again)
+    late["Data"]["Deadline"] = str(int(time.time()) - 1)
+    with pytest.raises(handler.CompileFailed, match="started by an earlier deploy, is still RUNNING"):
+        handler.is_complete(poll_event(event("Create", p), late))
+    write_manifest(aws, p)  # the job finished between deploys: the next one serves its output
+    final = handler.on_event(event("Create", p))
+    assert final["Data"]["JobId"] == "" and handler.is_complete(poll_event(event("Create", p), final)) == {
+        "IsComplete": True}
 
 
 def test_without_waiting_the_job_starts_and_the_resource_completes_with_the_expected_url(aws):
@@ -262,7 +272,7 @@ def test_without_waiting_the_job_starts_and_the_resource_completes_with_the_expe
     assert handler.is_complete(poll_event(start, response)) == {"IsComplete": True}
 
 
-def test_delete_terminates_a_running_job_and_keeps_artifacts(aws):
+def test_delete_keeps_a_running_job_and_the_artifacts(aws):
     p = props(aws)
     job_id = handler.on_event(event("Create", p))["Data"]["JobId"]
     make_running(job_id)
@@ -270,7 +280,7 @@ def test_delete_terminates_a_running_job_and_keeps_artifacts(aws):
     start = event("Delete", p, physical_id=p["Hash"])
     assert handler.on_event(start) == {"PhysicalResourceId": p["Hash"]}
     detail = aws["batch"].describe_jobs(jobs=[job_id])["jobs"][0]
-    assert detail["statusReason"] == "CloudFormation deleted the Neuron compilation resource"
+    assert detail["status"] == "RUNNING" and "statusReason" not in detail
     assert aws["s3"].head_object(Bucket=BUCKET, Key=f"{p['ArtifactsPrefix']}manifest.json")
     assert handler.is_complete(start) == {"IsComplete": True}
 
@@ -306,6 +316,10 @@ def test_the_handlers_call_only_the_apis_the_construct_grants(aws, monkeypatch):
     response = handler.on_event(start)
     make_running(response["Data"]["JobId"])
     handler.is_complete(poll_event(start, response))
+    write_manifest(aws, p)
+    handler.is_complete(poll_event(start, response))  # a finished container kept alive is stopped
+    aws["s3"].delete_object(Bucket=BUCKET, Key=f"{p['ArtifactsPrefix']}manifest.json")
+    make_running(response["Data"]["JobId"])
     late = copy.deepcopy(response)
     late["Data"]["Deadline"] = "1"
     with pytest.raises(handler.CompileFailed):

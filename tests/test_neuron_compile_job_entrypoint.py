@@ -27,7 +27,7 @@ OUT = "models"
 FAKE_COMPILE = """\
 import argparse, json, sys, boto3
 p = argparse.ArgumentParser()
-for name in ("--model-id", "--revision", "--height", "--width", "--dtype", "--compiler-args", "--output-dir", "--upload-url"):
+for name in ("--model-id", "--revision", "--height", "--width", "--dtype", "--compiler-args", "--exporter", "--output-dir", "--upload-url"):
     p.add_argument(name)
 args = p.parse_args()
 if args.model_id == "fail/please":
@@ -108,6 +108,7 @@ def test_entrypoint_runs_compile_py_with_the_contracts_arguments(s3_server, pack
     assert args["model_id"] == "stabilityai/stable-diffusion-2-1-base"
     assert (args["height"], args["width"], args["dtype"]) == ("512", "512", "bf16")
     assert args["compiler_args"] == "--target=inf2 --model-type=unet-inference"
+    assert args["exporter"] == "torch-neuronx"  # EXPORTER unset: the DJL layout
     assert args["upload_url"] == f"s3://{OUT}/neuron-artifacts/h1-{style}/"
     assert args["revision"] is None  # an empty revision is not passed at all
     assert uploaded(s3_server, f"neuron-artifacts/h1-{style}/manifest.json") == b"{}"
@@ -119,6 +120,21 @@ def test_an_unquoted_script_would_not_survive_djls_eval(s3_server, package, tmp_
     result = run_job(s3_server, package, tmp_path, style="djl-eval", command=plain, hash="h5")
     assert result.returncode != 0 and "compiling" not in result.stdout
     assert "option requires an argument" in result.stderr  # the eval'd "# comment" ate the script
+
+
+def test_entrypoint_passes_the_exporter_and_installs_nothing(s3_server, package, tmp_path):
+    result = run_job(s3_server, package, tmp_path, hash="h6", EXPORTER="optimum-neuron")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(uploaded(s3_server, "neuron-artifacts/h6/args.json"))["exporter"] == "optimum-neuron"
+    assert "pip install" not in (Path(__file__).parents[1] / "ml_constructs/neuron_compile/job_entrypoint.sh").read_text(
+        ).split("python3 -c 'import boto3'")[1].split("\n", 1)[1]  # only boto3, where an image lacks it
+
+
+def test_a_single_flag_reaches_compile_py_intact(s3_server, package, tmp_path):
+    # argparse would read "--target=inf2" after a separate --compiler-args as an option of its own.
+    result = run_job(s3_server, package, tmp_path, hash="h7", COMPILER_ARGS="--target=inf2")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(uploaded(s3_server, "neuron-artifacts/h7/args.json"))["compiler_args"] == "--target=inf2"
 
 
 def test_entrypoint_passes_a_revision_when_one_is_set(s3_server, package, tmp_path):

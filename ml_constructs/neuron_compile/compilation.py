@@ -6,7 +6,7 @@ import json
 import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import aws_cdk as cdk
 from aws_cdk import aws_batch as batch
@@ -24,6 +24,7 @@ from ml_constructs.neuron_compile.compute import CompileQueue, compile_vpc
 from ml_constructs.neuron_compile.provider import CompileProvider
 from ml_constructs.neuron_compile.rules import (
     COMPILE_INSTANCES,
+    DEFAULT_COMPONENT_ARGS,
     DTYPES,
     S3_PREFIX,
     compiler_args_problems,
@@ -43,7 +44,8 @@ ENTRYPOINT = (Path(__file__).parent / "job_entrypoint.sh").read_text(encoding="u
 # (`shlex.split(" ".join(argv))` in Python). The script must reach `bash -c` as one quoted word.
 REJOINING_ENTRYPOINT_REPOSITORIES = ("djl-inference", "pytorch-inference-neuronx",
                                      "huggingface-pytorch-inference-neuronx")
-DEFAULT_COMPILER_ARGS = "--target=inf2 --model-type=unet-inference"
+DEFAULT_COMPILER_ARGS: Mapping[str, str] = DEFAULT_COMPONENT_ARGS
+EXPORTERS = ("torch-neuronx", "optimum-neuron")
 DEFAULT_TIMEOUT = cdk.Duration.minutes(50)
 DEFAULT_JOB_TIMEOUT = cdk.Duration.hours(3)
 DEFAULT_QUERY_INTERVAL = cdk.Duration.minutes(1)
@@ -60,6 +62,7 @@ class CompileInputs:
     width: int
     dtype: str
     compiler_args: str
+    exporter: str
     image: str
     instance_type: str
     script_sha256: str
@@ -77,27 +80,36 @@ class NeuronCompilation(Construct):
         location); each compile writes only to ``<prefix><hash>/``.
       model_id: Hugging Face hub id, or ``s3://bucket/prefix/`` of private weights
         (read access to that prefix is granted; pass ``weights_key`` if it is KMS encrypted).
-      revision, height, width, dtype, compiler_args: the compile inputs.
+      weights: weights staged in this project's storage (an ArtifactLocation, e.g. a child of
+        ``model_weights``); replaces ``model_id`` (read access is granted on it).
+      revision, height, width, dtype: the compile inputs. compiler_args: neuronx-cc flags per
+        component ({text_encoder, unet, vae_decoder, vae_post_quant_conv}: flags), default AWS's
+        samples' (``--model-type=unet-inference`` for the UNet and VAE decoder only); ``""`` with
+        the optimum-neuron exporter.
+      exporter: ``torch-neuronx`` (compiled_model/*.pt for DJL, default) or ``optimum-neuron``
+        (an optimum-neuron pipeline with its serving code, for the Hugging Face Neuron image).
       serving_image: the image that will load the artifacts. Default compile image.
       image: the compile image, ``repository:tag`` in the region's AWS Deep Learning
         Containers registry or a full URI. Default: ``serving_image``. Its tag's Neuron SDK
         (``sdkX.Y.Z``) must equal the serving image's, or synth fails.
       instance_type: ``inf2.8xlarge`` (default, 128 GiB host memory) or ``trn1.2xlarge`` (32 GiB).
-      script_dir: the compile package (``compile.py``, optional ``requirements.txt``).
+      script_dir: the compile package (``compile.py``); it installs nothing over the image.
         Default: ``model_packages/stable_diffusion_compile/``.
       vpc / vpc_subnets: where the compile host runs (needs a route to the Hugging Face
         hub for hub ids). Default: a small VPC is created.
       timeout: how long a deploy waits (5-55 min; CloudFormation allows a custom resource
         one hour). Default 50 min. job_timeout: Batch kills the job after this (default 3 h).
       wait_for_completion: ``False`` starts the compile and completes at once with the
-        expected URL (for compiles longer than ``timeout``); a later deploy with ``True``
-        finds the manifest and completes without compiling. Default ``True``.
+        expected URL (for compiles longer than ``timeout``, with nothing consuming the artifacts
+        yet); a later deploy with ``True`` adopts the running job or finds the manifest.
+        Default ``True``.
       query_interval: how often the job is polled (10-300 s). Default 1 min.
       root_volume_gib: the compile host's root volume (64-16384). Default 200.
 
     Default settings: SD 2.1 base, 512x512, bf16, ``--target=inf2 --model-type=unet-inference``,
-    inf2.8xlarge on demand, scaled from zero; a deploy waits up to 50 min, then the job is
-    terminated and the stack event says so; artifacts are kept when the resource is deleted.
+    inf2.8xlarge on demand, scaled from zero; a deploy waits up to 50 min, then fails with the
+    job id, its run time and what to do next while the job keeps running (the next deploy adopts it
+    or finds its output); jobs and artifacts are kept when the resource is deleted.
 
     Creates: ``queue`` (:class:`CompileQueue`: compute environment, launch template, job
     queue), ``job_definition`` with ``job_role`` (reads the script object and the weights
@@ -121,7 +133,9 @@ class NeuronCompilation(Construct):
         height: int = 512,
         width: int = 512,
         dtype: str = "bf16",
-        compiler_args: str = DEFAULT_COMPILER_ARGS,
+        compiler_args: str | Mapping[str, str] = DEFAULT_COMPILER_ARGS,
+        exporter: str = "torch-neuronx",
+        weights: ArtifactLocation | None = None,
         image: str | None = None,
         instance_type: str = "inf2.8xlarge",
         script_dir: Path | str = DEFAULT_SCRIPT_DIR,
@@ -136,8 +150,24 @@ class NeuronCompilation(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         compile_image = image or serving_image
-        _validate(model_id=model_id, revision=revision, height=height, width=width, dtype=dtype,
-                  compiler_args=compiler_args, image=compile_image, serving_image=serving_image,
+        per_component = isinstance(compiler_args, Mapping)
+        flags = dict(compiler_args) if per_component else {"all": compiler_args}
+        if exporter not in EXPORTERS:
+            raise ValueError(f"Invalid NeuronCompilation props:\n  - exporter: got {exporter!r}; allowed: "
+                             f"{', '.join(map(repr, EXPORTERS))}")
+        if per_component and set(flags) != set(DEFAULT_COMPONENT_ARGS):
+            raise ValueError(f"Invalid NeuronCompilation props:\n  - compiler_args: got keys {sorted(flags)}; "
+                             f"allowed: exactly {sorted(DEFAULT_COMPONENT_ARGS)}")
+        # One canonical string: the job's COMPILER_ARGS and the content hash.
+        compiler_args_text = json.dumps(flags, sort_keys=True) if per_component else compiler_args
+        if weights is not None:
+            if revision:
+                raise ValueError(f"Invalid NeuronCompilation props:\n  - revision: got {revision!r} with weights; "
+                                 "staged weights are fixed by their prefix")
+            model_id = weights.s3_url
+        _validate(model_id="s3://staged/weights/" if weights is not None else model_id, revision=revision,
+                  height=height, width=width, dtype=dtype,
+                  compiler_args=flags, image=compile_image, serving_image=serving_image,
                   image_prop="image" if image else "serving_image",
                   instance_type=instance_type, timeout=timeout, job_timeout=job_timeout,
                   query_interval=query_interval, vpc_subnets=vpc_subnets, vpc=vpc,
@@ -145,8 +175,10 @@ class NeuronCompilation(Construct):
         instance = COMPILE_INSTANCES[instance_type]
 
         self.script = ModelPackageAsset(self, "Script", source_dir=script_dir)
-        self.inputs = CompileInputs(model_id=model_id, revision=revision or "", height=height, width=width,
-                                    dtype=dtype, compiler_args=compiler_args, image=compile_image,
+        hashed_model = f"project-weights:{weights.prefix}" if weights is not None else model_id
+        self.inputs = CompileInputs(model_id=hashed_model, revision=revision or "", height=height, width=width,
+                                    dtype=dtype, compiler_args=compiler_args_text, exporter=exporter,
+                                    image=compile_image,
                                     instance_type=instance_type, script_sha256=self.script.sha256)
         self.content_hash = self.inputs.content_hash()
         self.output = artifacts.child(self.content_hash, "compiled Neuron artifacts")
@@ -163,7 +195,9 @@ class NeuronCompilation(Construct):
         # compile.py lists its prefix to check the upload target before hours of work, and
         # deletes a stale manifest.json before re-uploading: list/get/put/delete, this prefix only.
         self.output.grant_read_write(self.job_role, allow_delete=True)
-        if model_id.startswith("s3://"):
+        if weights is not None:
+            weights.grant_read(self.job_role)
+        elif model_id.startswith("s3://"):
             bucket_name, prefix = S3_PREFIX.fullmatch(model_id).groups()
             weights_bucket = s3.Bucket.from_bucket_name(self, "WeightsBucket", bucket_name)
             ArtifactLocation(weights_bucket, prefix, "private weights", weights_key).grant_read(self.job_role)
@@ -233,7 +267,7 @@ class NeuronCompilation(Construct):
                 "WaitForCompletion": "true" if wait_for_completion else "false",
                 "Compile": {
                     "ModelId": model_id, "Revision": revision or "", "Height": str(height), "Width": str(width),
-                    "Dtype": dtype, "CompilerArgs": compiler_args,
+                    "Dtype": dtype, "CompilerArgs": compiler_args_text, "Exporter": exporter,
                 },
             },
         )
@@ -263,7 +297,7 @@ def compilation_props(cfg: Any) -> dict[str, Any]:
         "height": cfg.height,
         "width": cfg.width,
         "dtype": cfg.dtype,
-        "compiler_args": cfg.compiler_args,
+        "compiler_args": cfg.compiler_args.as_dict(),
         "image": cfg.image,
         "instance_type": cfg.instance_type,
         "timeout": cdk.Duration.minutes(cfg.timeout_minutes),
@@ -292,7 +326,8 @@ def _container_image(scope: Construct, image: str) -> ecs.ContainerImage:
     return ecs.ContainerImage.from_ecr_repository(repo, tag)
 
 
-def _validate(*, model_id: str, revision: str | None, height: int, width: int, dtype: str, compiler_args: str,
+def _validate(*, model_id: str, revision: str | None, height: int, width: int, dtype: str,
+              compiler_args: Mapping[str, str],
               image: str, serving_image: str, image_prop: str, instance_type: str, timeout: cdk.Duration,
               job_timeout: cdk.Duration, query_interval: cdk.Duration, vpc_subnets, vpc, weights_key,
               root_volume_gib: int, script_dir: Path) -> None:
@@ -301,7 +336,8 @@ def _validate(*, model_id: str, revision: str | None, height: int, width: int, d
     problems = [f"{field}: {message}" for field, message in found]
     if dtype not in DTYPES:
         problems.append(f"dtype: got {dtype!r}; allowed: {', '.join(map(repr, DTYPES))}")
-    problems += [f"compiler_args: {p}" for p in compiler_args_problems(compiler_args)]
+    problems += [f"compiler_args: {name}: {p}" if len(compiler_args) > 1 else f"compiler_args: {p}"
+                 for name, flags in compiler_args.items() for p in compiler_args_problems(flags)]
     problems += [f"{image_prop}: {p}" for p in image_problems(image)]
     if not image_problems(image):
         problems += [f"{image_prop}: {p}" for p in pairing_problems(image, serving_image)]

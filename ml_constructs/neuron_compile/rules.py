@@ -16,6 +16,16 @@ from ml_constructs.neuron_flags import INFERENTIA2_TARGETS, neuron_cc_flag_probl
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 S3_PREFIX = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/([^\s]+/)")
 DTYPES = ("bf16", "fp16", "fp32")
+PINNED_REVISION = re.compile(r"[0-9a-f]{40}")
+# neuronx-cc flags per component, from AWS's Neuron Stable Diffusion samples: the UNet and the
+# VAE decoder are compiled with --model-type=unet-inference, the text encoder and post_quant_conv
+# with the default model type.
+DEFAULT_COMPONENT_ARGS: dict[str, str] = {
+    "text_encoder": "--target=inf2",
+    "unet": "--target=inf2 --model-type=unet-inference",
+    "vae_decoder": "--target=inf2 --model-type=unet-inference",
+    "vae_post_quant_conv": "--target=inf2",
+}
 
 
 def model_problems(model_id: str, revision: str | None) -> list[tuple[str, str]]:
@@ -70,6 +80,11 @@ _SDK_IN_TAG = re.compile(r"(?:^|-)sdk(\d+\.\d+\.\d+)(?:-|$)")
 # Neuron LMI images (djl-inference ...-neuronx-sdk...) ship torch-neuronx and
 # neuronx-cc themselves, so compiling with the serving image matches by construction.
 KNOWN_PAIRINGS: dict[str, str] = {
+    # W1's runtime profiles (runtime_profiles/stable_diffusion/): each compiles in its serving image.
+    "huggingface-pytorch-inference-neuronx:2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04": (
+        "huggingface-pytorch-inference-neuronx:2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04"
+    ),
+    "djl-inference:0.24.0-neuronx-sdk2.14.1": "djl-inference:0.24.0-neuronx-sdk2.14.1",
     "djl-inference:0.30.0-neuronx-sdk2.20.1": "djl-inference:0.30.0-neuronx-sdk2.20.1",
     "djl-inference:0.29.0-neuronx-sdk2.19.1": "djl-inference:0.29.0-neuronx-sdk2.19.1",
     "pytorch-inference-neuronx:2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04": (

@@ -1,15 +1,26 @@
 """Ahead-of-time Neuron compilation of a Stable Diffusion pipeline (run on inf2.8xlarge).
 
     python compile.py --model-id stabilityai/stable-diffusion-2-1-base [--revision REV] \\
-        --height 512 --width 512 --dtype bf16 --compiler-args "--model-type=unet-inference" \\
+        --height 512 --width 512 --dtype bf16 \\
+        --compiler-args '{"text_encoder": "--target=inf2", "unet": "--target=inf2 --model-type=unet-inference",
+                          "vae_decoder": "--target=inf2 --model-type=unet-inference",
+                          "vae_post_quant_conv": "--target=inf2"}' \\
         --output-dir /scratch/sd21 [--upload-url s3://bucket/neuron-artifacts/sd21/]
+
+``--compiler-args`` gives each component its own neuronx-cc flags (a JSON object with exactly
+the four component names; a plain string applies to all four). AWS's Neuron Stable Diffusion
+samples pass ``--model-type=unet-inference`` for the UNet and the VAE decoder only.
 
 ``--model-id`` is a hub id, a local diffusers folder, or an ``s3://`` prefix holding
 one (downloaded first). Output (the contract with the serving packages):
 
-    DIR/compiled_model/text_encoder.pt          TorchScript, traced with the tracer
+    DIR/compiled_model/text_encoder.pt          TorchScript, traced with the tracer; returns
+                                                {"last_hidden_state": tensor}: DJL 0.24's
+                                                handler reads that key
     DIR/compiled_model/unet.pt                  batch 1: DataParallel runs one half of the
-                                                classifier-free-guidance batch per NeuronCore
+                                                classifier-free-guidance batch per NeuronCore;
+                                                the timestep in the model dtype (DJL 0.24's
+                                                handler casts it to the sample's dtype)
     DIR/compiled_model/vae_decoder.pt
     DIR/compiled_model/vae_post_quant_conv.pt
     DIR/model_index.json, scheduler/, tokenizer/, text_encoder/config.json, unet/config.json,
@@ -50,6 +61,7 @@ from neuron_attention import use_neuron_attention  # noqa: E402  (next to this s
 
 COMPILED_DIR = "compiled_model"
 COMPILED_FILES = ("text_encoder.pt", "unet.pt", "vae_decoder.pt", "vae_post_quant_conv.pt")
+COMPONENTS = tuple(name[: -len(".pt")] for name in COMPILED_FILES)
 MANIFEST = "manifest.json"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx")
@@ -62,26 +74,41 @@ class CompileError(RuntimeError):
     """A failure with a message fit for the job's log (and exit status 1)."""
 
 
-def neuron_tracer(compiler_args: str, workdir: Path) -> Tracer:
+def parse_compiler_args(value: str) -> dict[str, str]:
+    """``{component: flags}`` from a JSON object naming the four components, or one string for all."""
+    if not value.lstrip().startswith("{"):
+        return dict.fromkeys(COMPONENTS, value)
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not a JSON object: {err}") from None
+    if not isinstance(parsed, dict) or set(parsed) != set(COMPONENTS) or not all(
+            isinstance(v, str) for v in parsed.values()):
+        raise ValueError(f"expected a JSON object with exactly the keys {', '.join(COMPONENTS)}, each a string")
+    return parsed
+
+
+def neuron_tracer(compiler_args: dict[str, str], workdir: Path) -> Tracer:
     def trace(module: torch.nn.Module, example_inputs: tuple, name: str) -> Any:
         import torch_neuronx
 
         return torch_neuronx.trace(
-            module, example_inputs, compiler_args=shlex.split(compiler_args), compiler_workdir=str(workdir / name)
+            module, example_inputs, compiler_args=shlex.split(compiler_args[name]), compiler_workdir=str(workdir / name)
         )
 
     return trace
 
 
 class TextEncoderForTrace(torch.nn.Module):
-    """Returns the last hidden state in a list: TorchScript traces lists, not ``ModelOutput`` dicts."""
+    """Returns ``{"last_hidden_state": ...}``: what DJL 0.24's no-code handler indexes the traced
+    text encoder's output with (``stable_diffusion_inf2.py``, ``NeuronTextEncoder.forward``)."""
 
     def __init__(self, text_encoder: torch.nn.Module) -> None:
         super().__init__()
         self.text_encoder = text_encoder
 
-    def forward(self, input_ids: torch.Tensor) -> list[torch.Tensor]:
-        return [self.text_encoder(input_ids, return_dict=False)[0]]
+    def forward(self, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"last_hidden_state": self.text_encoder(input_ids, return_dict=False)[0]}
 
 
 class UNetForTrace(torch.nn.Module):
@@ -100,8 +127,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--height", type=int, default=512)
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
-    parser.add_argument("--compiler-args", default="", help="neuronx-cc flags, one string")
+    parser.add_argument("--compiler-args", default="",
+                        help="neuronx-cc flags per component: a JSON object {component: flags}, or one string for all")
     parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--exporter", choices=("torch-neuronx", "optimum-neuron"), default="torch-neuronx",
+                        help="torch-neuronx: compiled_model/*.pt for the DJL packages (runtime seed); "
+                             "optimum-neuron: an optimum-neuron pipeline plus code/inference.py (runtime current)")
     parser.add_argument("--upload-url", default=None, help="s3://bucket/prefix/ to upload the output to")
     parser.add_argument("--no-pipeline-weights", action="store_true",
                         help="write only the pipeline's configuration next to compiled_model/ (enough for "
@@ -111,6 +142,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         value = getattr(args, name)
         if value % 8 or not 64 <= value <= 2048:
             parser.error(f"--{name}: got {value}, expected a multiple of 8 from 64 to 2048")
+    try:
+        args.component_args = parse_compiler_args(args.compiler_args)
+    except ValueError as err:
+        parser.error(f"--compiler-args: {err}")
+    if args.exporter == "optimum-neuron" and args.compiler_args.strip():
+        parser.error("--compiler-args: optimum-neuron chooses its own compiler flags; give none")
     if args.upload_url and not args.upload_url.startswith("s3://"):
         parser.error(f"--upload-url: got {args.upload_url!r}, expected s3://bucket/prefix/")
     return args
@@ -186,7 +223,7 @@ def example_inputs(pipe: Any, height: int, width: int, dtype: torch.dtype) -> di
         "text_encoder.pt": (torch.ones((1, tokens), dtype=torch.int64),),
         "unet.pt": (
             torch.randn((1, pipe.unet.config.in_channels, *latent[2:]), dtype=dtype),
-            torch.tensor([999.0]),
+            torch.tensor([999.0], dtype=dtype),  # DJL 0.24 passes timestep.to(sample.dtype)
             torch.randn((1, tokens, pipe.unet.config.cross_attention_dim), dtype=dtype),
         ),
         "vae_decoder.pt": (torch.randn(latent, dtype=dtype),),
@@ -229,6 +266,11 @@ def compile_pipeline(args: argparse.Namespace, tracer: Tracer, *, s3_client: Any
         source = args.model_id
         if source.startswith("s3://"):
             source = str(download_prefix(source, Path(scratch), s3_client or _s3()))
+        if args.exporter == "optimum-neuron":
+            from optimum_export import export
+
+            export(source, args.revision, args.height, args.width, args.dtype, out)
+            return finish(args, out, s3_client)
         dtype = DTYPES[args.dtype]
         pipe = StableDiffusionPipeline.from_pretrained(
             source, revision=args.revision, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False
@@ -253,7 +295,11 @@ def compile_pipeline(args: argparse.Namespace, tracer: Tracer, *, s3_client: Any
             torch.jit.save(traced, str(compiled / name))
             del module, traced
             gc.collect()
+    return finish(args, out, s3_client)
 
+
+def finish(args: argparse.Namespace, out: Path, s3_client: Any) -> Path:
+    """The manifest (written last: it marks a complete output), then the upload."""
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != MANIFEST)
     manifest = {
         "model_id": args.model_id,
@@ -261,7 +307,8 @@ def compile_pipeline(args: argparse.Namespace, tracer: Tracer, *, s3_client: Any
         "height": args.height,
         "width": args.width,
         "dtype": args.dtype,
-        "compiler_args": args.compiler_args,
+        "compiler_args": args.component_args,
+        "exporter": args.exporter,
         "pipeline_weights": not args.no_pipeline_weights,
         "versions": versions(),
         "files": {p.relative_to(out).as_posix(): {"sha256": sha256(p), "bytes": p.stat().st_size} for p in files},
@@ -280,7 +327,7 @@ def _s3() -> Any:
 
 def main(argv: list[str] | None = None, *, tracer: Tracer | None = None, s3_client: Any = None) -> int:
     args = parse_args(argv)
-    tracer = tracer or neuron_tracer(args.compiler_args, Path(tempfile.gettempdir()) / "neuron-workdir")
+    tracer = tracer or neuron_tracer(args.component_args, Path(tempfile.gettempdir()) / "neuron-workdir")
     try:
         out = compile_pipeline(args, tracer, s3_client=s3_client)
     except CompileError as err:

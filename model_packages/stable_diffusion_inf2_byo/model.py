@@ -106,12 +106,13 @@ def load_pipeline(
 
     class NeuronUNet(CompiledPart):
         def forward(self, sample, timestep, encoder_hidden_states, **_ignored):
-            timestep = timestep.float().expand((sample.shape[0],))
+            # Traced with the timestep in the model dtype (compile.py, as DJL 0.24 expects).
+            timestep = timestep.to(self._dtype).expand((sample.shape[0],))
             return UNet2DConditionOutput(sample=self.traced(sample, timestep, encoder_hidden_states)[0])
 
     class NeuronTextEncoder(CompiledPart):
         def forward(self, input_ids, attention_mask=None, **_ignored):
-            return [self.traced(input_ids)[0]]
+            return [self.traced(input_ids)["last_hidden_state"]]
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[manifest["dtype"]]
     unet_config = UNet2DConditionModel.load_config(root / "unet")
@@ -131,6 +132,11 @@ def load_pipeline(
     vae.decoder = jit_load(str(compiled / "vae_decoder.pt"))
     vae.post_quant_conv = jit_load(str(compiled / "vae_post_quant_conv.pt"))
     vae.encoder = vae.quant_conv = None
+    # diffusers' DiffusionPipeline.device asks the first module of a *set* of component names
+    # (its order follows PYTHONHASHSEED) for .device, which ModelMixin finds from the first
+    # parameter or buffer, raising StopIteration when there is none. Neuron-traced graphs hold
+    # no parameters, so without this the VAE has none and about one start in three fails.
+    vae.register_buffer("device_anchor", torch.empty(0), persistent=False)
     pipe = StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=CLIPTokenizer.from_pretrained(root / "tokenizer"), unet=unet,
         scheduler=DPMSolverMultistepScheduler.from_pretrained(root / "scheduler"),

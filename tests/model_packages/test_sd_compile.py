@@ -17,7 +17,9 @@ from tests.model_packages.conftest import PACKAGES, load_module
 sys.path.insert(0, str(PACKAGES / "stable_diffusion_compile"))
 compile_sd = load_module(PACKAGES / "stable_diffusion_compile" / "compile.py")
 import neuron_attention as attention  # noqa: E402  (the module compile.py imports)
-ARGS = ["--height", "64", "--width", "64", "--dtype", "bf16", "--compiler-args", "--model-type=unet-inference -O1"]
+PER_COMPONENT = {"text_encoder": "--target=inf2", "unet": "--target=inf2 --model-type=unet-inference -O1",
+                 "vae_decoder": "--target=inf2 --model-type=unet-inference", "vae_post_quant_conv": "--target=inf2"}
+ARGS = ["--height", "64", "--width", "64", "--dtype", "bf16", "--compiler-args", json.dumps(PER_COMPONENT)]
 
 
 class RecordingTracer:
@@ -42,7 +44,8 @@ class RecordingTracer:
 
         Attention.get_attention_scores = counting
         try:
-            traced = torch.jit.trace(module, example_inputs, check_trace=False)  # the tests run the files instead
+            # strict=False: dict outputs, as torch_neuronx.trace allows; the tests run the files instead of check_trace
+            traced = torch.jit.trace(module, example_inputs, check_trace=False, strict=False)
         finally:
             Attention.get_attention_scores = installed
         layers = {id(m) for m in module.modules() if isinstance(m, Attention)}
@@ -80,7 +83,8 @@ def test_components_traced_with_batch_1_shapes_in_the_dtype(compiled):
     _, tracer = compiled
     assert tracer.calls == [
         ("text_encoder", [(1, 16)], [torch.int64]),
-        ("unet", [(1, 4, 32, 32), (1,), (1, 16, 16)], [torch.bfloat16, torch.float32, torch.bfloat16]),
+        # The timestep in the model dtype: DJL 0.24's handler passes timestep.to(sample.dtype).
+        ("unet", [(1, 4, 32, 32), (1,), (1, 16, 16)], [torch.bfloat16, torch.bfloat16, torch.bfloat16]),
         ("vae_decoder", [(1, 4, 32, 32)], [torch.bfloat16]),
         ("vae_post_quant_conv", [(1, 4, 32, 32)], [torch.bfloat16]),
     ]
@@ -97,9 +101,10 @@ def test_traced_files_load_and_run(compiled):
     out, _ = compiled
     text = torch.jit.load(str(out / "compiled_model" / "text_encoder.pt"))
     hidden = text(torch.ones((1, 16), dtype=torch.int64))
-    assert isinstance(hidden, list) and hidden[0].shape == (1, 16, 16)
+    assert set(hidden) == {"last_hidden_state"} and hidden["last_hidden_state"].shape == (1, 16, 16)
     unet = torch.jit.load(str(out / "compiled_model" / "unet.pt"))
-    noise = unet(torch.randn(1, 4, 32, 32, dtype=torch.bfloat16), torch.tensor([10.0]), hidden[0])
+    noise = unet(torch.randn(1, 4, 32, 32, dtype=torch.bfloat16), torch.tensor([10.0], dtype=torch.bfloat16),
+                 hidden["last_hidden_state"])
     assert noise[0].shape == (1, 4, 32, 32)
     decoder = torch.jit.load(str(out / "compiled_model" / "vae_decoder.pt"))
     assert decoder(torch.randn(1, 4, 32, 32, dtype=torch.bfloat16)).shape == (1, 3, 64, 64)
@@ -110,7 +115,7 @@ def test_manifest_records_the_build_and_every_file(compiled, tiny_pipeline: Path
     manifest = json.loads((out / "manifest.json").read_text())
     assert {k: manifest[k] for k in ("model_id", "revision", "height", "width", "dtype", "compiler_args")} == {
         "model_id": str(tiny_pipeline), "revision": None, "height": 64, "width": 64, "dtype": "bf16",
-        "compiler_args": "--model-type=unet-inference -O1"}
+        "compiler_args": PER_COMPONENT}
     assert manifest["versions"]["torch"] in (torch.__version__, torch.__version__.split("+")[0])
     assert manifest["versions"]["torch-neuronx"] is None and "neuron_sdk" in manifest["versions"]
     on_disk = {p.relative_to(out).as_posix(): p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"}
@@ -182,6 +187,9 @@ def test_failures_exit_non_zero_with_the_reason(tmp_path: Path, capsys):
         (["--width", "4096"], "--width: got 4096, expected a multiple of 8 from 64 to 2048"),
         (["--dtype", "int8"], "argument --dtype: invalid choice: 'int8'"),
         (["--upload-url", "bucket/prefix"], "--upload-url: got 'bucket/prefix', expected s3://bucket/prefix/"),
+        (["--compiler-args", '{"unet": "-O1"}'], "--compiler-args: expected a JSON object with exactly the keys "
+                                                  "text_encoder, unet, vae_decoder, vae_post_quant_conv"),
+        (["--compiler-args", "{oops"], "--compiler-args: not a JSON object"),
     ],
 )
 def test_bad_arguments_are_rejected(argv, message, tmp_path: Path, capsys):
@@ -210,3 +218,49 @@ def test_unusable_upload_target_fails_before_compiling(tiny_pipeline: Path, tmp_
     assert "compile failed: upload target s3://missing-bucket/sd/ is not usable: listing it answered NoSuchBucket" in (
         capsys.readouterr().err)
     assert not list(tmp_path.iterdir())  # refused before compiling anything
+
+
+def test_each_component_reaches_neuronx_cc_with_its_own_flags(monkeypatch, tmp_path: Path):
+    seen: dict[str, list[str]] = {}
+    fake = type(sys)("torch_neuronx")
+    fake.trace = lambda module, inputs, compiler_args, compiler_workdir: seen.setdefault(
+        Path(compiler_workdir).name, compiler_args)
+    monkeypatch.setitem(sys.modules, "torch_neuronx", fake)
+    tracer = compile_sd.neuron_tracer(compile_sd.parse_compiler_args(json.dumps(PER_COMPONENT)), tmp_path)
+    for name in PER_COMPONENT:
+        tracer(torch.nn.Identity(), (torch.ones(1),), name)
+    # AWS's samples: --model-type=unet-inference for the UNet and the VAE decoder only.
+    assert seen == {"text_encoder": ["--target=inf2"], "unet": ["--target=inf2", "--model-type=unet-inference", "-O1"],
+                    "vae_decoder": ["--target=inf2", "--model-type=unet-inference"],
+                    "vae_post_quant_conv": ["--target=inf2"]}
+
+
+def test_the_optimum_neuron_exporter_gets_the_inputs_and_the_manifest_comes_last(monkeypatch, tmp_path: Path):
+    import optimum_export
+
+    seen = []
+
+    def fake_export(source, revision, height, width, dtype, out):
+        seen.append((source, revision, height, width, dtype))
+        (out / "model_index.json").write_text("{}")
+
+    monkeypatch.setattr(optimum_export, "export", fake_export)
+    rc = compile_sd.main(["--model-id", "stabilityai/stable-diffusion-2-1-base", "--revision", "a" * 40,
+                          "--height", "512", "--width", "768", "--dtype", "bf16", "--exporter", "optimum-neuron",
+                          "--output-dir", str(tmp_path / "o")], tracer=RecordingTracer())
+    assert rc == 0
+    assert seen == [("stabilityai/stable-diffusion-2-1-base", "a" * 40, 512, 768, "bf16")]
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["exporter"] == "optimum-neuron" and set(manifest["files"]) == {"model_index.json"}
+
+
+def test_optimum_neuron_takes_no_neuronx_cc_flags(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit):
+        compile_sd.parse_args(["--model-id", "m", "--output-dir", str(tmp_path), "--exporter", "optimum-neuron",
+                               "--compiler-args=--target=inf2"])
+    assert "--compiler-args: optimum-neuron chooses its own compiler flags" in capsys.readouterr().err
+
+
+def test_the_compile_package_installs_nothing_over_the_serving_image():
+    # The job runs in the serving image; a requirements.txt here would overlay its libraries.
+    assert not (PACKAGES / "stable_diffusion_compile" / "requirements.txt").exists()

@@ -8,9 +8,14 @@ Create/Update: a ``manifest.json`` under the output prefix means the compile is
 done (the compile script writes it last), so redeploys and unrelated updates
 return at once. Otherwise one Batch job is submitted, or a still-active job
 with the same name (same hash) is adopted, never a second one.
-Delete: a still-active job for the hash is terminated; artifacts are kept.
-The physical resource id is the content hash, so changed inputs mean a new id
-and CloudFormation deletes the old one (terminating its job if still active).
+A deploy never terminates a compile because of its own deadline: past it, the
+deploy fails with the job id, the time the job has run and what to do next, and
+the job keeps running; the next deploy adopts it (same name = same hash) or finds
+its manifest. Delete keeps running jobs too (a rollback after that failure deletes
+the resource, and hours of compiling must survive it) and keeps the artifacts; a
+job ends by finishing, by the job definition's timeout, or when the stack's job
+queue is deleted (Batch terminates the jobs of a deleted queue).
+The physical resource id is the content hash, so changed inputs mean a new id.
 """
 from __future__ import annotations
 
@@ -61,6 +66,7 @@ class CompileInputs(TypedDict):
     Width: str
     Dtype: str
     CompilerArgs: str
+    Exporter: NotRequired[str]
 
 
 class ResourceProperties(TypedDict):
@@ -169,21 +175,7 @@ def is_complete(event: CustomResourceEvent, context: Any = None) -> IsCompleteRe
                             f"{_log_location(job, compile_)}")
     deadline = float(data.get("Deadline", "0") or 0)
     if time.time() > deadline:
-        reason = f"deadline of {compile_.props['TimeoutSeconds']} s exceeded"
-        if data.get("Adopted") == "true":
-            # Started by an earlier deploy (the long-compile path): hours of work must survive
-            # this deploy's deadline. The update rolls back; a later deploy finds the manifest.
-            raise CompileFailed(
-                f"Neuron compile job {job['jobName']} ({job_id}), started by an earlier deploy, is still "
-                f"{status} after this deploy's {reason}; it is left running: deploy again once it has finished. "
-                f"{_log_location(job, compile_)}"
-            )
-        _terminate(job_id, f"CloudFormation custom resource: {reason}")
-        raise CompileFailed(
-            f"Neuron compile job {job['jobName']} ({job_id}) terminated: {reason} while {status}; "
-            f"{_log_location(job, compile_)}. For longer compiles deploy with wait_for_completion=false "
-            "and let a later deploy pick up the finished artifacts."
-        )
+        raise CompileFailed(_still_running_message(job, compile_, adopted=data.get("Adopted") == "true"))
     _log(logging.INFO, "compile still running", job_id=job_id, status=status)
     return {"IsComplete": False}
 
@@ -205,10 +197,13 @@ def on_delete(event: CustomResourceEvent) -> OnEventResponse:
     props = event["ResourceProperties"]
     physical_id = event.get("PhysicalResourceId", props.get("Hash", ""))
     try:
-        for job_id in _active_jobs(props["JobQueue"], props["JobName"]):
-            _terminate(job_id, "CloudFormation deleted the Neuron compilation resource")
-    except ClientError as exc:  # the queue or the job is gone already: nothing left to stop
-        _log(logging.WARNING, "nothing to terminate", error=str(exc))
+        active = _active_jobs(props["JobQueue"], props["JobName"])
+    except ClientError as exc:  # the queue is gone already: so are its jobs
+        _log(logging.WARNING, "no job queue to look in", error=str(exc))
+        active = []
+    for job_id in active:
+        # Also the rollback of a deploy that ran past its deadline: the next deploy adopts this job.
+        _log(logging.WARNING, "compile job left running", job_id=job_id, job_name=props["JobName"])
     return {"PhysicalResourceId": physical_id}  # artifacts are kept
 
 
@@ -238,6 +233,7 @@ def _submit(compile_: Compile) -> str:
         "WIDTH": inputs["Width"],
         "DTYPE": inputs["Dtype"],
         "COMPILER_ARGS": inputs["CompilerArgs"],
+        "EXPORTER": inputs.get("Exporter", "torch-neuronx"),
         "UPLOAD_URL": compile_.artifacts_url,
     }
     response = _batch().submit_job(
@@ -282,6 +278,21 @@ def _terminate(job_id: str, reason: str) -> None:
     # TerminateJob also cancels jobs that have not started yet.
     _batch().terminate_job(jobId=job_id, reason=reason)
     _log(logging.WARNING, "terminated compile job", job_id=job_id, reason=reason)
+
+
+def _still_running_message(job: dict[str, Any], compile_: Compile, *, adopted: bool) -> str:
+    started = job.get("createdAt")
+    elapsed = f"{(time.time() - started / 1000) / 60:.0f} min" if started else "an unknown time"
+    origin = "started by an earlier deploy" if adopted else "started by this deploy"
+    return (
+        f"Neuron compile job {job['jobName']} ({job['jobId']}), {origin}, is still {job['status']} after "
+        f"{elapsed}; this deploy waits at most {compile_.props['TimeoutSeconds']} s. The job keeps running "
+        "(it is never stopped for a deploy's deadline; Batch ends it at the job timeout). Next: run the same "
+        "deploy again, now or once the job has finished: it adopts the running job or serves its output. "
+        "On a stack's first deploy the rollback deletes the job queue and with it the job: deploy first with "
+        "stable_diffusion.endpoint_enabled=false, which compiles without the endpoint and without waiting. "
+        f"Progress: {_log_location(job, compile_)}"
+    )
 
 
 def _failure_reason(job: dict[str, Any]) -> str:
