@@ -14,6 +14,7 @@ from config.sagemaker_endpoint import (
 )
 from config.neuron_compile import NeuronCompileConfig
 from config.typed import setting
+from ml_constructs.neuron_compile.rules import image_problems, pairing_problems
 from ml_constructs.sagemaker.instances import variant_problems
 
 S3_URL_PATTERN = r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/\S*"
@@ -86,6 +87,9 @@ class StableDiffusionConfig:
         if self.compile.enabled and self.compile.dtype != self.dtype:
             found.append(("compile.dtype", (f"got {self.compile.dtype!r}, allowed: {self.dtype!r} (the serving dtype); "
                           "the endpoint loads the compiled graphs in the dtype they were traced with")))
+        if self.compile.enabled and self.compile.image is not None and not image_problems(self.compile.image):
+            serving_image = f"{self.image_repository}:{self.image_tag}"
+            found += [("compile.image", p) for p in pairing_problems(self.compile.image, serving_image)]
         found += variant_problems(
             self.instance_type,
             volume_size_gb=self.volume_size_gb,

@@ -131,3 +131,37 @@ def test_bad_values_fail_synth_with_one_message_listing_each(tmp_path: Path):
     assert "storage.encryption: got 'aes', allowed: 'kms', 's3' (from -c set:storage.encryption)" in result.stderr
     assert "storage.compile_cache_expiration_days: got 0, allowed range: 1 to 3650" in result.stderr
     assert not list(tmp_path.glob("*.template.json"))
+
+
+def run_app(context: dict[str, str], outdir: Path) -> subprocess.CompletedProcess[str]:
+    """`python app.py` as the CLI runs it (the CLI adds nothing to a failing app's stderr or exit code)."""
+    env = {**os.environ, "CDK_OUTDIR": str(outdir), "CDK_CONTEXT_JSON": json.dumps(context)}
+    return subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        ({"env": "my_env"}, ["env: got 'my_env', allowed: 1-32 letters, digits and '-' (not first or last)",
+                             "(from -c env)"]),
+        (
+            {"env": "prod", "set:environment": "dev",
+             "set:stable_diffusion.compile.image": "djl-inference:0.30.0-neuronx-sdk2.20.1",
+             "set:multi_model.instance_type": "ml.inf9.xlarge"},
+            ["3 problem(s)",
+             "environment: got 'dev'; cannot be set with -c set:, it is chosen with -c env=NAME",
+             "stable_diffusion.compile.image: compile image 'djl-inference:0.30.0-neuronx-sdk2.20.1' has Neuron SDK "
+             "2.20.1, the serving image", "(from -c set:stable_diffusion.compile.image)",
+             "multi_model.instance_type: got 'ml.inf9.xlarge': SageMaker hosting has no instance family 'inf9'"],
+        ),
+    ],
+    ids=["stack-name", "not-settable-sdk-pairing-unknown-type"],
+)
+def test_bad_inputs_end_in_one_message_exit_code_1_and_nothing_written(tmp_path: Path, context, expected):
+    result = run_app(context, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("cdk synth aborted, nothing was synthesized.\n")
+    assert "Traceback" not in result.stderr
+    for text in expected:
+        assert text in result.stderr
+    assert list(tmp_path.iterdir()) == []
