@@ -165,3 +165,15 @@ def test_bad_inputs_end_in_one_message_exit_code_1_and_nothing_written(tmp_path:
     for text in expected:
         assert text in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_synth_benchmark_shows_why_a_synth_failed(tmp_path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_synth", ROOT / "scripts" / "bench_synth.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(SystemExit) as exc:
+        bench.synth_seconds(["-c", "env=staging"], str(tmp_path))
+    assert "failed with exit code 1" in str(exc.value.code)
+    assert "unknown environment 'staging'; known environments: dev, prod" in str(exc.value.code)
