@@ -14,7 +14,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 export PATH := $(BIN):$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: install install-synth synth test reference bench clean
+.PHONY: install install-synth synth test test-quick reference bench clean
 
 install-synth: $(SYNTH_STAMP)
 install: $(STAMP)
@@ -36,6 +36,10 @@ test: $(STAMP)
 	python -m ruff check .
 	python -m pytest
 	python -m runtime_profiles.env test
+
+# A local loop without the CLI synths and the CPU model runs (CI runs everything: make test).
+test-quick: $(STAMP)
+	python -m pytest -m "not cli and not models"
 
 # The configuration reference is generated from the schema; a test fails when it is stale.
 reference: $(SYNTH_STAMP)
