@@ -178,3 +178,21 @@ def test_the_synth_benchmark_shows_why_a_synth_failed(tmp_path: Path):
         bench.synth_seconds(["--app", failing_app], str(tmp_path))
     assert "failed with exit code 1" in str(exc.value.code)
     assert "no such table: storage" in str(exc.value.code)
+
+
+def test_a_construct_refusing_what_the_configuration_accepted_is_one_message_too(monkeypatch, capsys, tmp_path):
+    """The constructs re-check their props; if a configuration rule is missing, the user still
+    gets the construct's message (which names the prop, value and what is allowed), not a traceback."""
+    import app
+
+    def refuse(_app, cfg):
+        raise ValueError("Invalid NeuronCompilation props:\n  - image: compile image 'x:sdk2.20.1' has Neuron SDK ...")
+
+    monkeypatch.setattr(app, "build_platform", refuse)
+    monkeypatch.setenv("CDK_OUTDIR", str(tmp_path))
+    monkeypatch.setenv("CDK_CONTEXT_JSON", json.dumps({"env": "dev"}))
+    assert app.main() == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cdk synth aborted, nothing was synthesized.\nThe environment 'dev' was accepted by the "
+                          "configuration rules but a construct refused it:\nInvalid NeuronCompilation props:")
+    assert list(tmp_path.iterdir()) == []
