@@ -259,3 +259,37 @@ def test_a_changed_scaling_setting_reaches_the_policy(platform_synth):
     tracking = one(template(assembly, cfg, "MultiModel"), "AWS::ApplicationAutoScaling::ScalingPolicy")["Properties"][
         "TargetTrackingScalingPolicyConfiguration"]
     assert (tracking["TargetValue"], tracking["ScaleInCooldown"]) == (10 * 60 * 0.5, 60)
+
+
+def test_the_compile_job_receives_the_configured_inputs_as_its_environment(platform_synth, monkeypatch):
+    """Template -> custom resource handler -> SubmitJob: what the compile job actually runs with."""
+    from ml_constructs.neuron_compile.runtime import handler
+
+    cfg, assembly = platform_synth("dev", stable_diffusion__compile__revision="0123abcd")
+    properties = one(template(assembly, cfg, "StableDiffusion"), "Custom::NeuronCompilation")["Properties"]
+    # What CloudFormation resolves at deploy time: the bucket, queue and definition names.
+    deployed = {k: (v if isinstance(v, (str, dict)) and not _is_intrinsic(v) else f"<{k}>")
+                for k, v in properties.items()}
+    submitted = []
+
+    class Batch:
+        def submit_job(self, **request):
+            submitted.append(request)
+            return {"jobId": "job-1"}
+
+    monkeypatch.setattr(handler, "_batch", lambda: Batch())
+    monkeypatch.setattr(handler, "_manifest_exists", lambda compile_: False)
+    monkeypatch.setattr(handler, "_active_jobs", lambda queue, name: [])
+    handler.on_event({"RequestType": "Create", "ResourceProperties": deployed})
+    [request] = submitted
+    environment = {e["name"]: e["value"] for e in request["containerOverrides"]["environment"]}
+    compile_ = cfg.stable_diffusion.compile
+    assert environment == {
+        "MODEL_ID": compile_.model_id, "MODEL_REVISION": "0123abcd", "HEIGHT": str(compile_.height),
+        "WIDTH": str(compile_.width), "DTYPE": compile_.dtype, "COMPILER_ARGS": compile_.compiler_args,
+        "UPLOAD_URL": f"s3://<ArtifactsBucket>/neuron-artifacts/{properties['Hash']}/",
+    }
+
+
+def _is_intrinsic(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)).startswith(("Fn::", "Ref"))
