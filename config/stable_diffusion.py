@@ -1,4 +1,4 @@
-"""Configuration of workload W1: Stable Diffusion on Inferentia2 (serving; compile step in issue 6)."""
+"""Configuration of workload W1: Stable Diffusion on Inferentia2: the endpoint and its Neuron compile step."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,7 +38,7 @@ class StableDiffusionAlarms(AlarmsConfig):
 
 @dataclass(frozen=True)
 class StableDiffusionConfig:
-    """Workload W1: Stable Diffusion on Inferentia2 (serving; compile step in issue 6)."""
+    """Workload W1: Stable Diffusion on Inferentia2: the endpoint and its Neuron compile step."""
 
     enabled: bool = setting(True, doc="false: the stack is not synthesized in this environment.")
     serving_mode: Literal["no-code", "byo-script"] = setting(
