@@ -314,3 +314,15 @@ def test_a_boolean_is_not_accepted_where_an_integer_is_expected(environments, la
         with pytest.raises(ConfigError) as exc:
             load_config("qa", environments_dir=environments)
     assert "multi_model.instance_count: expected an integer, got True" in str(exc.value)
+
+
+def test_the_new_environment_example_in_the_docs_loads(environments, project_root: Path):
+    import re
+
+    page = (project_root / "docs" / "configuration.md").read_text()
+    [example] = re.findall(r"```toml\n# config/environments/(\w+)\.toml\n(.*?)```", page, re.S)
+    name, body = example
+    (environments / f"{name}.toml").write_text(body)
+    cfg = load_config(name, environments_dir=environments)
+    assert cfg.environment == name and cfg.retain_data is True  # from its base, prod
+    assert cfg.multi_model.instance_count == 4
