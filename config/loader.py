@@ -92,7 +92,7 @@ def load_config(
             problems.append(Problem(key or "(empty)", "not a dotted key path such as storage.encryption", source))
             continue
         if key == BASE_KEY:
-            problems.append(Problem(key, f"got {raw!r}; cannot be set with -c set:, only as the first line of an "
+            problems.append(Problem(key, f"got {raw!r}; cannot be set with -c set:, only at the top of an "
                                     f'environment file (base = "dev")', source))
             continue
         if key in _NOT_SETTABLE:
@@ -138,7 +138,10 @@ def _environment_chain(
             return []
         path = environments_dir / f"{name}.toml"
         display = _display(path)
+        unreadable = len(problems)
         data = _read_file(path, display, problems)
+        if len(problems) > unreadable:  # the file's own problem says it all; no base to follow
+            return []
         _reject_not_settable(data, display, problems)
         names.append(name)
         base = data.pop(BASE_KEY, None)

@@ -251,7 +251,7 @@ def test_a_tool_names_its_own_option_as_the_source_of_the_environment():
     ("overrides", "expected"),
     [
         ({"environment": "prod"}, "environment: got 'prod'; cannot be set with -c set:, it is chosen with -c env=NAME"),
-        ({"base": "prod"}, "base: got 'prod'; cannot be set with -c set:, only as the first line of an environment"),
+        ({"base": "prod"}, "base: got 'prod'; cannot be set with -c set:, only at the top of an environment file"),
     ],
 )
 def test_keys_that_exist_but_cannot_be_set_from_the_command_line_say_so(overrides, expected):
@@ -326,3 +326,11 @@ def test_the_new_environment_example_in_the_docs_loads(environments, project_roo
     cfg = load_config(name, environments_dir=environments)
     assert cfg.environment == name and cfg.retain_data is True  # from its base, prod
     assert cfg.multi_model.instance_count == 4
+
+
+def test_an_unreadable_environment_file_is_reported_once(environments):
+    (environments / "qa.toml").write_text("base = [\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config("qa", environments_dir=environments)
+    [problem] = exc.value.problems
+    assert problem.path == "(file)" and "not valid TOML" in problem.message and problem.source.endswith("qa.toml")
