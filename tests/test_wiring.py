@@ -208,6 +208,9 @@ def test_llm_endpoints_are_what_the_configuration_says(platform_synth):
         [variant] = one(stack, "AWS::SageMaker::EndpointConfig", model.name.replace("-", "").capitalize())[
             "Properties"]["ProductionVariants"]
         assert (variant["InstanceType"], variant["InitialInstanceCount"]) == (model.instance_type, model.instance_count)
+        assert variant.get("VolumeSizeInGB") == model.volume_size_gb
+        assert (variant["ModelDataDownloadTimeoutInSeconds"], variant["ContainerStartupHealthCheckTimeoutInSeconds"]) == (
+            model.model_data_download_timeout_seconds, model.container_startup_health_check_timeout_seconds)
         env = one(stack, "AWS::SageMaker::Model", model.name.replace("-", "").capitalize())["Properties"][
             "PrimaryContainer"]["Environment"]
         assert env["TENSOR_PARALLEL_DEGREE"] == str(model.tensor_parallel_degree)
@@ -234,6 +237,21 @@ def test_training_capacity_and_retention_are_what_the_configuration_says(platfor
     for group in logs.values():
         assert group["DeletionPolicy"] == expected
         assert group["Properties"]["RetentionInDays"] == training.log_retention_days
+    volumes = one(stack, "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]["BlockDeviceMappings"]
+    assert [(v["Ebs"]["Encrypted"], v["Ebs"]["VolumeSize"]) for v in volumes] == [(True, training.root_volume_gib)]
+    jobs = resources_of_type(stack, "AWS::Batch::JobDefinition")
+    assert len(jobs) == 4  # training, compile, evaluation, batch inference
+    for name, job in jobs.items():
+        props = job["Properties"]
+        assert props["RetryStrategy"]["Attempts"] == training.retry_attempts
+        timeout = training.job_timeout_seconds if "Training" in name else training.single_node_timeout_seconds
+        assert props["Timeout"]["AttemptDurationSeconds"] == timeout
+        container = props["ContainerProperties"] if "ContainerProperties" in props else (
+            props["NodeProperties"]["NodeRangeProperties"][0]["Container"])
+        environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+        assert environment["NEURON_CC_FLAGS"] == training.neuron_cc_flags
+        assert environment["NEURON_COMPILE_CACHE_URL"] == {"Fn::Join": ["", [
+            "s3://", {"Fn::ImportValue": f"{cfg.stack_prefix}-prod-Storage-CompileCacheBucketName"}, "/neuron-cache/"]]}
     shares = one(stack, "AWS::Batch::SchedulingPolicy")["Properties"]["FairsharePolicy"]
     assert {s["ShareIdentifier"]: s["WeightFactor"] for s in shares["ShareDistribution"]} == dict(training.shares)
     assert shares["ShareDecaySeconds"] == training.share_decay_seconds
