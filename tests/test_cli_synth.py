@@ -23,26 +23,31 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.cli
 
 
-def run_cdk(*args: str, outdir: Path) -> subprocess.CompletedProcess[str]:
+def _cdk_command(*args: str, outdir: Path) -> tuple[list[str], dict[str, str]]:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env["CDK_DISABLE_CLI_TELEMETRY"] = "true"
-    return subprocess.run(
-        ["npx", "--no-install", "cdk", "synth", "--quiet", "--no-notices", "-o", str(outdir), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return ["npx", "--no-install", "cdk", "synth", "--quiet", "--no-notices", "-o", str(outdir), *args], env
+
+
+def run_cdk(*args: str, outdir: Path) -> subprocess.CompletedProcess[str]:
+    command, env = _cdk_command(*args, outdir=outdir)
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def cli_assemblies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = {}
+    """Every environment through the CLI, the synths side by side (each is mostly one process
+    waiting on another, so two cores run two of them in little more than the time of one)."""
+    runs = {}
     for env in known_environments():
         outdir = tmp_path_factory.mktemp(f"cli-{env}")
-        result = run_cdk("-c", f"env={env}", outdir=outdir)
-        assert result.returncode == 0, f"cdk synth -c env={env} failed:\n{result.stderr[-4000:]}"
+        command, process_env = _cdk_command("-c", f"env={env}", outdir=outdir)
+        runs[env] = (outdir, subprocess.Popen(command, cwd=ROOT, env=process_env, stdout=subprocess.PIPE,
+                                              stderr=subprocess.PIPE, text=True))
+    out = {}
+    for env, (outdir, process) in runs.items():
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, f"cdk synth -c env={env} failed:\n{stderr[-4000:]}"
         out[env] = outdir
     return out
 
