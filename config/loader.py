@@ -1,17 +1,24 @@
-"""Read the platform configuration: defaults, environment file, overlay, flags.
+"""Read the platform configuration: defaults, environment files, overlay, flags.
 
 Layers, later wins:
   1. the schema's documented defaults (the workloads' documented values);
-  2. ``config/environments/<env>.toml`` for the selected environment;
+  2. ``config/environments/<env>.toml`` for the selected environment, on top of
+     the environment it names with ``base``: every file starts with
+     ``base = "<environment>"`` (its settings apply on top of that environment's)
+     or ``base = "defaults"`` (a root: it starts from the documented defaults, as
+     ``dev.toml`` and ``prod.toml`` do). A file without ``base`` is refused, so
+     an empty new file cannot silently deploy every workload at production sizes;
   3. an overlay file given with ``-c config=FILE`` (TOML or JSON);
   4. single keys given with ``-c set:<key.path>=<value>``.
 
 The result is validated once. Every problem, from any layer, is reported in one
-:class:`ConfigError` that names where the value came from.
+:class:`ConfigError` that names where the value came from ("defaults" for a
+value nobody set).
 """
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 import types
 import typing
@@ -25,6 +32,18 @@ from config.typed import Builder, ConfigError, Problem
 ENVIRONMENTS_DIR = Path(__file__).resolve().parent / "environments"
 DEFAULT_ENVIRONMENT = "dev"
 SET_PREFIX = "set:"
+BASE_KEY = "base"
+ROOT_BASE = "defaults"  # `base = "defaults"` marks a root environment
+DEFAULT_SOURCE = "defaults"
+# The name becomes part of every stack name (<stack_prefix>-<env>-Storage), and
+# CloudFormation stack names take only letters, digits and hyphens.
+ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?")
+ENVIRONMENT_NAME_ALLOWED = ("1-32 letters, digits and '-' (not first or last): the name becomes part of each stack "
+                            "name, and CloudFormation stack names take only letters, digits and '-'")
+# Keys that exist in the schema but are chosen another way.
+_NOT_SETTABLE = {
+    "environment": "chosen with -c env=NAME (or a tool's --env NAME), not set as a value",
+}
 
 
 def known_environments(environments_dir: Path = ENVIRONMENTS_DIR) -> list[str]:
@@ -37,30 +56,34 @@ def load_config(
     overlay_file: str | None = None,
     overrides: Mapping[str, str] | None = None,
     environments_dir: Path = ENVIRONMENTS_DIR,
+    env_source: str = "-c env",
 ) -> PlatformConfig:
     """Load and validate the configuration of one environment.
 
     ``overrides`` maps dotted key paths to raw command-line strings; each is
     parsed according to the schema type at that path (strings stay strings,
     so an account id such as ``012345678901`` keeps its leading zero).
+    ``env_source`` is how the caller's user chose the environment (a tool's
+    ``--env``), for the messages.
     """
     env = environment or DEFAULT_ENVIRONMENT
-    known = known_environments(environments_dir)
-    if env not in known:
-        raise ConfigError(
-            [Problem("env", f"unknown environment {env!r}; known environments: {', '.join(known)}", "-c env")],
-            header="Unknown environment",
-        )
-    merged: dict[str, Any] = {}
-    sources: dict[str, str] = {}
     problems: list[Problem] = []
+    chain = _environment_chain(env, env_source, environments_dir, problems)
+    if problems:
+        raise ConfigError(problems, header="Invalid environment")
+    merged: dict[str, Any] = {}
+    sources = _Sources()
 
-    env_file = environments_dir / f"{env}.toml"
-    _merge(merged, sources, _read_file(env_file, _display(env_file), problems), _display(env_file), "")
+    for display, data in chain:
+        _merge(merged, sources, data, display, "")
 
     if overlay_file:
-        overlay_path = Path(overlay_file)
-        _merge(merged, sources, _read_file(overlay_path, overlay_file, problems), overlay_file, "")
+        overlay = _read_file(Path(overlay_file), overlay_file, problems)
+        if BASE_KEY in overlay:
+            problems.append(Problem(BASE_KEY, f"got {overlay.pop(BASE_KEY)!r}; only environment files have a base "
+                                    "(an overlay applies on top of the selected environment)", overlay_file))
+        _reject_not_settable(overlay, overlay_file, problems)
+        _merge(merged, sources, overlay, overlay_file, "")
 
     for key in sorted(overrides or {}):
         raw = (overrides or {})[key]
@@ -68,21 +91,77 @@ def load_config(
         if not key or any(not part for part in key.split(".")):
             problems.append(Problem(key or "(empty)", "not a dotted key path such as storage.encryption", source))
             continue
+        if key == BASE_KEY:
+            problems.append(Problem(key, f"got {raw!r}; cannot be set with -c set:, only at the top of an "
+                                    f'environment file (base = "dev")', source))
+            continue
+        if key in _NOT_SETTABLE:
+            problems.append(Problem(key, f"got {raw!r}; cannot be set with -c set:, it is {_NOT_SETTABLE[key]}",
+                                    source))
+            continue
         value = parse_flag_value(key, raw)
         nested: Any = value
         for part in reversed(key.split(".")):
             nested = {part: nested}
         _merge(merged, sources, nested, source, "")
 
-    if problems:
-        raise ConfigError(problems)
     merged["environment"] = env
-    sources["environment"] = "-c env"
-    builder = Builder(sources, default_source="defaults")
+    sources.leaves["environment"] = env_source
+    builder = Builder(sources.leaves, default_source=DEFAULT_SOURCE, table_sources=sources.tables)
     cfg = builder.build(PlatformConfig, merged, "")
-    if builder.problems:
-        raise ConfigError(builder.problems, header=f"Invalid configuration for environment {env!r}")
+    if problems or builder.problems:  # every problem of every layer in one message
+        raise ConfigError(problems + builder.problems, header=f"Invalid configuration for environment {env!r}")
     return cfg
+
+
+def _environment_chain(
+    env: str, env_source: str, environments_dir: Path, problems: list[Problem]
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(display path, settings)`` of each file from the root to ``env``, ``base`` removed."""
+    known = known_environments(environments_dir)
+    chain: list[tuple[str, dict[str, Any]]] = []
+    names: list[str] = []
+    name, key, source = env, "env", env_source
+    while True:
+        if not isinstance(name, str) or not ENVIRONMENT_NAME.fullmatch(name) or name == ROOT_BASE:
+            reserved = f" ({ROOT_BASE!r} is reserved for the root)" if name == ROOT_BASE else ""
+            problems.append(Problem(key, f"got {name!r}, allowed: {ENVIRONMENT_NAME_ALLOWED}{reserved}", source))
+            return []
+        if name in names:
+            cycle = " -> ".join([*names, name])
+            problems.append(Problem(key, f"got {name!r}: the bases form a cycle ({cycle}); allowed: a chain that "
+                                    f"ends in an environment with base = {ROOT_BASE!r}", source))
+            return []
+        if name not in known:
+            problems.append(Problem(key, f"unknown environment {name!r}; known environments: {', '.join(known)}"
+                                    f"{'' if key == 'env' else f', or {ROOT_BASE!r}'}", source))
+            return []
+        path = environments_dir / f"{name}.toml"
+        display = _display(path)
+        unreadable = len(problems)
+        data = _read_file(path, display, problems)
+        if len(problems) > unreadable:  # the file's own problem says it all; no base to follow
+            return []
+        _reject_not_settable(data, display, problems)
+        names.append(name)
+        base = data.pop(BASE_KEY, None)
+        chain.append((display, data))
+        if base is None:
+            others = ", ".join(e for e in known if e != name)
+            problems.append(Problem(BASE_KEY, (
+                f"missing; every environment file starts with base = \"<environment>\" (settings apply on top of "
+                f"that environment: {others}) or base = {ROOT_BASE!r} (a root: starts from the documented "
+                "defaults, the production sizes of every workload)"), display))
+            return []
+        if base == ROOT_BASE:
+            return chain[::-1]
+        name, key, source = base, BASE_KEY, display
+
+
+def _reject_not_settable(layer: dict[str, Any], source: str, problems: list[Problem]) -> None:
+    for key, how in _NOT_SETTABLE.items():
+        if key in layer:
+            problems.append(Problem(key, f"got {layer.pop(key)!r}; cannot be set in a file, it is {how}", source))
 
 
 def load_config_from_context(context: Mapping[str, Any]) -> PlatformConfig:
@@ -160,26 +239,41 @@ def _read_file(path: Path, display: str, problems: list[Problem]) -> dict[str, A
     return data
 
 
-def _merge(target: dict[str, Any], sources: dict[str, str], layer: Mapping[str, Any], source: str, prefix: str) -> None:
+class _Sources:
+    """Where each value came from: leaves (values) and tables, kept apart.
+
+    A table's source is not its keys' source: a key a layer left out of a table
+    it gave keeps its default, and "defaults" is where that value came from.
+    """
+
+    def __init__(self) -> None:
+        self.leaves: dict[str, str] = {}
+        self.tables: dict[str, str] = {}
+
+    def forget(self, path: str) -> None:
+        for recorded in (self.leaves, self.tables):
+            for old in [p for p in recorded if p == path or p.startswith(path + ".")]:
+                del recorded[old]
+
+    def record(self, value: Any, source: str, path: str) -> None:
+        if isinstance(value, Mapping):
+            self.tables[path] = source
+            for key, sub in value.items():
+                self.record(sub, source, f"{path}.{key}")
+        else:
+            self.leaves[path] = source
+
+
+def _merge(target: dict[str, Any], sources: _Sources, layer: Mapping[str, Any], source: str, prefix: str) -> None:
     for key, value in layer.items():
         path = f"{prefix}.{key}" if prefix else key
         if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            sources.tables[path] = source
             _merge(target[key], sources, value, source, path)
             continue
         target[key] = _plain(value)
-        # A replaced table forgets the sources recorded for its old children.
-        for old in [p for p in sources if p.startswith(path + ".")]:
-            del sources[old]
-        sources[path] = source
-        if isinstance(value, Mapping):
-            _record(sources, value, source, path)
-
-
-def _record(sources: dict[str, str], value: Mapping[str, Any], source: str, prefix: str) -> None:
-    for key, sub in value.items():
-        sources[f"{prefix}.{key}"] = source
-        if isinstance(sub, Mapping):
-            _record(sources, sub, source, f"{prefix}.{key}")
+        sources.forget(path)  # a replaced value forgets the sources recorded for its old children
+        sources.record(value, source, path)
 
 
 def _plain(value: Any) -> Any:

@@ -79,7 +79,7 @@ class EndpointNetworkConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
-    """Artifact buckets: see ml_constructs/storage/README.md for what lives where."""
+    """Artifact buckets: what lives where is in docs/architecture.md (Artifact storage)."""
 
     encryption: Literal["kms", "s3"] = setting(
         "kms", doc="kms: one customer managed key with rotation; s3: SSE-S3 (AES256)."

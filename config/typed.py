@@ -73,18 +73,31 @@ def _describe(tp: Any) -> str:
 class Builder:
     """Turns a dict (with a parallel map of value sources) into dataclasses."""
 
-    def __init__(self, sources: Mapping[str, str], default_source: str) -> None:
+    def __init__(
+        self, sources: Mapping[str, str], default_source: str, table_sources: Mapping[str, str] | None = None
+    ) -> None:
         self._sources = sources
+        self._tables = table_sources or {}
         self._default_source = default_source
         self.problems: list[Problem] = []
 
     def source_of(self, path: str) -> str:
-        # The most specific recorded source for this path or one of its parents.
-        probe = path
+        """Where the value at ``path`` came from.
+
+        A value given directly names its layer; so does a table when the problem
+        is about the table itself. A value inside a list or a scalar that a layer
+        gave (``x[2]``) names that layer. Anything else nobody set: it is a
+        default, even when its parent table came from a file.
+        """
+        if path in self._sources:
+            return self._sources[path]
+        if path in self._tables:
+            return self._tables[path]
+        probe = _parent(path)
         while probe:
             if probe in self._sources:
                 return self._sources[probe]
-            probe = probe.rpartition(".")[0]
+            probe = _parent(probe)
         return self._default_source
 
     def fail(self, path: str, message: str) -> None:
@@ -111,7 +124,7 @@ class Builder:
             if len(non_null) == 1:
                 return self._convert(non_null[0], value, path)
             for candidate in non_null:
-                probe = Builder(self._sources, self._default_source)
+                probe = Builder(self._sources, self._default_source, self._tables)
                 result = probe._convert(candidate, value, path)
                 if not probe.problems:
                     return result
@@ -211,6 +224,11 @@ def _contains_invalid(value: Any) -> bool:
     if isinstance(value, Mapping):
         return any(_contains_invalid(v) for v in value.values())
     return False
+
+
+def _parent(path: str) -> str:
+    """``a.b[2]`` -> ``a.b`` -> ``a`` -> ``""``."""
+    return re.sub(r"(\[\d+\]|\.?[^.\[]*)$", "", path, count=1)
 
 
 def _join(path: str, key: str) -> str:

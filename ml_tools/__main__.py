@@ -6,12 +6,19 @@ when their subcommand runs, so a tool's heavy imports never slow the others.
 To add one, add a line to ``SUBCOMMANDS``. Standalone tools with their own
 ``main(argv) -> int`` (``python -m ml_tools.<module>``) are listed in
 ``STANDALONE`` and get the rest of the command line as it is.
+
+Every command runs inside one error translator: an AWS error a user can fix (no
+region, no credentials, access denied, a missing bucket, stack, endpoint or job
+definition) becomes one line saying what to do, with exit code 2; an endpoint's
+own refusal (its model's error) is one line with exit code 1. Tools therefore
+let botocore's exceptions propagate instead of handling them each.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from typing import Callable
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -23,6 +30,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "cost": ("ml_tools.cost", "hourly cost of an environment at its floor and its ceiling (offline)"),
     "verify": ("ml_tools.verify", "check each endpoint runs the deployed config and answers (after a deploy)"),
 }
+
+# Tools that call an endpoint: --env finds its name in this stack's outputs.
+ENDPOINT_STACKS: dict[str, str] = {"invoke-sd": "StableDiffusion", "invoke-llm": "Llm", "invoke-mme": "MultiModel"}
 
 # name -> (module with main(argv), one-line help)
 STANDALONE: dict[str, tuple[str, str]] = {
@@ -46,19 +56,42 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in STANDALONE:
-        return int(importlib.import_module(STANDALONE[argv[0]][0]).main(argv[1:]))
+        module = STANDALONE[argv[0]][0]
+        return _translated(argv[0], lambda: importlib.import_module(module).main(argv[1:]))
     parser, chosen = build_parser(argv)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
-    from ml_tools.runtime import EndpointError
+
+    def run() -> int:
+        if chosen in ENDPOINT_STACKS:
+            from ml_tools.runtime import resolve_endpoint_name
+
+            resolve_endpoint_name(args, ENDPOINT_STACKS[chosen])
+        return importlib.import_module(SUBCOMMANDS[chosen][0]).run(args)
+
+    return _translated(chosen, run)
+
+
+def _translated(command: str, run: Callable[[], int]) -> int:
+    """Run one command; a user-fixable error is one line on stderr, not a traceback."""
+    from ml_tools.runtime import EndpointError, ToolError, explain_aws_error
 
     try:
-        return int(importlib.import_module(SUBCOMMANDS[chosen][0]).run(args))
+        return int(run())
     except EndpointError as err:  # the endpoint's refusal is the answer, not a crash
-        print(f"{chosen}: {err}", file=sys.stderr)
+        print(f"{command}: {err}", file=sys.stderr)
         return 1
+    except ToolError as err:
+        print(f"{command}: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        explained = explain_aws_error(err)
+        if explained is None:
+            raise
+        print(f"{command}: {explained}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -244,7 +244,7 @@ def apply_environment(args: argparse.Namespace, *, cloudformation: Any = None) -
         mme = MultiModelConfig()
     else:
         try:
-            cfg = load_config(args.env)
+            cfg = load_config(args.env, env_source="--env")
         except ConfigError as err:
             return [str(err)]
         mme = cfg.multi_model
@@ -329,6 +329,7 @@ def run(args: argparse.Namespace, *, client: Any = None, cloudformation: Any = N
         return 2
     import boto3
     from botocore.config import Config
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
     from tqdm import tqdm
 
     bucket, prefix = args.s3_url
@@ -336,10 +337,17 @@ def run(args: argparse.Namespace, *, client: Any = None, cloudformation: Any = N
                               workers=args.workers)
     client = client or boto3.client("s3", region_name=args.region,
                                     config=Config(max_pool_connections=args.concurrency))
+    offline = ""
     with tqdm(total=len(packages), unit="pkg", desc="dry run" if args.dry_run else "publishing",
               disable=not sys.stderr.isatty()) as bar:
-        result = publish(client, bucket, prefix, packages, concurrency=args.concurrency,
-                         dry_run=args.dry_run, progress=bar.update)
+        try:
+            result = publish(client, bucket, prefix, packages, concurrency=args.concurrency,
+                             dry_run=args.dry_run, progress=bar.update)
+        except (NoCredentialsError, EndpointConnectionError) as err:
+            if not args.dry_run:
+                raise
+            # A dry run works offline: without S3 to compare with, every package would be uploaded.
+            result, offline = PublishResult(uploaded=[p.key for p in packages]), f" (S3 not read: {err})"
     verb = "would upload" if args.dry_run else "uploaded"
-    print(f"{verb} {len(result.uploaded)}, unchanged {len(result.skipped)}, under s3://{bucket}/{prefix}")
+    print(f"{verb} {len(result.uploaded)}, unchanged {len(result.skipped)}, under s3://{bucket}/{prefix}{offline}")
     return 0

@@ -29,8 +29,12 @@ def synth_seconds(extra: list[str], outdir: str) -> float:
     env["CDK_DISABLE_CLI_TELEMETRY"] = "true"
     cmd = ["npx", "--no-install", "cdk", "synth", "--quiet", "--no-notices", "-o", outdir, *extra]
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
-    return time.perf_counter() - start
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        # A benchmark of a failing synth means nothing: show why it failed and stop.
+        sys.exit(f"bench_synth: `{' '.join(cmd)}` failed with exit code {result.returncode}:\n{result.stderr.strip()}")
+    return elapsed
 
 
 def main() -> None:

@@ -7,6 +7,16 @@ import pytest
 from config import PlatformConfig, load_config
 from tests.helpers import new_app
 
+_MODEL_RUNS = Path(__file__).resolve().parent / "model_packages"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the CPU runs of real models (tests/model_packages) ``models``: `make test` and CI run
+    them; `-m "not models and not cli"` leaves them and the CLI synths out of a quick local loop."""
+    for item in items:
+        if _MODEL_RUNS in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.models)
+
 
 @pytest.fixture(scope="session")
 def platform_synth(tmp_path_factory: pytest.TempPathFactory):

@@ -115,7 +115,7 @@ def test_every_problem_is_reported_at_once_with_its_source(tmp_path: Path):
 
 
 def test_environment_file_values_name_the_file(tmp_path: Path):
-    (tmp_path / "qa.toml").write_text("retain_data = 'yes'\n")
+    (tmp_path / "qa.toml").write_text("base = 'defaults'\nretain_data = 'yes'\n")
     with pytest.raises(ConfigError) as exc:
         load_config("qa", environments_dir=tmp_path)
     assert "retain_data: expected a boolean, got 'yes' (from " in str(exc.value)
@@ -144,3 +144,193 @@ def test_malformed_overlay_files_are_reported(tmp_path: Path):
 def test_null_clears_an_optional_value():
     cfg = load_config("dev", overrides={"account": "null", "region": "null"})
     assert cfg.account is None and cfg.region is None
+
+
+# ---------------------------------------------------------------- environments and their bases
+
+
+@pytest.fixture
+def environments(tmp_path: Path, project_root: Path) -> Path:
+    """A copy of the project's environment files, to add new ones beside them."""
+    for path in (project_root / "config" / "environments").glob("*.toml"):
+        (tmp_path / path.name).write_text(path.read_text())
+    return tmp_path
+
+
+def test_dev_and_prod_are_the_roots_and_start_from_the_documented_defaults(project_root: Path):
+    import tomllib
+
+    for env in known_environments():
+        data = tomllib.loads((project_root / "config" / "environments" / f"{env}.toml").read_text())
+        assert data["base"] == "defaults", env
+
+
+def test_an_environment_without_a_base_is_refused_so_an_empty_file_cannot_deploy_production_sizes(environments):
+    (environments / "qa.toml").write_text("")
+    with pytest.raises(ConfigError) as exc:
+        load_config("qa", environments_dir=environments)
+    [problem] = exc.value.problems
+    assert problem.path == "base" and problem.source.endswith("qa.toml")
+    assert 'base = "<environment>"' in problem.message and "dev, prod" in problem.message
+    assert "base = 'defaults'" in problem.message
+
+
+def test_a_new_environment_starts_from_its_base_and_names_the_file_of_each_value(environments):
+    (environments / "qa.toml").write_text('base = "dev"\n[storage]\ncompile_cache_expiration_days = 3\n')
+    qa = load_config("qa", environments_dir=environments)
+    dev = load_config("dev", environments_dir=environments)
+    assert qa.environment == "qa"
+    assert qa.storage.compile_cache_expiration_days == 3
+    # everything else is dev's, not the production-sized defaults
+    assert (qa.retain_data, qa.llm.enabled, qa.training.enabled) == (False, False, False)
+    assert qa.multi_model == dev.multi_model and qa.storage.encryption == "s3"
+    with pytest.raises(ConfigError) as exc:
+        load_config("qa", environments_dir=environments,
+                    overrides={"storage.noncurrent_version_expiration_days": "0", "storage.encryption": "x"})
+    sources = {p.path: p.source for p in exc.value.problems}
+    assert sources["storage.noncurrent_version_expiration_days"] == "-c set:storage.noncurrent_version_expiration_days"
+    (environments / "qa.toml").write_text('base = "dev"\n[storage]\nencryption = "none"\n')
+    (environments / "qa2.toml").write_text('base = "qa"\nretain_data = 1\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config("qa2", environments_dir=environments)
+    sources = {p.path: p.source for p in exc.value.problems}
+    assert sources["storage.encryption"].endswith("qa.toml")
+    assert sources["retain_data"].endswith("qa2.toml")
+
+
+def test_bases_resolve_recursively_and_the_nearest_file_wins(environments):
+    (environments / "a.toml").write_text('base = "prod"\n[storage]\ncompile_cache_expiration_days = 10\n')
+    (environments / "b.toml").write_text('base = "a"\n[storage]\ncompile_cache_expiration_days = 20\n')
+    b = load_config("b", environments_dir=environments)
+    assert b.storage.compile_cache_expiration_days == 20
+    assert b.retain_data is True and b.storage.encryption == "kms"  # from prod, two levels down
+
+
+def test_a_cycle_of_bases_is_refused(environments):
+    (environments / "a.toml").write_text('base = "b"\n')
+    (environments / "b.toml").write_text('base = "a"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config("a", environments_dir=environments)
+    [problem] = exc.value.problems
+    assert problem.path == "base" and "cycle (a -> b -> a)" in problem.message and problem.source.endswith("b.toml")
+
+
+@pytest.mark.parametrize(
+    ("base", "expected"),
+    [
+        ('"staging"', "unknown environment 'staging'; known environments: a, dev, prod, or 'defaults'"),
+        ("1", "got 1, allowed: 1-32 letters, digits and '-'"),
+        ('"my_env"', "got 'my_env', allowed: 1-32 letters"),
+    ],
+)
+def test_a_base_that_names_no_environment_is_refused(environments, base, expected):
+    (environments / "a.toml").write_text(f"base = {base}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config("a", environments_dir=environments)
+    [problem] = exc.value.problems
+    assert problem.path == "base" and expected in problem.message and problem.source.endswith("a.toml")
+
+
+@pytest.mark.parametrize("name", ["my_env", "-qa", "qa-", "q" * 33, "qa.prod", "defaults"])
+def test_environment_names_that_cannot_be_part_of_a_stack_name_are_refused(environments, name):
+    (environments / f"{name}.toml").write_text('base = "dev"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(name, environments_dir=environments)
+    [problem] = exc.value.problems
+    assert (problem.path, problem.source) == ("env", "-c env")
+    assert f"got {name!r}, allowed: 1-32 letters, digits and '-'" in problem.message
+
+
+def test_a_tool_names_its_own_option_as_the_source_of_the_environment():
+    with pytest.raises(ConfigError) as exc:
+        load_config("qa", env_source="--env")
+    assert "(from --env)" in str(exc.value) and "-c env" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"environment": "prod"}, "environment: got 'prod'; cannot be set with -c set:, it is chosen with -c env=NAME"),
+        ({"base": "prod"}, "base: got 'prod'; cannot be set with -c set:, only at the top of an environment file"),
+    ],
+)
+def test_keys_that_exist_but_cannot_be_set_from_the_command_line_say_so(overrides, expected):
+    with pytest.raises(ConfigError) as exc:
+        load_config("dev", overrides=overrides)
+    assert expected in str(exc.value)
+
+
+def test_environment_and_base_in_files_say_where_they_belong(environments, tmp_path: Path):
+    (environments / "qa.toml").write_text('base = "dev"\nenvironment = "prod"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config("qa", environments_dir=environments)
+    assert "environment: got 'prod'; cannot be set in a file, it is chosen with -c env=NAME" in str(exc.value)
+    overlay = tmp_path / "overlay.toml"
+    overlay.write_text('base = "prod"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config("dev", overlay_file=str(overlay))
+    [problem] = exc.value.problems
+    assert (problem.path, problem.source) == ("base", str(overlay))
+    assert "got 'prod'; only environment files have a base" in problem.message
+
+
+# ---------------------------------------------------------------- where a value came from
+
+
+def test_a_default_inside_a_table_the_environment_file_gives_is_reported_as_a_default():
+    """dev.toml has a [stable_diffusion] table, but volume_size_gb in it is the schema's default."""
+    with pytest.raises(ConfigError) as exc:
+        load_config("dev", overrides={"stable_diffusion.instance_type": "ml.g5.2xlarge"})
+    sources = {p.path: p.source for p in exc.value.problems}
+    assert sources["stable_diffusion.volume_size_gb"] == "defaults"
+    assert sources["stable_diffusion.tensor_parallel_degree"] == "defaults"
+
+
+def test_nested_keys_name_the_layer_that_set_them(tmp_path: Path):
+    overlay = tmp_path / "scaling.toml"
+    overlay.write_text("[multi_model.autoscaling]\nmin_capacity = 3\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config("dev", overlay_file=str(overlay))  # dev.toml sets max_capacity = 2 and instance_count = 1
+    sources = {p.path: p.source for p in exc.value.problems}
+    assert sources == {"multi_model.autoscaling.min_capacity": str(overlay),
+                       "multi_model.instance_count": "config/environments/dev.toml"}
+
+
+def test_list_items_name_the_layer_that_set_the_list(tmp_path: Path):
+    overlay = tmp_path / "tags.json"
+    overlay.write_text(json.dumps({"tags": {"team": 5}}))
+    with pytest.raises(ConfigError) as exc:
+        load_config("dev", overlay_file=str(overlay))
+    assert f"tags.team: expected a string, got 5 (from {overlay})" in str(exc.value)
+
+
+@pytest.mark.parametrize("layer", ["flag", "file"])
+def test_a_boolean_is_not_accepted_where_an_integer_is_expected(environments, layer):
+    if layer == "flag":
+        with pytest.raises(ConfigError) as exc:
+            load_config("dev", overrides={"multi_model.instance_count": "true"})
+    else:
+        (environments / "qa.toml").write_text('base = "dev"\n[multi_model]\ninstance_count = true\n')
+        with pytest.raises(ConfigError) as exc:
+            load_config("qa", environments_dir=environments)
+    assert "multi_model.instance_count: expected an integer, got True" in str(exc.value)
+
+
+def test_the_new_environment_example_in_the_docs_loads(environments, project_root: Path):
+    import re
+
+    page = (project_root / "docs" / "configuration.md").read_text()
+    [example] = re.findall(r"```toml\n# config/environments/(\w+)\.toml\n(.*?)```", page, re.S)
+    name, body = example
+    (environments / f"{name}.toml").write_text(body)
+    cfg = load_config(name, environments_dir=environments)
+    assert cfg.environment == name and cfg.retain_data is True  # from its base, prod
+    assert cfg.multi_model.instance_count == 4
+
+
+def test_an_unreadable_environment_file_is_reported_once(environments):
+    (environments / "qa.toml").write_text("base = [\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config("qa", environments_dir=environments)
+    [problem] = exc.value.problems
+    assert problem.path == "(file)" and "not valid TOML" in problem.message and problem.source.endswith("qa.toml")

@@ -75,6 +75,61 @@ _MEMORY_GIB: dict[str, dict[str, int]] = {
     "c5d": {"large": 4, "xlarge": 8, "2xlarge": 16, "4xlarge": 32, "9xlarge": 72, "18xlarge": 144},
 }
 
+# Every SageMaker real-time hosting instance type, by family: AWS's price list for SageMaker
+# hosting as of late 2026 (docs/aws-limits.md, "Hosting instance types"). A type outside it fails
+# synth instead of the deploy; add a newly launched type here.
+_HOSTING_SIZES: dict[str, tuple[str, ...]] = {family: tuple(sizes.split()) for family, sizes in {
+    "c4": "large xlarge 2xlarge 4xlarge 8xlarge",
+    "c5": "large xlarge 2xlarge 4xlarge 9xlarge 12xlarge 18xlarge 24xlarge",
+    "c5d": "large xlarge 2xlarge 4xlarge 9xlarge 18xlarge",
+    "c6g": "medium large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge",
+    "c6gd": "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge",
+    "c6gn": "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge",
+    "c6i": "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 32xlarge",
+    "c7g": "medium large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge",
+    "c7i": "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 48xlarge",
+    "c8g": "medium large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 48xlarge",
+    "g4dn": "xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge",
+    "g5": "xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 48xlarge",
+    "g6": "xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 48xlarge",
+    "g6e": "xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 48xlarge",
+    "g7": "2xlarge 4xlarge 8xlarge 12xlarge 24xlarge 48xlarge",
+    "g7e": "2xlarge 4xlarge 8xlarge 12xlarge 24xlarge 48xlarge",
+    "inf1": "xlarge 2xlarge 6xlarge 24xlarge",
+    "inf2": "xlarge 8xlarge 24xlarge 48xlarge",
+    "m4": "xlarge 2xlarge 4xlarge 10xlarge 16xlarge",
+    "m5": "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge",
+    "m5d": "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge",
+    "m6g": "medium large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge",
+    "m6gd": "medium large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge",
+    "m6i": "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 32xlarge",
+    "m7g": "medium large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge",
+    "m7gd": "medium large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge",
+    "m7i": "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 48xlarge",
+    "p4d": "24xlarge",
+    "p4de": "24xlarge",
+    "p5": "4xlarge 48xlarge",
+    "p5en": "48xlarge",
+    "p6-b200": "48xlarge",
+    "p6-b300": "48xlarge",
+    "r5": "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge",
+    "r5d": "large xlarge 2xlarge 4xlarge 12xlarge 24xlarge",
+    "r6g": "medium large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge",
+    "r6gd": "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge",
+    "r6i": "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 32xlarge",
+    "r7g": "medium large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge",
+    "r7gd": "medium large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge",
+    "r7i": "large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 48xlarge",
+    "r8g": "medium large xlarge 2xlarge 4xlarge 8xlarge 12xlarge 16xlarge 24xlarge 48xlarge",
+    "t2": "medium large xlarge 2xlarge",
+    "t3": "nano micro small medium large xlarge 2xlarge",
+    "trn1": "2xlarge 32xlarge",
+    "trn1n": "32xlarge",
+}.items()}
+# Families whose NeuronCore-v2 runs what torch-neuronx / neuronx-cc compile (Inferentia2, Trainium);
+# Inferentia1 (inf1) needs artifacts of the older torch-neuron instead (docs/aws-limits.md).
+NEURONX_FAMILIES = frozenset({"inf2", "trn1", "trn1n"})
+
 
 class UnknownInstanceType(ValueError):
     """Not of the form ``ml.<family>.<size>``."""
@@ -208,18 +263,22 @@ def variant_problems(
     autoscaling: bool = False,
     cpu_only: bool = False,
     inference_ami_version: str | None = None,
+    neuron_compiled: bool | None = None,
 ) -> list[tuple[str, str]]:
     """``(setting, message)`` for the rules that depend on the instance type.
 
     The endpoint constructs enforce the same rules; configuration calls this so
     a bad combination is reported with its config key and where it came from,
-    before any construct exists.
+    before any construct exists. ``neuron_compiled`` (True or False) adds
+    :func:`neuron_match_problems`; None leaves the model's kind unchecked.
     """
-    try:
-        instance = InstanceType.parse(instance_type)
-    except UnknownInstanceType as exc:
-        return [("instance_type", f"got {instance_type!r}, allowed: ml.<family>.<size> ({exc})")]
+    unknown = hosting_type_problems(instance_type)
+    if unknown:
+        return unknown
+    instance = InstanceType.parse(instance_type)
     found = []
+    if neuron_compiled is not None:
+        found += neuron_match_problems(instance_type, neuron_compiled=neuron_compiled)
     if volume_size_gb is not None and instance.has_local_nvme:
         found.append(("volume_size_gb", f"got {volume_size_gb!r}, allowed: not set: {instance_type} has local NVMe "
                       "instance storage"))
@@ -240,3 +299,40 @@ def variant_problems(
         found.append(("instance_type", f"got {instance_type!r}, allowed: a CPU instance type (multi-model endpoints "
                       "with this container do not run on Inferentia, Trainium or GPU instances)"))
     return found
+
+
+def hosting_type_problems(instance_type: str, key: str = "instance_type") -> list[tuple[str, str]]:
+    """``(key, message)`` when ``instance_type`` is not a SageMaker hosting instance type."""
+    try:
+        instance = InstanceType.parse(instance_type)
+    except UnknownInstanceType as exc:
+        return [(key, f"got {instance_type!r}, allowed: ml.<family>.<size> ({exc})")]
+    sizes = _HOSTING_SIZES.get(instance.family)
+    if sizes is None:
+        return [(key, f"got {instance_type!r}: SageMaker hosting has no instance family {instance.family!r}; "
+                 f"allowed families: {', '.join(sorted(_HOSTING_SIZES))}")]
+    if instance.size not in sizes:
+        return [(key, f"got {instance_type!r}: SageMaker hosting has no {instance.size} in family "
+                 f"{instance.family}; allowed: {', '.join(f'ml.{instance.family}.{size}' for size in sizes)}")]
+    return []
+
+
+def neuron_match_problems(instance_type: str, *, neuron_compiled: bool, key: str = "instance_type") -> list[tuple[str, str]]:
+    """``(key, message)`` when a model's compilation and its instance type do not fit together.
+
+    ``neuron_compiled``: the model is Neuron artifacts (torch-neuronx, neuronx-cc), which only
+    Inferentia2/Trainium run; a model that is not cannot use their NeuronCores (a GPU or CPU
+    model on an inf2/trn1 instance pays for accelerators it cannot load onto).
+    """
+    try:
+        family = InstanceType.parse(instance_type).family
+    except UnknownInstanceType:
+        return []  # hosting_type_problems reports the form
+    if neuron_compiled and family not in NEURONX_FAMILIES:
+        return [(key, f"got {instance_type!r}, allowed: an Inferentia2 or Trainium type "
+                 f"({', '.join(f'ml.{f}.*' for f in sorted(NEURONX_FAMILIES))}): the model is compiled for "
+                 "Neuron, and Neuron artifacts only run on NeuronCores")]
+    if not neuron_compiled and family.startswith(("inf", "trn")):
+        return [(key, f"got {instance_type!r}, allowed: a GPU or CPU instance type: this model is not compiled "
+                 "for Neuron, so it cannot run on Inferentia or Trainium NeuronCores")]
+    return []

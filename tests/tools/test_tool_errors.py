@@ -1,0 +1,199 @@
+"""What a user sees when AWS says no: one line with what to do, exit code 2, for every tool.
+
+The translator sits in ``python -m ml_tools`` (ml_tools/__main__.py), so these tests go
+through the command line as a user would. AWS answers come from moto or from botocore's
+Stubber (a real client whose response parsing is botocore's own).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from ml_tools.__main__ import main as cli_main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def no_aws_setup(monkeypatch, tmp_path: Path):
+    """A machine where nobody ran `aws configure`: no region, no credentials, no instance metadata."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # boto3 caches the credentials it found earlier
+
+
+@pytest.fixture
+def fake_credentials(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def stubbed_runtime(monkeypatch, module: str) -> Stubber:
+    client = boto3.client("sagemaker-runtime", region_name="us-east-1", aws_access_key_id="x",
+                          aws_secret_access_key="x")
+    monkeypatch.setattr(f"ml_tools.{module}.runtime_client", lambda region: client)
+    return Stubber(client)
+
+
+def test_no_region(no_aws_setup, capsys):
+    assert cli_main(["invoke-mme", "--endpoint-name", "mme", "1"]) == 2
+    assert one_line(capsys).startswith("invoke-mme: no AWS region: pass --region REGION or set AWS_REGION")
+
+
+def test_no_credentials(no_aws_setup, capsys):
+    assert cli_main(["invoke-llm", "--endpoint-name", "llm", "--region", "us-east-1", "hi"]) == 2
+    line = one_line(capsys)
+    assert line.startswith("invoke-llm: no usable AWS credentials") and "aws sso login" in line
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "expected"),
+    [
+        ("AccessDeniedException", "User: arn:aws:iam::1:user/x is not authorized to perform: sagemaker:InvokeEndpoint",
+         "invoke-sd: access denied to InvokeEndpoint (AccessDeniedException: User: arn:aws:iam::1:user/x is not "
+         "authorized to perform: sagemaker:InvokeEndpoint); the identity in use (`aws sts get-caller-identity`)"),
+        ("ValidationError", "Endpoint sd of account 123456789012 not found.",
+         "invoke-sd: Endpoint sd of account 123456789012 not found; check --endpoint-name (or --env) and --region"),
+        ("ExpiredTokenException", "The security token included in the request is expired",
+         "invoke-sd: AWS did not accept the credentials (ExpiredTokenException"),
+    ],
+)
+def test_aws_refusals_of_the_call_itself(monkeypatch, capsys, code, message, expected):
+    with stubbed_runtime(monkeypatch, "invoke_sd") as stub:
+        stub.add_client_error("invoke_endpoint", code, message, http_status_code=400)
+        assert cli_main(["invoke-sd", "--endpoint-name", "sd", "a cat"]) == 2
+    assert one_line(capsys).startswith(expected)
+
+
+def test_the_endpoints_own_error_stays_exit_code_1(monkeypatch, capsys):
+    with stubbed_runtime(monkeypatch, "invoke_mme") as stub:
+        stub.add_client_error("invoke_endpoint", "ModelError", "Received server error (500) from primary",
+                              http_status_code=424, modeled_fields={"OriginalStatusCode": 500, "OriginalMessage": "boom"})
+        assert cli_main(["invoke-mme", "--endpoint-name", "mme", "1"]) == 1
+    assert "the model answered 500: boom" in one_line(capsys)
+
+
+def test_missing_bucket(fake_credentials, capsys, tmp_path: Path):
+    with mock_aws():
+        assert cli_main(["publish-models", "s3://no-such-bucket/mme/", "--count", "1"]) == 2
+    line = one_line(capsys)
+    assert line.startswith("publish-models: bucket no-such-bucket does not exist (NoSuchBucket")
+    assert "deploy the storage stack" in line
+
+
+def test_access_denied_on_head_object_is_not_taken_for_a_missing_package(fake_credentials, monkeypatch, capsys):
+    """A 403 on HeadObject (no s3:GetObject) must stop the publish, not re-upload everything."""
+    client = boto3.client("s3", region_name="us-east-1")
+    stub = Stubber(client)
+    stub.add_client_error("head_object", "403", "Forbidden", http_status_code=403)
+    monkeypatch.setattr(boto3, "client", lambda *args, **kwargs: client)
+    with stub:
+        assert cli_main(["publish-models", "s3://models/mme/", "--count", "1", "--concurrency", "1"]) == 2
+        stub.assert_no_pending_responses()  # no put_object was attempted
+    assert one_line(capsys).startswith("publish-models: access denied to HeadObject (403: Forbidden)")
+
+
+def test_missing_stack_when_the_endpoint_comes_from_env(fake_credentials, capsys):
+    with mock_aws():
+        assert cli_main(["invoke-sd", "--env", "dev", "a cat"]) == 2
+    line = one_line(capsys)
+    assert line.startswith("invoke-sd: Stack with id MlAccel-dev-StableDiffusion does not exist; deploy it")
+
+
+def test_missing_job_definition(fake_credentials, capsys):
+    with mock_aws(config={"batch": {"use_docker": False}}):
+        code = cli_main(["submit-training-job", "--queue", "q", "--job-definition", "nope", "--share", "teamA"])
+    assert code == 2
+    line = one_line(capsys)
+    assert line.startswith("submit-training-job: ClientException: Job definition nope does not exist; deploy the "
+                           "training stack")
+
+
+def test_an_unknown_env_names_the_tools_option(fake_credentials, capsys):
+    assert cli_main(["invoke-sd", "--env", "staging", "a cat"]) == 2
+    line = one_line(capsys)
+    assert "unknown environment 'staging'" in line and "(from --env)" in line and "-c env" not in line
+
+
+def test_an_endpoint_is_needed_one_way_or_the_other(capsys):
+    assert cli_main(["invoke-mme", "1"]) == 2
+    assert one_line(capsys) == "invoke-mme: --endpoint-name NAME or --env ENV is required\n"
+
+
+def _deploy_outputs(stack: str, outputs: dict[str, tuple[str, str]]) -> None:
+    """A stack with the outputs the endpoint constructs give (hashed keys, descriptive descriptions)."""
+    template = {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                "Outputs": {key: {"Value": value, "Description": f"SageMaker endpoint {path}"}
+                            for key, (path, value) in outputs.items()}}
+    boto3.client("cloudformation").create_stack(StackName=stack, TemplateBody=json.dumps(template))
+
+
+def test_env_finds_the_endpoint_name_in_the_stack_outputs(fake_credentials, monkeypatch, capsys):
+    with mock_aws():
+        _deploy_outputs("MlAccel-dev-MultiModel", {"EndpointEndpointName0F1E2D3C": ("MlAccel-dev-MultiModel/Endpoint",
+                                                                                    "Endpoint-abc123")})
+        with stubbed_runtime(monkeypatch, "invoke_mme") as stub:
+            body = json.dumps({"predictions": [3.0]}).encode()
+            stub.add_response("invoke_endpoint", {"Body": StreamingBody(io.BytesIO(body), len(body)),
+                                                  "ContentType": "application/json"},
+                              {"EndpointName": "Endpoint-abc123", "ContentType": "application/json",
+                               "Accept": "application/json", "Body": json.dumps({"inputs": [[1.0]]}),
+                               "TargetModel": "sklearn-0.tar.gz"})
+            assert cli_main(["invoke-mme", "--env", "dev", "1"]) == 0
+    assert capsys.readouterr().out == "1 -> 3\n"
+
+
+def test_env_with_several_endpoints_picks_one_by_model_name_or_lists_them(fake_credentials, monkeypatch, capsys):
+    from ml_tools.runtime import endpoint_from_env
+
+    with mock_aws():
+        _deploy_outputs("MlAccel-prod-Llm", {
+            "Bloom176bEndpointEndpointName11": ("MlAccel-prod-Llm/Bloom176b/Endpoint", "bloom-ep"),
+            "Opt30bEndpointEndpointName22": ("MlAccel-prod-Llm/Opt30b/Endpoint", "opt-ep"),
+        })
+        assert endpoint_from_env("prod", "Llm", None, select="opt-30b") == "opt-ep"
+        assert cli_main(["invoke-llm", "--env", "prod", "hello"]) == 2
+    line = one_line(capsys)
+    assert "stack MlAccel-prod-Llm has 2 matching endpoint outputs: bloom-ep (MlAccel-prod-Llm/Bloom176b/Endpoint), " \
+           "opt-ep (MlAccel-prod-Llm/Opt30b/Endpoint); pass --endpoint-name (or --model-name NAME" in line
+
+
+def test_publish_dry_run_works_offline(no_aws_setup, capsys):
+    assert cli_main(["publish-models", "s3://models/mme/", "--count", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("would upload 2, unchanged 0, under s3://models/mme/ (S3 not read: Unable to locate credentials)")
+
+
+def test_the_load_test_stops_at_a_configuration_error_before_any_user_starts(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+               AWS_EC2_METADATA_DISABLED="true")
+    run = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(REPO / "ml_tools" / "loadtest" / "locustfile.py"), "--headless",
+         "-u", "5", "-r", "5", "-t", "30s", "--endpoint-name", "mme", "--only-summary"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert run.returncode == 2
+    assert "locust: no AWS region: pass --region REGION" in run.stderr
+    assert "Traceback" not in run.stderr and "invoke_endpoint" not in run.stderr
