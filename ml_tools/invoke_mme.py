@@ -90,7 +90,9 @@ def predict_with_retry(
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    add_endpoint_arguments(parser)
+    # No --inference-component/--cold-start-wait: a multi-model endpoint hosts no inference components and
+    # is not scaled to zero; its cold start is a model load, retried below (ColdStartRetry).
+    add_endpoint_arguments(parser, cold_start=False)
     parser.add_argument("--model", type=int, default=0, help="package number N of sklearn-N.tar.gz (default 0)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="send the request this many times; report the first call apart from the warm ones")

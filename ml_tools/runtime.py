@@ -59,6 +59,8 @@ class ToolError(Exception):
 
 _CREDENTIALS_HINT = ("configure credentials: `aws configure`, `aws sso login --profile NAME` with AWS_PROFILE=NAME, "
                      "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+TRAINING_STACK_HINT = ("deploy the training stack (`npx cdk deploy -c env=<env> MlAccel-<env>-Training`) and pass the "
+                       "names or ARNs from its outputs (JobQueueArn, TrainingJobDefinitionArn)")
 _DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError", "403", "Forbidden"}
 _BAD_CREDENTIALS = {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
                     "SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken", "RequestExpired"}
@@ -103,8 +105,7 @@ def explain_aws_error(err: BaseException) -> str | None:
                 "is deployed and InService (`aws sagemaker describe-endpoint --endpoint-name NAME`)")
     if code in {"ClientException", "ResourceNotFoundException"} and (
             "job definition" in lowered or "jobdefinition" in lowered or "job queue" in lowered):
-        return (f"{said}; deploy the training stack (`npx cdk deploy -c env=<env> MlAccel-<env>-Training`) and "
-                "pass the names or ARNs from its outputs (JobQueueArn, TrainingJobDefinitionArn)")
+        return f"{said}; {TRAINING_STACK_HINT}"
     if code in {"ThrottlingException", "Throttling", "TooManyRequestsException", "SlowDown"}:
         return f"AWS throttled {operation} ({said}); wait and run again, or lower the concurrency"
     return f"AWS refused {operation} ({said})"
@@ -166,12 +167,16 @@ def _plain_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-def add_endpoint_arguments(parser: Any) -> None:
+def add_endpoint_arguments(parser: Any, *, cold_start: bool = True) -> None:
+    """--endpoint-name/--env/--model-name/--region, and with ``cold_start`` the options of
+    :func:`ml_tools.cold_start.wrap` (for a tool that wraps its client with it)."""
     parser.add_argument("--endpoint-name", help="the SageMaker endpoint's name (or find it with --env)")
     parser.add_argument("--env", help="find the endpoint in this environment's deployed stack outputs")
     parser.add_argument("--model-name", help="with --env, when the stack has several endpoints (the LLM stack): "
                         "the model whose endpoint to call, e.g. opt-30b")
     parser.add_argument("--region", help="AWS region (default: the usual boto3 resolution)")
+    if not cold_start:
+        return
     from ml_tools.cold_start import add_cold_start_arguments
 
     add_cold_start_arguments(parser)  # --inference-component, --cold-start-wait (endpoints scaled to zero)

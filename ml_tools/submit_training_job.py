@@ -78,7 +78,9 @@ def definition_type(client: Any, job_definition: str) -> str:
     else:  # a bare name means its latest active revision
         found = client.describe_job_definitions(jobDefinitionName=job_definition, status="ACTIVE")["jobDefinitions"]
     if not found:
-        raise SubmitError(f"--job-definition: {job_definition!r} not found (or not ACTIVE)")
+        from ml_tools.runtime import TRAINING_STACK_HINT
+
+        raise SubmitError(f"--job-definition: {job_definition!r} not found (or not ACTIVE); {TRAINING_STACK_HINT}")
     return max(found, key=lambda d: d.get("revision", 0))["type"]
 
 
@@ -130,7 +132,7 @@ def main(argv: Sequence[str] | None = None, client: Any = None) -> int:
         multi_node = definition_type(client, args.job_definition) == "multinode"
         request = build_request(args, multi_node=multi_node)
     except SubmitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"submit-training-job: {exc}", file=sys.stderr)  # the prefix every tool's one-line errors carry
         return 2
     response = client.submit_job(**request)
     print(json.dumps({k: response[k] for k in ("jobId", "jobName", "jobArn") if k in response}))

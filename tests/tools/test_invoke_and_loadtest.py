@@ -245,15 +245,28 @@ def test_a_model_still_loading_after_the_last_attempt_is_reported():
     assert len(slept) == 2  # no wait after the last attempt
 
 
-def test_other_errors_are_not_retried():
+@pytest.mark.parametrize(
+    ("code", "message", "status", "raised"),
+    [
+        # AWS refusing the call stays botocore's error: python -m ml_tools explains it (exit 2)
+        ("ValidationError", "Endpoint mme not found", 400, "ClientError"),
+        # the model's own failure is the endpoint's answer (exit 1)
+        ("ModelError", "Received server error (500) from primary", 424, "EndpointError"),
+    ],
+)
+def test_other_errors_are_not_retried(code, message, status, raised):
+    from botocore.exceptions import ClientError
+
     from ml_tools.invoke_mme import predict_with_retry
     from ml_tools.runtime import EndpointError
 
     client, slept = stubbed_runtime(), []
     with Stubber(client) as stub:
-        stub.add_client_error("invoke_endpoint", "ValidationError", "Endpoint mme not found", http_status_code=400)
-        with pytest.raises(EndpointError, match="ValidationError: Endpoint mme not found"):
+        stub.add_client_error("invoke_endpoint", code, message, http_status_code=status)
+        expected = {"ClientError": ClientError, "EndpointError": EndpointError}[raised]
+        with pytest.raises(expected, match=re.escape(message)):
             predict_with_retry(client, "mme", 7, [[1.0]], sleep=slept.append)
+        stub.assert_no_pending_responses()
     assert slept == []
 
 

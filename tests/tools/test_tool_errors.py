@@ -6,6 +6,7 @@ Stubber (a real client whose response parsing is botocore's own).
 """
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -20,6 +21,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from ml_tools.__main__ import main as cli_main
+from ml_tools.runtime import runtime_client
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +54,11 @@ def one_line(capsys) -> str:
 def stubbed_runtime(monkeypatch, module: str) -> Stubber:
     client = boto3.client("sagemaker-runtime", region_name="us-east-1", aws_access_key_id="x",
                           aws_secret_access_key="x")
-    monkeypatch.setattr(f"ml_tools.{module}.runtime_client", lambda region: client)
+    def same_signature(*args, **kwargs):
+        inspect.signature(runtime_client).bind(*args, **kwargs)  # a call the real one would refuse fails here too
+        return client
+
+    monkeypatch.setattr(f"ml_tools.{module}.runtime_client", same_signature)
     return Stubber(client)
 
 
@@ -94,26 +100,6 @@ def test_the_endpoints_own_error_stays_exit_code_1(monkeypatch, capsys):
     assert "the model answered 500: boom" in one_line(capsys)
 
 
-def test_missing_bucket(fake_credentials, capsys, tmp_path: Path):
-    with mock_aws():
-        assert cli_main(["publish-models", "s3://no-such-bucket/mme/", "--count", "1"]) == 2
-    line = one_line(capsys)
-    assert line.startswith("publish-models: bucket no-such-bucket does not exist (NoSuchBucket")
-    assert "deploy the storage stack" in line
-
-
-def test_access_denied_on_head_object_is_not_taken_for_a_missing_package(fake_credentials, monkeypatch, capsys):
-    """A 403 on HeadObject (no s3:GetObject) must stop the publish, not re-upload everything."""
-    client = boto3.client("s3", region_name="us-east-1")
-    stub = Stubber(client)
-    stub.add_client_error("head_object", "403", "Forbidden", http_status_code=403)
-    monkeypatch.setattr(boto3, "client", lambda *args, **kwargs: client)
-    with stub:
-        assert cli_main(["publish-models", "s3://models/mme/", "--count", "1", "--concurrency", "1"]) == 2
-        stub.assert_no_pending_responses()  # no put_object was attempted
-    assert one_line(capsys).startswith("publish-models: access denied to HeadObject (403: Forbidden)")
-
-
 def test_missing_stack_when_the_endpoint_comes_from_env(fake_credentials, capsys):
     with mock_aws():
         assert cli_main(["invoke-sd", "--env", "dev", "a cat"]) == 2
@@ -126,8 +112,10 @@ def test_missing_job_definition(fake_credentials, capsys):
         code = cli_main(["submit-training-job", "--queue", "q", "--job-definition", "nope", "--share", "teamA"])
     assert code == 2
     line = one_line(capsys)
-    assert line.startswith("submit-training-job: ClientException: Job definition nope does not exist; deploy the "
-                           "training stack")
+    # The tool reads the definition's type before submitting, so the miss is found there (no ClientException).
+    assert line.startswith("submit-training-job: --job-definition: 'nope' not found (or not ACTIVE); deploy the "
+                           "training stack (`npx cdk deploy -c env=<env> MlAccel-<env>-Training`)")
+    assert "TrainingJobDefinitionArn" in line
 
 
 def test_an_unknown_env_names_the_tools_option(fake_credentials, capsys):
@@ -161,7 +149,8 @@ def test_env_finds_the_endpoint_name_in_the_stack_outputs(fake_credentials, monk
                                "Accept": "application/json", "Body": json.dumps({"inputs": [[1.0]]}),
                                "TargetModel": "sklearn-0.tar.gz"})
             assert cli_main(["invoke-mme", "--env", "dev", "1"]) == 0
-    assert capsys.readouterr().out == "1 -> 3\n"
+    answer, latency = capsys.readouterr().out.splitlines()  # invoke-mme reports the latency after the answer
+    assert answer == "1 -> 3" and latency.startswith("latency: first call ")
 
 
 def test_env_with_several_endpoints_picks_one_by_model_name_or_lists_them(fake_credentials, monkeypatch, capsys):
@@ -179,12 +168,6 @@ def test_env_with_several_endpoints_picks_one_by_model_name_or_lists_them(fake_c
            "opt-ep (MlAccel-prod-Llm/Opt30b/Endpoint); pass --endpoint-name (or --model-name NAME" in line
 
 
-def test_publish_dry_run_works_offline(no_aws_setup, capsys):
-    assert cli_main(["publish-models", "s3://models/mme/", "--count", "2", "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("would upload 2, unchanged 0, under s3://models/mme/ (S3 not read: Unable to locate credentials)")
-
-
 def test_the_load_test_stops_at_a_configuration_error_before_any_user_starts(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
@@ -197,3 +180,10 @@ def test_the_load_test_stops_at_a_configuration_error_before_any_user_starts(tmp
     assert run.returncode == 2
     assert "locust: no AWS region: pass --region REGION" in run.stderr
     assert "Traceback" not in run.stderr and "invoke_endpoint" not in run.stderr
+
+
+def test_invoke_mme_offers_no_cold_start_options_it_would_ignore(capsys):
+    # It does not wrap its client with ml_tools.cold_start (a multi-model endpoint has no inference components).
+    with pytest.raises(SystemExit):
+        cli_main(["invoke-mme", "--endpoint-name", "mme", "--cold-start-wait", "60", "1"])
+    assert "unrecognized arguments: --cold-start-wait" in capsys.readouterr().err
