@@ -226,7 +226,8 @@ class LlmConfig:
                     ))
             if override.max_batch_size is not None and override.tokens_per_second is None and name in BUILTIN_MODELS:
                 found.append((f"models.{name}.tokens_per_second", "not set, required when max_batch_size changes: "
-                              "the assumed decode rate per sequence is measured at max_batch_size"))
+                              "the assumed decode rate per sequence is measured at max_batch_size",
+                              (f"models.{name}.max_batch_size",)))
         by_construct_id: dict[str, str] = {}
         for model in self.resolved_models():
             clash = by_construct_id.setdefault(construct_id_for(model.name), model.name)
@@ -234,10 +235,13 @@ class LlmConfig:
                 found.append((f"models.{model.name}", f"model name {model.name!r} names the same endpoint "
                               f"({construct_id_for(model.name)}) as {clash!r}; allowed: names that differ after "
                               "dropping '-' and case"))
-            found += [(f"models.{model.name}.{key}", message) for key, message in self._model_problems(model)]
+            for key, message, *because in self._model_problems(model):
+                found.append((f"models.{model.name}.{key}", message,
+                              tuple(f"models.{model.name}.{k}" for k in (because[0] if because else ()))))
         return found
 
-    def _model_problems(self, model: LlmModel) -> list[tuple[str, str]]:
+    def _model_problems(self, model: LlmModel) -> list[tuple]:
+        """(key, message) or (key, message, other keys whose values led to it), keys relative to the model."""
         profile = self.profile
         found = variant_problems(
             model.instance_type,
@@ -263,11 +267,11 @@ class LlmConfig:
         found += _precision_problems(model, profile)
         fit = fit_problem(model.name, model.parameters_billion, model.attention_heads, model.instance_type,
                           model.tensor_parallel_degree, model.precision) if not found else None
-        if fit:
-            found.append(("dtype", fit))
+        if fit:  # reported at dtype; the precision keys and the placement decide it too
+            found.append(("dtype", fit, ("prequantized_bits", "quantize", "instance_type", "tensor_parallel_degree")))
         generation = generation_problem(model.max_new_tokens, model.tokens_per_second, model.max_batch_size)
         if generation:
-            found.append(("max_new_tokens", generation))
+            found.append(("max_new_tokens", generation, ("tokens_per_second", "max_batch_size")))
         if model.max_model_len > model.context_length:
             found.append(("max_input_tokens", f"got {model.max_input_tokens} + max_new_tokens {model.max_new_tokens} = "
                           f"{model.max_model_len}, allowed: at most the model's context length {model.context_length}"))

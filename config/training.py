@@ -166,9 +166,10 @@ class TrainingConfig:
             found.append(("max_nodes", f"got {self.max_nodes}, must be at least node_count ({self.node_count})"))
         if self.enabled and self.availability_zone is None:
             found.append(("availability_zone", "required: trn1 is offered in some AZs only; allowed: an AZ name "
-                          f"(us-west-2d) or ID (usw2-az4) listed by `{FIND_AZ}`"))
+                          f"(us-west-2d) or ID (usw2-az4) listed by `{FIND_AZ}`", ("enabled",)))
         if self.enabled and self.ami_id is None:
-            found.append(("ami_id", f"required: pin the ECS AL2023 Neuron AMI; allowed: an ami- id, find it with `{FIND_AMI}`"))
+            found.append(("ami_id", f"required: pin the ECS AL2023 Neuron AMI; allowed: an ami- id, find it with `{FIND_AMI}`",
+                          ("enabled",)))
         longest_job = max(self.job_timeout_seconds, self.compile_timeout_seconds, self.single_node_timeout_seconds)
         if math.ceil(longest_job / 60) > 7200:
             found.append(("job_timeout_seconds", f"got {longest_job}, at most 432000 (5 days): a compute environment "

@@ -100,8 +100,18 @@ class Builder:
             probe = _parent(probe)
         return self._default_source
 
-    def fail(self, path: str, message: str) -> None:
-        self.problems.append(Problem(path, message, self.source_of(path)))
+    def fail(self, path: str, message: str, because: tuple[str, ...] = ()) -> None:
+        """Record a problem at ``path``; ``because``: other keys whose values led to it (full paths).
+
+        The source names where the value at ``path`` came from and, after it, each of
+        ``because`` that a layer other than that one set: a required key nobody set reads
+        "(from defaults; because of training.enabled from -c set:training.enabled)", so the
+        user sees which of their own settings made the default wrong.
+        """
+        own = self.source_of(path)
+        causes = [f"{key} from {self.source_of(key)}" for key in because
+                  if self.source_of(key) not in (own, self._default_source)]
+        self.problems.append(Problem(path, message, f"{own}; because of {' and '.join(causes)}" if causes else own))
 
     def build(self, tp: Any, value: Any, path: str, meta: Mapping[str, Any] | None = None) -> Any:
         built = self._convert(tp, value, path)
@@ -189,8 +199,9 @@ class Builder:
         instance = cls(**kwargs)
         check = getattr(instance, "problems", None)
         if callable(check):
-            for rel_path, message in check():
-                self.fail(_join(path, rel_path), message)
+            # (key, message) or (key, message, keys whose values caused it), keys relative to this table
+            for rel_path, message, *because in check():
+                self.fail(_join(path, rel_path), message, tuple(_join(path, k) for k in (because[0] if because else ())))
         return instance
 
     def _check_meta(self, value: Any, path: str, meta: Mapping[str, Any]) -> None:

@@ -203,7 +203,32 @@ def test_each_bad_llm_value_names_key_value_allowed_and_source(overrides, expect
     with pytest.raises(ConfigError) as exc:
         load_config("prod", overrides=overrides)
     assert expected in str(exc.value)
-    assert "(from -c set:llm." in str(exc.value)
+    # The bad value's own source, or (a default made wrong by another setting) that setting's: pinned below.
+    assert "(from -c set:llm." in str(exc.value) or "(from defaults; because of llm." in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "source"),
+    [
+        # dtype (fp16) is bloom's default; the user's prequantized_bits = 0 is what no longer fits.
+        ({"llm.models.bloom-176b.prequantized_bits": "0"},
+         "(from defaults; because of llm.models.bloom-176b.prequantized_bits from "
+         "-c set:llm.models.bloom-176b.prequantized_bits)"),
+        ({"llm.models.bloom-176b.prequantized_bits": "0", "llm.models.bloom-176b.quantize": "fp8"},
+         "(from defaults; because of llm.models.bloom-176b.prequantized_bits from -c set:llm.models.bloom-176b."
+         "prequantized_bits and llm.models.bloom-176b.quantize from -c set:llm.models.bloom-176b.quantize)"),
+        # tokens_per_second is nobody's value; max_batch_size made it required.
+        ({"llm.models.opt-30b.max_batch_size": "32"},
+         "(from defaults; because of llm.models.opt-30b.max_batch_size from -c set:llm.models.opt-30b.max_batch_size)"),
+        # The user's own dtype is named alone: the other keys the fit reads are defaults.
+        ({"llm.models.opt-30b.dtype": "fp32"}, "(from -c set:llm.models.opt-30b.dtype)"),
+    ],
+)
+def test_a_default_made_wrong_by_another_setting_names_that_settings_source(overrides, source):
+    with pytest.raises(ConfigError) as exc:
+        load_config("prod", overrides=overrides)
+    (problem,) = exc.value.problems
+    assert str(problem).endswith(source)
 
 
 def test_gpu_memory_catalogue_gives_the_fit_its_sizes():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -35,8 +36,23 @@ def test_an_enabled_training_environment_needs_its_az_and_ami(missing):
     with pytest.raises(ConfigError) as exc:
         load_config("dev", overrides={"training.enabled": "true", **{f"training.{k}": v for k, v in given.items()}})
     message = str(exc.value)
-    assert f"training.{missing}: required" in message and "(from config/environments/dev.toml)" in message
+    # Nobody set the missing key (a default); switching training on is what made it required.
+    assert f"training.{missing}: required" in message
+    assert message.endswith("(from defaults; because of training.enabled from -c set:training.enabled)")
     assert ("describe-instance-type-offerings" if missing == "availability_zone" else "aws ssm get-parameter") in message
+
+
+def test_training_switched_on_in_an_environment_file_names_that_file(tmp_path):
+    envs = tmp_path / "environments"
+    envs.mkdir()
+    (envs / "dev.toml").write_text((Path(__file__).resolve().parents[1] / "config" / "environments" / "dev.toml").read_text())
+    (envs / "trn.toml").write_text('base = "dev"\n[training]\nenabled = true\nami_id = "ami-0123456789abcdef0"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config("trn", environments_dir=envs)
+    (problem,) = exc.value.problems
+    assert problem.path == "training.availability_zone"
+    assert problem.source.startswith("defaults; because of training.enabled from ")
+    assert problem.source.endswith("environments/trn.toml")
 
 
 @pytest.mark.parametrize("zone", ["us-west-2d", "usw2-az4", "use1-az6", "apne1-az1", "us-gov-west-1a"])
