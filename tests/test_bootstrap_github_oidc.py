@@ -25,11 +25,15 @@ DEV_ACCOUNT, PROD_ACCOUNT = "111111111111", "222222222222"
 PROVIDER_HOST = "token.actions.githubusercontent.com"
 
 
-def write_envs(directory: Path, accounts: dict[str, tuple[str, str] | None]) -> Path:
-    """Platform environment files: name -> (account, region), or None for an unpinned environment."""
+def write_envs(directory: Path, accounts: dict[str, tuple[str, str] | None], bases: dict[str, str] | None = None) -> Path:
+    """Platform environment files: name -> (account, region), or None for an unpinned environment.
+
+    Each file starts with its ``base`` as the platform's loader requires: ``bases[name]``, else "defaults" (a root).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     for name, pinned in accounts.items():
-        text = f'account = "{pinned[0]}"\nregion = "{pinned[1]}"\n' if pinned else "retain_data = false\n"
+        text = f'base = "{(bases or {}).get(name, "defaults")}"\n'
+        text += f'account = "{pinned[0]}"\nregion = "{pinned[1]}"\n' if pinned else "retain_data = false\n"
         (directory / f"{name}.toml").write_text(text)
     return directory
 
@@ -223,6 +227,26 @@ def test_environment_without_a_pinned_account_is_refused(tmp_path):
     assert "allowed: a 12-digit account id with its region" in message
     assert "envs/dev.toml" in message and "(from " in message and "github.toml)" in message
     assert "environments.prod" not in message
+
+
+def test_an_environment_inherits_its_account_from_its_base_as_its_stacks_do(tmp_path):
+    """The bootstrap reads environments through the platform's loader, so the roles go where the stacks deploy."""
+    envs = write_envs(tmp_path / "envs", {"prod": (PROD_ACCOUNT, "eu-west-1"), "staging": None}, {"staging": "prod"})
+    plan = load_bootstrap_plan(write_config(tmp_path / "github.toml", f'repository = "{REPO}"\n[environments.staging]\n'),
+                               environments_dir=envs)
+    (target,) = plan.targets
+    assert (target.name, target.account, target.region) == ("staging", PROD_ACCOUNT, "eu-west-1")
+
+
+def test_an_environment_file_without_base_is_refused_naming_the_file(tmp_path):
+    envs = write_envs(tmp_path / "envs", TWO_ACCOUNTS)
+    (envs / "dev.toml").write_text(f'account = "{DEV_ACCOUNT}"\nregion = "us-east-1"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_bootstrap_plan(write_config(tmp_path / "github.toml", STANDARD), environments_dir=envs)
+    message = str(exc.value)
+    assert message.startswith("Invalid bootstrap configuration")
+    assert "base: missing; every environment file starts with base = " in message and "envs/dev.toml)" in message
+    assert "envs/prod.toml" not in message
 
 
 @pytest.mark.parametrize("repository", ["ml-platform", "my-org/", "/ml-platform", "my-org/ml/platform",
