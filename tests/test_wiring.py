@@ -17,14 +17,21 @@ from typing import Any
 import pytest
 
 from config import known_environments
+from config.hosting import resolve_component
 from tests.helpers import resources_of_type
 
 ENVIRONMENTS = known_environments()
 
 # What a user of each shipped environment counts on, whatever the configuration code says.
+# kms_key: the platform key that encrypts the data buckets; the alarm topic is always encrypted with a
+# customer managed key (CloudWatch cannot use the AWS managed SNS key): the platform key where there is one,
+# else a key of its own. sd_hosting: dev's Stable Diffusion idles at zero instances (inference components).
+# sd_weights: prod compiles weights staged under a pinned prefix, never whatever the hub serves that day.
 PROMISES = {
-    "prod": {"removal": "Retain", "bucket_encryption": "aws:kms", "kms_key": True, "stacks": 5},
-    "dev": {"removal": "Delete", "bucket_encryption": "AES256", "kms_key": False, "stacks": 3},
+    "prod": {"removal": "Retain", "bucket_encryption": "aws:kms", "kms_key": True, "alerts_key": "platform",
+             "stacks": 5, "sd_runtime": "current", "sd_hosting": "instances", "sd_weights": "staged"},
+    "dev": {"removal": "Delete", "bucket_encryption": "AES256", "kms_key": False, "alerts_key": "own",
+            "stacks": 3, "sd_runtime": "current", "sd_hosting": "inference-components", "sd_weights": "hub"},
 }
 DATA_BUCKETS = ("Models", "CompileCache", "Training")
 
@@ -47,6 +54,11 @@ def bucket(storage: dict[str, Any], name: str) -> dict[str, Any]:
     return one(storage, "AWS::S3::Bucket", f"Artifacts{name}")
 
 
+def platform_keys(storage: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The key of the artifact storage (storage.encryption = "kms"), not the alarm topic's own key."""
+    return {k: v for k, v in resources_of_type(storage, "AWS::KMS::Key").items() if k.startswith("Artifacts")}
+
+
 def lifecycle(b: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {rule["Id"]: rule for rule in b["Properties"]["LifecycleConfiguration"]["Rules"]}
 
@@ -66,7 +78,9 @@ def test_buckets_and_key_survive_stack_deletion_exactly_where_promised(deployed)
     expected = PROMISES[env]["removal"]
     assert cfg.retain_data is (expected == "Retain")
     kept = [*resources_of_type(storage, "AWS::S3::Bucket").values(), *resources_of_type(storage, "AWS::KMS::Key").values()]
-    assert len(kept) == 4 + PROMISES[env]["kms_key"]  # models, compile cache, training, access logs (+ key)
+    # models, compile cache, training, access logs, and one key: the platform key (which also encrypts
+    # the alarm topic) or, without one, the alarm topic's own key.
+    assert len(kept) == 4 + 1
     for resource in kept:
         assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == (expected, expected)
 
@@ -74,7 +88,7 @@ def test_buckets_and_key_survive_stack_deletion_exactly_where_promised(deployed)
 def test_data_buckets_are_encrypted_as_configured(deployed):
     env, cfg, assembly = deployed
     storage = template(assembly, cfg, "Storage")
-    keys = resources_of_type(storage, "AWS::KMS::Key")
+    keys = platform_keys(storage)
     assert bool(keys) is PROMISES[env]["kms_key"] is (cfg.storage.encryption == "kms")
     for name in DATA_BUCKETS:
         [rule] = bucket(storage, name)["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
@@ -83,8 +97,18 @@ def test_data_buckets_are_encrypted_as_configured(deployed):
         if keys:
             assert default["KMSMasterKeyID"] == {"Fn::GetAtt": [next(iter(keys)), "Arn"]}
             assert rule["BucketKeyEnabled"] is True
-    for key in keys.values():
+    for key in resources_of_type(storage, "AWS::KMS::Key").values():
         assert key["Properties"]["EnableKeyRotation"] is True
+
+
+def test_the_alarm_topic_is_encrypted_with_the_promised_key(deployed):
+    env, cfg, assembly = deployed
+    storage = template(assembly, cfg, "Storage")
+    all_keys, data_keys = resources_of_type(storage, "AWS::KMS::Key"), platform_keys(storage)
+    topic = one(storage, "AWS::SNS::Topic", "Alerts")["Properties"]
+    [topic_key] = [k for k in all_keys if topic["KmsMasterKeyId"] == {"Fn::GetAtt": [k, "Arn"]}]
+    assert ("platform" if topic_key in data_keys else "own") == PROMISES[env]["alerts_key"]
+    assert set(all_keys) == {*data_keys, topic_key}  # no other key to pay for
 
 
 def test_every_bucket_refuses_plain_http(deployed):
@@ -154,28 +178,82 @@ def assert_scaling(stack: dict[str, Any], scaling: Any, count: int) -> None:
     assert tracking["DisableScaleIn"] is getattr(scaling, "disable_scale_in", False)
 
 
+def assert_components(stack: dict[str, Any], endpoint_config: dict[str, Any], section: Any) -> None:
+    """Inference components: SageMaker manages the instances (to zero), a policy scales the model's copies."""
+    hosting = section.hosting
+    [variant] = endpoint_config["Properties"]["ProductionVariants"]
+    assert "ModelName" not in variant  # the model is the component's, not the variant's
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == (
+        section.instance_type, max(1, hosting.floor_instances))
+    assert variant["ManagedInstanceScaling"] == {
+        "Status": "ENABLED", "MinInstanceCount": hosting.floor_instances, "MaxInstanceCount": hosting.max_instances}
+    assert variant["RoutingConfig"] == {"RoutingStrategy": hosting.routing}
+    assert variant.get("VolumeSizeInGB") == section.volume_size_gb
+    component = one(stack, "AWS::SageMaker::InferenceComponent")["Properties"]
+    assert component["RuntimeConfig"]["CopyCount"] == hosting.copies
+    startup = component["Specification"].get("StartupParameters", {})
+    assert startup.get("ModelDataDownloadTimeoutInSeconds") == section.model_data_download_timeout_seconds
+    assert startup.get("ContainerStartupHealthCheckTimeoutInSeconds") == (
+        section.container_startup_health_check_timeout_seconds)
+    # Only the copies scale: no variant autoscaling beside SageMaker's managed instance scaling.
+    [target] = resources_of_type(stack, "AWS::ApplicationAutoScaling::ScalableTarget").values()
+    resolved = resolve_component(hosting, section.instance_type)
+    assert (target["Properties"]["ScalableDimension"], target["Properties"]["MinCapacity"],
+            target["Properties"]["MaxCapacity"]) == (
+        "sagemaker:inference-component:DesiredCopyCount", hosting.min_copies, resolved.max_copies)
+    policies = {p["Properties"]["PolicyType"]: p["Properties"]
+                for p in resources_of_type(stack, "AWS::ApplicationAutoScaling::ScalingPolicy").values()}
+    tracking = policies["TargetTrackingScaling"]["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == COPY_METRICS[hosting.scaling_metric]
+    assert (tracking["TargetValue"], tracking["ScaleInCooldown"], tracking["ScaleOutCooldown"]) == (
+        hosting.target_value, hosting.scale_in_cooldown_seconds, hosting.scale_out_cooldown_seconds)
+    # Target tracking cannot leave zero copies: the step policy does, on the first request after idle.
+    assert ("StepScaling" in policies) is (hosting.min_copies == 0)
+
+
+COPY_METRICS = {"invocations-per-copy": "SageMakerInferenceComponentInvocationsPerCopy",
+                "concurrent-requests-per-copy": "SageMakerInferenceComponentConcurrentRequestsPerCopyHighResolution"}
+
+
 def test_stable_diffusion_endpoint_is_what_the_configuration_says(deployed):
     env, cfg, assembly = deployed
     sd = cfg.stable_diffusion
     assert sd.enabled, f"{env} serves Stable Diffusion"
+    assert sd.hosting.mode == PROMISES[env]["sd_hosting"]
     stack = template(assembly, cfg, "StableDiffusion")
     endpoint_config = one(stack, "AWS::SageMaker::EndpointConfig")
-    assert_variant(endpoint_config, sd, instance_type=sd.instance_type, count=sd.instance_count)
+    if sd.hosting.uses_components:
+        assert_components(stack, endpoint_config, sd)
+        assert (sd.hosting.floor_instances, sd.hosting.min_copies) == (0, 0)  # nothing runs while idle
+    else:
+        assert_variant(endpoint_config, sd, instance_type=sd.instance_type, count=sd.instance_count)
+        assert_scaling(stack, sd.autoscaling, sd.instance_count)
     if cfg.storage.encryption == "kms":  # inf2 takes an endpoint-config key; prod's key encrypts the volume
         assert endpoint_config["Properties"]["KmsKeyId"] == {"Fn::ImportValue": f"{cfg.stack_prefix}-{env}-Storage-KeyArn"}
     else:
         assert "KmsKeyId" not in endpoint_config["Properties"]
-    assert_scaling(stack, sd.autoscaling, sd.instance_count)
+
+
+def image_of(image: dict[str, Any]) -> str:
+    """repository:tag of an image URI whose registry is a per-region lookup."""
+    return image["Fn::Join"][1][-1].rsplit("/", 1)[1]
 
 
 def test_stable_diffusion_compiles_the_configured_model_on_the_configured_host(deployed):
     env, cfg, assembly = deployed
-    compile_ = cfg.stable_diffusion.compile
+    sd = cfg.stable_diffusion
+    compile_ = sd.compile
+    # runtime "current": the Hugging Face Neuron image; optimum-neuron exports and chooses its own flags.
+    assert (sd.runtime, sd.mode) == (PROMISES[env]["sd_runtime"], "optimum-neuron")
     stack = template(assembly, cfg, "StableDiffusion")
     resource = one(stack, "Custom::NeuronCompilation")["Properties"]
+    staged = compile_.weights_prefix is not None
+    assert staged is (PROMISES[env]["sd_weights"] == "staged") is compile_.require_pinned_weights
+    model_id = {"Fn::Join": ["", ["s3://", {"Fn::ImportValue": f"{cfg.stack_prefix}-{env}-Storage-ModelsBucketName"},
+                                  f"/weights/{compile_.weights_prefix}"]]} if staged else compile_.model_id
     assert resource["Compile"] == {
-        "ModelId": compile_.model_id, "Revision": compile_.revision or "", "Height": str(compile_.height),
-        "Width": str(compile_.width), "Dtype": compile_.dtype, "CompilerArgs": compile_.compiler_args,
+        "ModelId": model_id, "Revision": compile_.revision or "", "Height": str(compile_.height),
+        "Width": str(compile_.width), "Dtype": compile_.dtype, "CompilerArgs": "", "Exporter": "optimum-neuron",
     }
     assert resource["ArtifactsPrefix"] == f"neuron-artifacts/{resource['Hash']}/"
     assert resource["TimeoutSeconds"] == str(compile_.timeout_minutes * 60)
@@ -184,6 +262,9 @@ def test_stable_diffusion_compiles_the_configured_model_on_the_configured_host(d
     assert (compute["InstanceTypes"], compute["MinvCpus"]) == ([compile_.instance_type], 0)  # nothing runs idle
     job = one(stack, "AWS::Batch::JobDefinition")["Properties"]
     assert job["Timeout"]["AttemptDurationSeconds"] == compile_.job_timeout_minutes * 60
+    # Compiled in the image that serves it: the Neuron SDK of the graphs is the one that loads them.
+    model = one(stack, "AWS::SageMaker::Model")["Properties"]["PrimaryContainer"]
+    assert image_of(job["ContainerProperties"]["Image"]) == image_of(model["Image"]) == sd.serving_image
 
 
 def test_multi_model_endpoint_is_what_the_configuration_says(deployed):
@@ -211,10 +292,21 @@ def test_llm_endpoints_are_what_the_configuration_says(platform_synth):
         assert variant.get("VolumeSizeInGB") == model.volume_size_gb
         assert (variant["ModelDataDownloadTimeoutInSeconds"], variant["ContainerStartupHealthCheckTimeoutInSeconds"]) == (
             model.model_data_download_timeout_seconds, model.container_startup_health_check_timeout_seconds)
-        env = one(stack, "AWS::SageMaker::Model", model.name.replace("-", "").capitalize())["Properties"][
-            "PrimaryContainer"]["Environment"]
-        assert env["TENSOR_PARALLEL_DEGREE"] == str(model.tensor_parallel_degree)
-        assert env["MODEL_S3_PREFIX"].endswith(model.weights_prefix)
+        container = one(stack, "AWS::SageMaker::Model", model.name.replace("-", "").capitalize())["Properties"][
+            "PrimaryContainer"]
+        # runtime "current": LMI's vLLM handler, configured by OPTION_* variables.
+        env = container["Environment"]
+        assert (env["OPTION_TENSOR_PARALLEL_DEGREE"], env["OPTION_DTYPE"], env["OPTION_MAX_ROLLING_BATCH_SIZE"]) == (
+            str(model.tensor_parallel_degree), model.dtype, str(model.max_batch_size))
+        assert env["OPTION_MAX_MODEL_LEN"] == str(model.max_input_tokens + model.max_new_tokens)
+        # LMI's load timeout must not end before SageMaker's health check gives up.
+        assert env["OPTION_MODEL_LOADING_TIMEOUT"] == str(model.container_startup_health_check_timeout_seconds)
+        # The staged weights, copied uncompressed to /opt/ml/model before the container starts.
+        assert container["ModelDataSource"] == {"S3DataSource": {
+            "CompressionType": "None", "S3DataType": "S3Prefix", "S3Uri": {"Fn::Join": ["", [
+                "s3://", {"Fn::ImportValue": f"{cfg.stack_prefix}-prod-Storage-ModelsBucketName"},
+                f"/weights/{model.weights_prefix}"]]}}}
+    assert cfg.llm.runtime == "current"
     # The documented sizes: what the quota requests in docs/first-deploy.md are for.
     assert {m.name: (m.instance_type, m.tensor_parallel_degree) for m in models} == {
         "bloom-176b": ("ml.p4d.24xlarge", 8), "opt-30b": ("ml.g5.24xlarge", 4)}
@@ -227,18 +319,35 @@ def test_training_capacity_and_retention_are_what_the_configuration_says(platfor
     cfg, assembly = platform_synth("prod")
     training = cfg.training
     stack = template(assembly, cfg, "Training")
-    compute = one(stack, "AWS::Batch::ComputeEnvironment")["Properties"]["ComputeResources"]
-    assert compute["InstanceTypes"] == [training.instance_type]
-    assert compute["MinvCpus"] == 0  # trn1.32xlarge instances only run while jobs do
-    assert compute["MaxvCpus"] == 128 * (training.max_nodes or training.node_count)
+    environments = resources_of_type(stack, "AWS::Batch::ComputeEnvironment")
+    [cluster] = [e["Properties"]["ComputeResources"] for k, e in environments.items() if k.startswith("Compute")]
+    [single] = [e["Properties"]["ComputeResources"] for k, e in environments.items() if k.startswith("SingleNode")]
+    assert len(environments) == 2
+    assert cluster["InstanceTypes"] == [training.instance_type]
+    assert cluster["MaxvCpus"] == 128 * (training.max_nodes or training.node_count)
+    # Evaluation and batch inference run on their own small hosts, not on a 32xlarge node.
+    assert single["InstanceTypes"] == [training.evaluation_instance_type]
+    assert single["MaxvCpus"] == {"trn1.2xlarge": 8, "trn1.32xlarge": 128}[
+        training.evaluation_instance_type] * training.evaluation_max_instances
+    [subnet] = resources_of_type(stack, "AWS::EC2::Subnet").values()
+    assert subnet["Properties"]["AvailabilityZoneId"] == training.availability_zone  # an AZ ID in prod
+    assert [s["Ref"] for s in cluster["Subnets"]] == [s["Ref"] for s in single["Subnets"]] == [
+        next(k for k, v in stack["Resources"].items() if v is subnet)]
+    for compute in (cluster, single):
+        assert compute["MinvCpus"] == 0  # trn1 instances only run while jobs do
+        # The pinned AMI: a deploy never swaps the Neuron driver by surprise.
+        assert compute["Ec2Configuration"] == [{"ImageIdOverride": training.ami_id, "ImageType": "ECS_AL2023"}]
     expected = "Retain" if cfg.retain_data else "Delete"
     logs = resources_of_type(stack, "AWS::Logs::LogGroup")
     assert logs
     for group in logs.values():
         assert group["DeletionPolicy"] == expected
         assert group["Properties"]["RetentionInDays"] == training.log_retention_days
-    volumes = one(stack, "AWS::EC2::LaunchTemplate")["Properties"]["LaunchTemplateData"]["BlockDeviceMappings"]
-    assert [(v["Ebs"]["Encrypted"], v["Ebs"]["VolumeSize"]) for v in volumes] == [(True, training.root_volume_gib)]
+    templates = resources_of_type(stack, "AWS::EC2::LaunchTemplate")
+    assert len(templates) == 2  # the cluster's and the single-node hosts'
+    for launch_template in templates.values():
+        volumes = launch_template["Properties"]["LaunchTemplateData"]["BlockDeviceMappings"]
+        assert [(v["Ebs"]["Encrypted"], v["Ebs"]["VolumeSize"]) for v in volumes] == [(True, training.root_volume_gib)]
     jobs = resources_of_type(stack, "AWS::Batch::JobDefinition")
     assert len(jobs) == 4  # training, compile, evaluation, batch inference
     for name, job in jobs.items():
@@ -252,9 +361,12 @@ def test_training_capacity_and_retention_are_what_the_configuration_says(platfor
         assert environment["NEURON_CC_FLAGS"] == training.neuron_cc_flags
         assert environment["NEURON_COMPILE_CACHE_URL"] == {"Fn::Join": ["", [
             "s3://", {"Fn::ImportValue": f"{cfg.stack_prefix}-prod-Storage-CompileCacheBucketName"}, "/neuron-cache/"]]}
-    shares = one(stack, "AWS::Batch::SchedulingPolicy")["Properties"]["FairsharePolicy"]
-    assert {s["ShareIdentifier"]: s["WeightFactor"] for s in shares["ShareDistribution"]} == dict(training.shares)
-    assert shares["ShareDecaySeconds"] == training.share_decay_seconds
+    policies = resources_of_type(stack, "AWS::Batch::SchedulingPolicy").values()
+    assert len(policies) == 2  # one per queue: multi-node and single-node jobs share by the same rules
+    for policy in policies:
+        shares = policy["Properties"]["FairsharePolicy"]
+        assert {s["ShareIdentifier"]: s["WeightFactor"] for s in shares["ShareDistribution"]} == dict(training.shares)
+        assert shares["ShareDecaySeconds"] == training.share_decay_seconds
 
 
 # ---------------------------------------------------------------- changes that must reach the template
@@ -304,7 +416,7 @@ def test_the_compile_job_receives_the_configured_inputs_as_its_environment(platf
     compile_ = cfg.stable_diffusion.compile
     assert environment == {
         "MODEL_ID": compile_.model_id, "MODEL_REVISION": "0123abcd", "HEIGHT": str(compile_.height),
-        "WIDTH": str(compile_.width), "DTYPE": compile_.dtype, "COMPILER_ARGS": compile_.compiler_args,
+        "WIDTH": str(compile_.width), "DTYPE": compile_.dtype, "COMPILER_ARGS": "", "EXPORTER": "optimum-neuron",
         "UPLOAD_URL": f"s3://<ArtifactsBucket>/neuron-artifacts/{properties['Hash']}/",
     }
 
