@@ -12,6 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ml_constructs.sagemaker.instances import hosting_type_problems
+
 PRICES_DIR = Path(__file__).resolve().parent / "prices"
 PRICE_REGION = "us-east-1"
 
@@ -67,6 +69,8 @@ def price_problems(cfg: Any) -> list[tuple[str, str]]:
     found = []
 
     def need(key: str, instance_type: str, lookup: dict[str, Price]) -> None:
+        if lookup is table.sagemaker_hosting and hosting_type_problems(instance_type):
+            return  # not a hosting type at all: that key's own problem says so, and a price would not help
         if instance_type not in lookup:
             found.append((key, f"got {instance_type!r}, which has no price in config/prices/{table.region}.toml; "
                           f"allowed: a priced type ({len(lookup)} listed there), or add its price with its source"))
