@@ -140,7 +140,10 @@ def test_bad_values_fail_synth_with_one_message_listing_each(tmp_path: Path):
 
 def run_app(context: dict[str, str], outdir: Path) -> subprocess.CompletedProcess[str]:
     """`python app.py` as the CLI runs it (the CLI adds nothing to a failing app's stderr or exit code)."""
-    env = {**os.environ, "CDK_OUTDIR": str(outdir), "CDK_CONTEXT_JSON": json.dumps(context)}
+    # The venv's Node first, as for the CLI: with another Node, jsii prints its version warning to stderr
+    # before the app says anything, and the message would no longer be the only output.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "CDK_OUTDIR": str(outdir), "CDK_CONTEXT_JSON": json.dumps(context)}
     return subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -155,8 +158,8 @@ def run_app(context: dict[str, str], outdir: Path) -> subprocess.CompletedProces
              "set:multi_model.instance_type": "ml.inf9.xlarge"},
             ["3 problem(s)",
              "environment: got 'dev'; cannot be set with -c set:, it is chosen with -c env=NAME",
-             "stable_diffusion.compile.image: compile image 'djl-inference:0.30.0-neuronx-sdk2.20.1' has Neuron SDK "
-             "2.20.1, the serving image", "(from -c set:stable_diffusion.compile.image)",
+             "stable_diffusion.compile.image: got 'djl-inference:0.30.0-neuronx-sdk2.20.1' (Neuron SDK 2.20.1), "
+             "allowed: an image with Neuron SDK 2.26.0, the serving image's", "(from -c set:stable_diffusion.compile.image)",
              "multi_model.instance_type: got 'ml.inf9.xlarge': SageMaker hosting has no instance family 'inf9'"],
         ),
     ],
