@@ -383,6 +383,17 @@ def test_a_changed_revision_changes_the_compile_hash_and_reaches_the_job(platfor
     assert after["ArtifactsPrefix"] != before["ArtifactsPrefix"]
 
 
+def test_newly_staged_weights_compile_again_into_a_new_prefix(platform_synth):
+    """prod's pinned weights: staging a new prefix must not keep serving what the old one compiled."""
+    cfg, base = platform_synth("prod")
+    _, restaged = platform_synth("prod", stable_diffusion__compile__weights_prefix="stable-diffusion-2-1-base-v2/")
+    before = one(template(base, cfg, "StableDiffusion"), "Custom::NeuronCompilation")["Properties"]
+    after = one(template(restaged, cfg, "StableDiffusion"), "Custom::NeuronCompilation")["Properties"]
+    assert after["Compile"]["ModelId"]["Fn::Join"][1][-1] == "/weights/stable-diffusion-2-1-base-v2/"
+    assert after["Hash"] != before["Hash"]
+    assert after["ArtifactsPrefix"] != before["ArtifactsPrefix"]
+
+
 def test_a_changed_scaling_setting_reaches_the_policy(platform_synth):
     cfg, assembly = platform_synth(
         "dev", multi_model__autoscaling__max_rps_per_instance="10", multi_model__autoscaling__scale_in_cooldown_seconds="60")
