@@ -10,9 +10,11 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from config.runtime import profile_for, runtime_setting
 from config.typed import setting
 from ml_constructs.neuron_flags import TRAINIUM_TARGETS, neuron_cc_flag_problems, parse_neuron_cc_flags
 from ml_constructs.trainium_batch.limits import fair_share_problems, image_uri_problem
+from runtime_profiles import RuntimeProfile
 
 # An AZ name (us-west-2d) or an AZ ID (usw2-az4: the same physical zone in every account).
 AZ_PATTERN = r"[a-z]{2}(-gov)?-[a-z]+-\d[a-z]|[a-z]{2,4}\d-az\d{1,2}"
@@ -113,8 +115,9 @@ class TrainingConfig:
         3600, ge=600, le=86400, doc="Jobs RUNNABLE longer than this (no capacity, misconfiguration) are cancelled."
     )
     # ---- jobs ---------------------------------------------------------------
+    runtime: str = runtime_setting("training")
     image_uri: str | None = setting(
-        None, doc="Training image. None: built from ml_constructs/trainium_batch/runtime/Dockerfile at deploy."
+        None, doc="Training image. None: built at deploy from runtime_profiles/training/<runtime>/Dockerfile."
     )
     neuron_cc_flags: str = setting(W4_NEURON_CC_FLAGS, doc="NEURON_CC_FLAGS of every job (validated here).")
     retry_attempts: int = setting(3, ge=1, le=10, doc="Batch attempts of a job (1 = no retry).")
@@ -197,6 +200,11 @@ class TrainingConfig:
         if self.shared_memory_gib >= self.container_memory_gib:
             found.append(("shared_memory_gib", f"got {self.shared_memory_gib}, must be below container_memory_gib"))
         return found
+
+    @property
+    def profile(self) -> RuntimeProfile:
+        """The runtime profile the training image is built on (``runtime``)."""
+        return profile_for("training", self.runtime)
 
     @property
     def capacity_nodes(self) -> int:

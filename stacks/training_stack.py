@@ -97,7 +97,7 @@ class TrainingStack(PlatformStack):
         self.single_node_queue = FairShareJobQueue(
             self, "SingleNodeQueue", compute_environment=self.single_node_compute.compute_environment, **queue_settings
         )
-        image, pulls_from_ecr = training_image(self, training.image_uri)
+        image, pulls_from_ecr = training_image(self, training.image_uri, training.profile)
         self.jobs = TrainiumJobDefinitions(
             self,
             "Jobs",

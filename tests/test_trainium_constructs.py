@@ -23,6 +23,7 @@ from ml_constructs.trainium_batch import (
 from ml_constructs.trainium_batch.image import training_image
 from ml_constructs.neuron_flags import validate_neuron_cc_flags
 from ml_constructs.trainium_batch.retry import retry_problems
+from runtime_profiles import load_profile
 from tests.helpers import new_app, new_checked_app, policy_statements
 
 TRN1 = trainium_instance("trn1.32xlarge")
@@ -103,7 +104,7 @@ def test_unknown_instance_type():
 @pytest.mark.parametrize("uri", ["image", "repo/name", "123456789012.dkr.ecr.us-west-2.amazonaws.com/x"])
 def test_image_uri_needs_a_tag_or_digest(uri):
     with pytest.raises(ValueError, match="image_uri: got"):
-        training_image(stack(), uri)
+        training_image(stack(), uri, load_profile("training", "current"))
 
 
 def test_neuron_flags_validation_names_the_setting():
