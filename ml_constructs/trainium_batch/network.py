@@ -57,7 +57,8 @@ class ClusterNetwork(Construct):
     out (in isolated subnets that reaches only the VPC endpoints and the S3 gateway endpoint).
     An imported VPC's default group (``default_security_group_id``) gets the same rules added;
     what it already allows stays (AWS's default: all traffic from itself and all outbound).
-    ``availability_zone`` may be an AZ name (``us-west-2d``) or an AZ ID (``usw2-az4``).
+    ``availability_zone`` may be an AZ name (``us-west-2d``), an AZ ID (``usw2-az4``) or a token
+    that resolves to an AZ ID at deploy (a ``CfnParameter``).
 
     Default settings: ``egress="vpc_endpoints"``, flow log retention 30 days.
 
@@ -151,8 +152,9 @@ class ClusterNetwork(Construct):
         self.flow_log_group = logs.LogGroup(self, "FlowLogs", retention=retention, removal_policy=removal_policy)
         vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group))
         cluster_subnets = vpc.select_subnets(subnet_type=private_type).subnets
-        if AZ_ID.fullmatch(availability_zone):
-            # ec2.Vpc only knows AZ names; CloudFormation subnets take either (L1 override).
+        if AZ_ID.fullmatch(availability_zone) or cdk.Token.is_unresolved(availability_zone):
+            # ec2.Vpc only knows AZ names; CloudFormation subnets take either (L1 override). A
+            # token (a deploy-time parameter) is an AZ ID: the one spelling that works in every account.
             for subnet in vpc.public_subnets + vpc.private_subnets + vpc.isolated_subnets:
                 cfn = subnet.node.default_child
                 assert isinstance(cfn, ec2.CfnSubnet)
