@@ -12,14 +12,10 @@ call, and every subprocess (nccom-test, fi_info, torchrun) is replaced by a fake
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-RUNTIME = REPO / "ml_constructs" / "trainium_batch" / "runtime"
-PROFILE = os.environ.get("RUNTIME_PROFILE", "training/current")
-PROFILE_DIR = REPO / "runtime_profiles" / PROFILE
+RUNTIME = Path(__file__).resolve().parents[2] / "ml_constructs" / "trainium_batch" / "runtime"
 
 if "trainium_runtime" not in sys.modules:
     _spec = importlib.util.spec_from_file_location(

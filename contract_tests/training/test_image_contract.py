@@ -1,12 +1,17 @@
 """The environment is the image's: its Python and the lock, as check_image verifies at build."""
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import pytest
-from conftest import PROFILE_DIR, RUNTIME
 
 from trainium_runtime.check_image import main, problems, read_pins
+
+REPO = Path(__file__).resolve().parents[2]
+RUNTIME = REPO / "ml_constructs" / "trainium_batch" / "runtime"
+PROFILE_DIR = REPO / "runtime_profiles" / os.environ.get("RUNTIME_PROFILE", "training/current")
 
 
 def profile_python() -> str:
