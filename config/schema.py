@@ -15,7 +15,7 @@ from config.multi_model import MultiModelConfig
 from config.prices import price_problems
 from config.sagemaker_endpoint import DeploymentConfig
 from config.stable_diffusion import StableDiffusionConfig
-from config.training import TrainingConfig
+from config.training import TrainingConfig, placement_problems
 from config.typed import setting
 
 ACCOUNT_PATTERN = r"\d{12}"
@@ -137,6 +137,7 @@ class PlatformConfig:
                           f"allowed: a topic in the environment's region {self.region} (alarm actions are regional)"))
         found += deployment_problems(self)
         found += image_region_problems(self)
+        found += placement_problems(self.training, pinned=self.region is not None)
         found += isolation_problems(self)
         found += platform_hosting_problems(self) + price_problems(self)  # config/hosting.py, config/prices.py
         return found

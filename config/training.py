@@ -10,9 +10,11 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from config.runtime import profile_for, runtime_setting
 from config.typed import setting
 from ml_constructs.neuron_flags import TRAINIUM_TARGETS, neuron_cc_flag_problems, parse_neuron_cc_flags
 from ml_constructs.trainium_batch.limits import fair_share_problems, image_uri_problem
+from runtime_profiles import RuntimeProfile
 
 # An AZ name (us-west-2d) or an AZ ID (usw2-az4: the same physical zone in every account).
 AZ_PATTERN = r"[a-z]{2}(-gov)?-[a-z]+-\d[a-z]|[a-z]{2,4}\d-az\d{1,2}"
@@ -20,6 +22,7 @@ FIND_AZ = ("aws ec2 describe-instance-type-offerings --location-type availabilit
            "--filters Name=instance-type,Values=trn1.32xlarge --region <region>")
 FIND_AMI = ("aws ssm get-parameter --name /aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id "
             "--region <region> --query Parameter.Value")
+AMI_PATTERN = r"ami-[0-9a-f]{8}([0-9a-f]{9})?"
 CLUSTER_SUBNET_ADDRESSES = 4096 - 5  # the /20 cluster subnet; AWS reserves 5 addresses per subnet
 MAX_PIPELINE_HOURS = 365 * 24  # Step Functions standard workflows run at most one year
 W4_NEURON_CC_FLAGS = "--target trn1 --auto-cast all --auto-cast-type bf16 --model-type transformer --optlevel 1"
@@ -66,13 +69,15 @@ class TrainingConfig:
     availability_zone: str | None = setting(
         None,
         pattern=AZ_PATTERN,
-        doc="Required: the one AZ of the cluster, a name (us-west-2d) or an AZ ID (usw2-az4) offering the "
-        "instance type.",
+        doc="The one AZ of the cluster, a name (us-west-2d) or an AZ ID (usw2-az4) offering the instance type. "
+        "Required where account and region are pinned; None in an environment-agnostic synth: the "
+        "AvailabilityZoneId parameter, given at deploy.",
     )
     ami_id: str | None = setting(
         None,
-        pattern=r"ami-[0-9a-f]{8}([0-9a-f]{9})?",
-        doc="Required: the ECS AL2023 Neuron AMI of the region, pinned (a new one is a deliberate change).",
+        pattern=AMI_PATTERN,
+        doc="The ECS AL2023 Neuron AMI of the region, pinned (a new one is a deliberate change). Required where "
+        "account and region are pinned; None in an environment-agnostic synth: the AmiId parameter, given at deploy.",
     )
     update_timeout_minutes: int | None = setting(
         None, ge=1, le=7200,
@@ -113,8 +118,9 @@ class TrainingConfig:
         3600, ge=600, le=86400, doc="Jobs RUNNABLE longer than this (no capacity, misconfiguration) are cancelled."
     )
     # ---- jobs ---------------------------------------------------------------
+    runtime: str = runtime_setting("training")
     image_uri: str | None = setting(
-        None, doc="Training image. None: built from ml_constructs/trainium_batch/runtime/Dockerfile at deploy."
+        None, doc="Training image. None: built at deploy from runtime_profiles/training/<runtime>/Dockerfile."
     )
     neuron_cc_flags: str = setting(W4_NEURON_CC_FLAGS, doc="NEURON_CC_FLAGS of every job (validated here).")
     retry_attempts: int = setting(3, ge=1, le=10, doc="Batch attempts of a job (1 = no retry).")
@@ -164,12 +170,6 @@ class TrainingConfig:
             found.append(("pipeline_share", f"got {self.pipeline_share!r}, allowed: {', '.join(map(repr, self.shares))}"))
         if self.max_nodes is not None and self.max_nodes < self.node_count:
             found.append(("max_nodes", f"got {self.max_nodes}, must be at least node_count ({self.node_count})"))
-        if self.enabled and self.availability_zone is None:
-            found.append(("availability_zone", "required: trn1 is offered in some AZs only; allowed: an AZ name "
-                          f"(us-west-2d) or ID (usw2-az4) listed by `{FIND_AZ}`", ("enabled",)))
-        if self.enabled and self.ami_id is None:
-            found.append(("ami_id", f"required: pin the ECS AL2023 Neuron AMI; allowed: an ami- id, find it with `{FIND_AMI}`",
-                          ("enabled",)))
         longest_job = max(self.job_timeout_seconds, self.compile_timeout_seconds, self.single_node_timeout_seconds)
         if math.ceil(longest_job / 60) > 7200:
             found.append(("job_timeout_seconds", f"got {longest_job}, at most 432000 (5 days): a compute environment "
@@ -200,6 +200,11 @@ class TrainingConfig:
         return found
 
     @property
+    def profile(self) -> RuntimeProfile:
+        """The runtime profile the training image is built on (``runtime``)."""
+        return profile_for("training", self.runtime)
+
+    @property
     def capacity_nodes(self) -> int:
         return self.max_nodes if self.max_nodes is not None else self.node_count
 
@@ -226,3 +231,27 @@ class TrainingConfig:
     def pipeline_timeout(self) -> int:
         """Hours an execution may run: configured, or the worst case."""
         return self.pipeline_timeout_hours if self.pipeline_timeout_hours is not None else self.worst_case_hours
+
+
+def placement_problems(training: TrainingConfig, *, pinned: bool) -> list[tuple[str, str]]:
+    """An environment that pins account and region must pin the cluster's AZ and AMI in its config.
+
+    An environment-agnostic one may leave them out: the stack then asks for them as
+    CloudFormation parameters without defaults (docs/training.md, "Before you deploy").
+    Keys are the platform's (``training.<key>``).
+    """
+    if not training.enabled or not pinned:
+        return []
+    found = []
+    if training.availability_zone is None:
+        found.append(("training.availability_zone", "required where account and region are set: trn1 is offered in "
+                      "some AZs only; allowed: an AZ name (us-west-2d) or ID (usw2-az4) listed by "
+                      f"`{FIND_AZ}`", _WHY_REQUIRED))
+    if training.ami_id is None:
+        found.append(("training.ami_id", "required where account and region are set: pin the ECS AL2023 Neuron AMI; "
+                      f"allowed: an ami- id, find it with `{FIND_AMI}`", _WHY_REQUIRED))
+    return found
+
+
+# Nobody set the missing key; switching training on in a pinned environment made it required.
+_WHY_REQUIRED = ("training.enabled", "region")

@@ -102,7 +102,7 @@ def estimate(cfg: Any, prices: PriceTable | None = None) -> Estimate:
         if tr.existing_vpc is None and tr.egress == "nat_gateway":
             lines.append(Line(name, "NAT gateway of the cluster VPC", 1, 1, nat))
         elif tr.existing_vpc is None:
-            from ml_constructs.trainium_batch.network import INTERFACE_ENDPOINTS
+            from ml_constructs.trainium_batch.endpoints import INTERFACE_ENDPOINTS
 
             count = len(INTERFACE_ENDPOINTS)  # one AZ: the cluster's
             lines.append(Line(name, f"{count} interface VPC endpoints in 1 AZ", count, count,

@@ -5,7 +5,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from config.training import TrainingConfig
+from config.training import FIND_AMI, FIND_AZ, TrainingConfig
 from ml_constructs import nag
 from ml_constructs.trainium_batch import (
     ClusterNetwork,
@@ -44,16 +44,16 @@ class TrainingStack(PlatformStack):
         instance = trainium_instance(training.instance_type)
         small = trainium_instance(training.evaluation_instance_type)
         existing = training.existing_vpc
-        assert training.availability_zone is not None and training.ami_id is not None  # config requires both
+        availability_zone, ami_id = self._placement(training)
         update_timeout = cdk.Duration.minutes(training.update_timeout)
         # Hosts carry this tag; the job role may terminate only hosts with it (a failed host's quarantine).
         cluster_tag = {CLUSTER_TAG_KEY: self.stack_name}
         self.network = ClusterNetwork(
             self,
             "Network",
-            availability_zone=training.availability_zone,
+            availability_zone=availability_zone,
             existing_vpc=(
-                ExistingVpc(existing.vpc_id, existing.subnet_ids, training.availability_zone,
+                ExistingVpc(existing.vpc_id, existing.subnet_ids, availability_zone,
                             existing.default_security_group_id)
                 if existing is not None
                 else None
@@ -69,7 +69,7 @@ class TrainingStack(PlatformStack):
             network=self.network,
             instance=instance,
             max_nodes=training.capacity_nodes,
-            ami_id=training.ami_id,
+            ami_id=ami_id,
             update_timeout=update_timeout,
             instance_tags=cluster_tag,
             root_volume_gib=training.root_volume_gib,
@@ -80,7 +80,7 @@ class TrainingStack(PlatformStack):
             "SingleNodeCompute",
             network=self.network,
             instance=small,
-            ami_id=training.ami_id,
+            ami_id=ami_id,
             update_timeout=update_timeout,
             max_instances=training.evaluation_max_instances,
             instance_tags=cluster_tag,
@@ -97,7 +97,7 @@ class TrainingStack(PlatformStack):
         self.single_node_queue = FairShareJobQueue(
             self, "SingleNodeQueue", compute_environment=self.single_node_compute.compute_environment, **queue_settings
         )
-        image, pulls_from_ecr = training_image(self, training.image_uri)
+        image, pulls_from_ecr = training_image(self, training.image_uri, training.profile)
         self.jobs = TrainiumJobDefinitions(
             self,
             "Jobs",
@@ -169,6 +169,32 @@ class TrainingStack(PlatformStack):
         for name, value in outputs.items():
             cdk.CfnOutput(self, name, value=value)
 
+
+    def _placement(self, training: TrainingConfig) -> tuple[str, str]:
+        """The cluster's AZ and AMI: the configured values, or (environment-agnostic synth only)
+        CloudFormation parameters without defaults, so a deploy must name real ones."""
+        missing = [k for k in ("availability_zone", "ami_id") if getattr(training, k) is None]
+        if missing and not cdk.Token.is_unresolved(self.region):
+            raise ValueError(f"training.{missing[0]}: required where the stack's region is pinned")
+        zone, ami = training.availability_zone, training.ami_id
+        if zone is None:
+            zone = cdk.CfnParameter(
+                self, AZ_PARAMETER, type="String", allowed_pattern=AZ_ID_PATTERN,
+                constraint_description="an AZ ID such as usw2-az4 that offers the training instance type",
+                description="AZ ID of the training cluster (training.availability_zone); list them with: " + FIND_AZ,
+            ).value_as_string
+        if ami is None:
+            ami = cdk.CfnParameter(
+                self, AMI_PARAMETER, type="AWS::EC2::Image::Id",
+                description="ECS AL2023 Neuron AMI of the region (training.ami_id); find it with: " + FIND_AMI,
+            ).value_as_string
+        return zone, ami
+
+
+# Deploy-time parameters of an environment-agnostic synth (docs/training.md, "Before you deploy").
+AZ_PARAMETER = "AvailabilityZoneId"
+AMI_PARAMETER = "AmiId"
+AZ_ID_PATTERN = "[a-z]{2,4}[0-9]-az[0-9]{1,2}"
 
 _RETENTION = {
     1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",

@@ -28,31 +28,54 @@ def test_dev_keeps_the_expensive_training_stack_off():
     assert load_config("dev").training.enabled is False
 
 
+PINNED = {"account": "111111111111", "region": "us-west-2"}
+
+
 @pytest.mark.parametrize("missing", ["availability_zone", "ami_id"])
-def test_an_enabled_training_environment_needs_its_az_and_ami(missing):
-    # dev leaves both unset: switching training on without them names what to set and how to find it.
+def test_a_pinned_environment_needs_its_az_and_ami_in_config(missing):
+    # With account and region set, the stack writes literal values: switching training on
+    # without one names what to set and how to find it.
     given = {"availability_zone": "usw2-az4", "ami_id": "ami-0123456789abcdef0"}
     del given[missing]
     with pytest.raises(ConfigError) as exc:
-        load_config("dev", overrides={"training.enabled": "true", **{f"training.{k}": v for k, v in given.items()}})
+        load_config("dev", overrides={"training.enabled": "true", **PINNED,
+                                      **{f"training.{k}": v for k, v in given.items()}})
     message = str(exc.value)
-    # Nobody set the missing key (a default); switching training on is what made it required.
-    assert f"training.{missing}: required" in message
-    assert message.endswith("(from defaults; because of training.enabled from -c set:training.enabled)")
+    assert f"training.{missing}: required where account and region are set" in message
+    # Nobody set the missing key (a default); switching training on in a pinned environment made it required.
+    assert message.endswith("(from defaults; because of training.enabled from -c set:training.enabled "
+                            "and region from -c set:region)")
     assert ("describe-instance-type-offerings" if missing == "availability_zone" else "aws ssm get-parameter") in message
+
+
+def test_an_environment_agnostic_one_leaves_them_to_deploy_time_parameters():
+    # prod pins no account or region and ships no placeholder AZ or AMI.
+    training = load_config("prod").training
+    assert training.enabled and training.availability_zone is None and training.ami_id is None
+
+
+def test_a_disabled_training_section_needs_neither():
+    assert load_config("dev", overrides=PINNED).training.enabled is False
+
+
+@pytest.mark.parametrize("ami", ["ami-123", "ami-0123456789ABCDEF0", "ami-0123456789abcdef", "0123456789abcdef0"])
+def test_a_malformed_ami_id_is_a_config_error(ami):
+    with pytest.raises(ConfigError, match=rf"training\.ami_id: got '{ami}', which does not match"):
+        load_config("prod", overrides={"training.ami_id": ami})
 
 
 def test_training_switched_on_in_an_environment_file_names_that_file(tmp_path):
     envs = tmp_path / "environments"
     envs.mkdir()
     (envs / "dev.toml").write_text((Path(__file__).resolve().parents[1] / "config" / "environments" / "dev.toml").read_text())
-    (envs / "trn.toml").write_text('base = "dev"\n[training]\nenabled = true\nami_id = "ami-0123456789abcdef0"\n')
+    (envs / "trn.toml").write_text('base = "dev"\naccount = "123456789012"\nregion = "us-west-2"\n'
+                                   '[training]\nenabled = true\nami_id = "ami-0123456789abcdef0"\n')
     with pytest.raises(ConfigError) as exc:
         load_config("trn", environments_dir=envs)
     (problem,) = exc.value.problems
     assert problem.path == "training.availability_zone"
     assert problem.source.startswith("defaults; because of training.enabled from ")
-    assert problem.source.endswith("environments/trn.toml")
+    assert "environments/trn.toml" in problem.source
 
 
 @pytest.mark.parametrize("zone", ["us-west-2d", "usw2-az4", "use1-az6", "apne1-az1", "us-gov-west-1a"])

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from runtime_profiles import load_profile
 from tests.helpers import policy_statements, resources_of_type
 
 
@@ -16,8 +18,9 @@ def dev_template(platform_synth):
     return assembly.get_stack_by_name("MlAccel-dev-Training").template
 
 
+# A pinned environment: account and region set, so the AZ and the AMI are literal config values.
 DEV_TRAINING = dict(training__enabled="true", training__availability_zone="us-west-2d",
-                    training__ami_id="ami-0abcdef0123456789")
+                    training__ami_id="ami-0abcdef0123456789", account="111111111111", region="us-west-2")
 
 
 @pytest.fixture(scope="module")
@@ -149,22 +152,48 @@ def test_compute_environment_escape_hatches(prod_template):
     assert "ServiceRole" not in ce  # the Batch service-linked role allows infrastructure updates
 
 
-def test_compute_environment_capacity_and_pinned_image(prod_template):
-    ce, single = compute_environments(prod_template)
+def test_compute_environment_capacity_and_placement_group(prod_template):
+    ce, _ = compute_environments(prod_template)
     resources = ce["ComputeResources"]
     assert resources["Type"] == "EC2" and resources["AllocationStrategy"] == "BEST_FIT_PROGRESSIVE"
     assert resources["MinvCpus"] == 0 and resources["MaxvCpus"] == 4 * 128
-    # The AMI is the configured one: no SSM parameter resolved at every deploy.
-    for environment in (ce, single):
-        assert environment["ComputeResources"]["Ec2Configuration"] == [
-            {"ImageType": "ECS_AL2023", "ImageIdOverride": "ami-0123456789abcdef0"}
-        ]
-    assert "Parameters" not in prod_template or not any(
-        "neuron/recommended" in json.dumps(v) for v in prod_template["Parameters"].values()
-    )
     (pg_id,) = resources_of_type(prod_template, "AWS::EC2::PlacementGroup")
     assert resources["PlacementGroup"] == {"Fn::GetAtt": [pg_id, "GroupName"]}
     assert one(prod_template, "AWS::EC2::PlacementGroup")["Strategy"] == "cluster"
+
+
+def test_a_pinned_environment_writes_its_configured_ami_and_az(dev_template):
+    for environment in compute_environments(dev_template):
+        assert environment["ComputeResources"]["Ec2Configuration"] == [
+            {"ImageType": "ECS_AL2023", "ImageIdOverride": "ami-0abcdef0123456789"}
+        ]
+    azs = {r["Properties"]["AvailabilityZone"] for r in resources_of_type(dev_template, "AWS::EC2::Subnet").values()}
+    assert azs == {"us-west-2d"}
+    # Nothing left to the deploy, and no SSM parameter resolved at every deploy.
+    assert not {"AmiId", "AvailabilityZoneId"} & set(dev_template.get("Parameters", {}))
+    assert "neuron/recommended" not in json.dumps(dev_template.get("Parameters", {}))
+
+
+def test_an_environment_agnostic_synth_asks_for_the_ami_and_az_at_deploy(prod_template):
+    # prod pins no account or region: no placeholder values, parameters a deploy must give.
+    parameters = prod_template["Parameters"]
+    assert parameters["AmiId"]["Type"] == "AWS::EC2::Image::Id"  # CloudFormation checks the AMI exists
+    assert parameters["AvailabilityZoneId"]["Type"] == "String"
+    assert "Default" not in parameters["AmiId"] and "Default" not in parameters["AvailabilityZoneId"]
+    for environment in compute_environments(prod_template):
+        assert environment["ComputeResources"]["Ec2Configuration"] == [
+            {"ImageType": "ECS_AL2023", "ImageIdOverride": {"Ref": "AmiId"}}
+        ]
+    (subnet,) = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::Subnet").values()]
+    assert subnet["AvailabilityZoneId"] == {"Ref": "AvailabilityZoneId"} and "AvailabilityZone" not in subnet
+
+
+@pytest.mark.parametrize("value, allowed", [("usw2-az4", True), ("use1-az6", True), ("apne1-az1", True),
+                                            ("us-west-2d", False), ("usw2-az", False), ("", False)])
+def test_the_az_parameter_admits_az_ids_only(prod_template, value, allowed):
+    # CloudFormation matches AllowedPattern against the whole value.
+    pattern = prod_template["Parameters"]["AvailabilityZoneId"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, value)) is allowed
 
 
 def test_max_vcpus_follow_max_nodes(custom_template):
@@ -369,8 +398,6 @@ def test_pipeline_may_submit_only_under_its_share_to_this_queue(prod_template):
 def test_new_vpc_is_private_in_one_az_with_endpoints_and_flow_logs(prod_template):
     subnets = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::Subnet").values()]
     assert len(subnets) == 1 and subnets[0]["MapPublicIpOnLaunch"] is False
-    # an AZ ID (prod.toml: usw2-az4) is written as AvailabilityZoneId
-    assert subnets[0]["AvailabilityZoneId"] == "usw2-az4" and "AvailabilityZone" not in subnets[0]
     assert not resources_of_type(prod_template, "AWS::EC2::NatGateway")
     assert not resources_of_type(prod_template, "AWS::EC2::InternetGateway")
     endpoints = [r["Properties"]["ServiceName"] for r in resources_of_type(prod_template, "AWS::EC2::VPCEndpoint").values()]
@@ -410,9 +437,24 @@ def test_an_ecr_image_uri_grants_pull_on_that_repository_only(custom_template):
     assert [s["Resource"] for s in pulls] == ["arn:aws:ecr:us-west-2:123456789012:repository/trainium-training"]
 
 
-def test_default_image_is_built_from_the_runtime_folder(platform_synth, prod_template):
+def test_default_image_is_built_from_the_current_profile_with_the_runtime_inside(platform_synth, prod_template):
     _, node_range = training_container(prod_template)
     assert "container-assets" in json.dumps(node_range["Container"]["Image"])
+    _, assembly = platform_synth("prod")
+    manifest = json.loads((Path(assembly.directory) / "MlAccel-prod-Training.assets.json").read_text())
+    (image,) = manifest["dockerImages"].values()
+    current = load_profile("training", "current")
+    assert image["source"]["dockerBuildArgs"] == {"BASE_IMAGE": current.settings["base_image"]}
+    staged = Path(assembly.directory) / image["source"]["directory"]
+    # The build context is the profile folder with the runtime copied in (not a dangling link).
+    assert (staged / "Dockerfile").read_text() == current.dockerfile.read_text()
+    assert (staged / "requirements.lock").read_text() == current.lock_file.read_text()
+    assert (staged / "trainium_runtime" / "entrypoint.py").is_file()
+    assert not (staged / "trainium_runtime").is_symlink()
+    assert not (staged / "profile.toml").exists()
+    # Current is supported: no end-of-life warning.
+    assert not [m for m in assembly.get_stack_by_name("MlAccel-prod-Training").messages
+                if "end-of-life" in str(m.entry.data)]
 
 
 @pytest.fixture(scope="module")

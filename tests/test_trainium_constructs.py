@@ -23,6 +23,7 @@ from ml_constructs.trainium_batch import (
 from ml_constructs.trainium_batch.image import training_image
 from ml_constructs.neuron_flags import validate_neuron_cc_flags
 from ml_constructs.trainium_batch.retry import retry_problems
+from runtime_profiles import load_profile
 from tests.helpers import new_app, new_checked_app, policy_statements
 
 TRN1 = trainium_instance("trn1.32xlarge")
@@ -103,7 +104,7 @@ def test_unknown_instance_type():
 @pytest.mark.parametrize("uri", ["image", "repo/name", "123456789012.dkr.ecr.us-west-2.amazonaws.com/x"])
 def test_image_uri_needs_a_tag_or_digest(uri):
     with pytest.raises(ValueError, match="image_uri: got"):
-        training_image(stack(), uri)
+        training_image(stack(), uri, load_profile("training", "current"))
 
 
 def test_neuron_flags_validation_names_the_setting():
@@ -211,3 +212,29 @@ def test_pipeline_timeout_must_cover_the_worst_case():
                          timeout=cdk.Duration.hours(72))
     TrainingPipeline(scope, "Pipeline2", queue=queue, jobs=jobs, share_identifier="t", node_count=4,
                      timeout=cdk.Duration.hours(198))
+
+
+def test_deploy_time_az_and_ami_reach_an_imported_vpc_and_both_compute_environments():
+    # The training stack passes CfnParameter values when the environment pins no region.
+    from ml_constructs.trainium_batch import ExistingVpc, SingleNodeComputeEnvironment
+
+    scope = stack()
+    zone = cdk.CfnParameter(scope, "Zone", type="String").value_as_string
+    ami = cdk.CfnParameter(scope, "Ami", type="AWS::EC2::Image::Id").value_as_string
+    net = ClusterNetwork(scope, "Net", existing_vpc=ExistingVpc("vpc-0123456789abcdef0", ["subnet-0123456789abcdef0"],
+                                                                zone, "sg-0123456789abcdef0"))
+    settings = dict(ami_id=ami, update_timeout=cdk.Duration.hours(48))
+    TrainiumComputeEnvironment(scope, "Compute", network=net, instance=TRN1, max_nodes=1, **settings)
+    SingleNodeComputeEnvironment(scope, "Single", network=net, instance=trainium_instance("trn1.2xlarge"),
+                                 max_instances=1, **settings)
+    environments = Template.from_stack(scope).find_resources("AWS::Batch::ComputeEnvironment")
+    assert [e["Properties"]["ComputeResources"]["Ec2Configuration"] for e in environments.values()] == [
+        [{"ImageType": "ECS_AL2023", "ImageIdOverride": {"Ref": "Ami"}}]] * 2
+
+
+def test_a_new_vpc_writes_a_deploy_time_az_as_an_az_id():
+    scope = stack()
+    zone = cdk.CfnParameter(scope, "Zone", type="String").value_as_string
+    ClusterNetwork(scope, "Net", availability_zone=zone)
+    (subnet,) = Template.from_stack(scope).find_resources("AWS::EC2::Subnet").values()
+    assert subnet["Properties"]["AvailabilityZoneId"] == {"Ref": "Zone"} and "AvailabilityZone" not in subnet["Properties"]

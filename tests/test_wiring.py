@@ -330,13 +330,20 @@ def test_training_capacity_and_retention_are_what_the_configuration_says(platfor
     assert single["MaxvCpus"] == {"trn1.2xlarge": 8, "trn1.32xlarge": 128}[
         training.evaluation_instance_type] * training.evaluation_max_instances
     [subnet] = resources_of_type(stack, "AWS::EC2::Subnet").values()
-    assert subnet["Properties"]["AvailabilityZoneId"] == training.availability_zone  # an AZ ID in prod
+    # prod pins no account or region, so its AZ and AMI are deploy-time parameters without defaults:
+    # a deploy must name real ones (CloudFormation checks that the AMI exists), never a placeholder.
+    assert training.availability_zone is None and training.ami_id is None
+    parameters = stack["Parameters"]
+    assert parameters["AvailabilityZoneId"]["Type"] == "String" and "Default" not in parameters["AvailabilityZoneId"]
+    assert parameters["AmiId"] == {"Type": "AWS::EC2::Image::Id", **{k: v for k, v in parameters["AmiId"].items()
+                                                                   if k == "Description"}}
+    assert subnet["Properties"]["AvailabilityZoneId"] == {"Ref": "AvailabilityZoneId"}
     assert [s["Ref"] for s in cluster["Subnets"]] == [s["Ref"] for s in single["Subnets"]] == [
         next(k for k, v in stack["Resources"].items() if v is subnet)]
     for compute in (cluster, single):
         assert compute["MinvCpus"] == 0  # trn1 instances only run while jobs do
         # The pinned AMI: a deploy never swaps the Neuron driver by surprise.
-        assert compute["Ec2Configuration"] == [{"ImageIdOverride": training.ami_id, "ImageType": "ECS_AL2023"}]
+        assert compute["Ec2Configuration"] == [{"ImageIdOverride": {"Ref": "AmiId"}, "ImageType": "ECS_AL2023"}]
     expected = "Retain" if cfg.retain_data else "Delete"
     logs = resources_of_type(stack, "AWS::Logs::LogGroup")
     assert logs

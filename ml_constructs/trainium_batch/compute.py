@@ -39,7 +39,8 @@ def update_timeout_problem(update_timeout_minutes: int, job_timeout_seconds: int
 
 
 def check_pins(ami_id: str, update_timeout: cdk.Duration) -> None:
-    if not AMI_ID.fullmatch(ami_id):
+    # A token (a CfnParameter of type AWS::EC2::Image::Id) is checked by CloudFormation at deploy.
+    if not cdk.Token.is_unresolved(ami_id) and not AMI_ID.fullmatch(ami_id):
         raise ValueError(f"ami_id: got {ami_id!r}, expected an AMI id such as ami-0123456789abcdef0")
     minutes = update_timeout.to_minutes()
     if not 1 <= minutes <= MAX_UPDATE_TIMEOUT_MINUTES:

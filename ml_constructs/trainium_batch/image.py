@@ -1,27 +1,50 @@
-"""The training image: built from ``runtime/`` at deploy, or an image someone pushed."""
+"""The training image: built from a runtime profile's Dockerfile at deploy, or an image someone pushed."""
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
+import aws_cdk as cdk
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
 from ml_constructs.trainium_batch.limits import ECR_URI, image_uri_problem
 
-RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
-# The asset hash depends on the shipped files only (deterministic synth).
-RUNTIME_EXCLUDE = ["**/__pycache__", "**/*.pyc"]
+if TYPE_CHECKING:  # the profile reader is pure Python; imported for the type only
+    from runtime_profiles import RuntimeProfile
+
+# What the build needs from a profile folder is the Dockerfile, the locks and the runtime (a
+# link to ../runtime, copied as files); the rest stays out of the asset hash, so editing a
+# profile's docs does not rebuild the image.
+IMAGE_ASSET_EXCLUDE = ["profile.toml", "test-requirements.txt", "**/__pycache__", "**/*.pyc", "**/README.md"]
 
 
-def training_image(scope: Construct, image_uri: str | None) -> tuple[ecs.ContainerImage, bool]:
+def training_image(
+    scope: Construct, image_uri: str | None, profile: "RuntimeProfile"
+) -> tuple[ecs.ContainerImage, bool]:
     """``(image, from_ecr)``: ``from_ecr`` is True when the execution role pulls from ECR.
 
-    ``None`` builds ``runtime/Dockerfile`` as an asset. An ECR URI is imported as a
-    repository so the execution role gets pull rights on exactly that repository.
+    ``None`` builds ``profile``'s Dockerfile (``runtime_profiles/training/<name>/``) as an
+    asset, ``FROM`` the profile's ``settings.base_image`` (a build arg). An ECR URI is
+    imported as a repository so the execution role gets pull rights on exactly that
+    repository. An end-of-life profile adds a synth warning on ``scope`` either way (an
+    image someone pushed was built on the profile that ``runtime`` names).
     """
+    if profile.end_of_life:
+        cdk.Annotations.of(scope).add_warning_v2(
+            "mlaccel:training-runtime-end-of-life",
+            f"training runtime profile {profile.key} ({profile.image}) is end-of-life: {profile.end_of_life}",
+        )
     if image_uri is None:
-        return ecs.ContainerImage.from_asset(str(RUNTIME_DIR), exclude=RUNTIME_EXCLUDE), True
+        if profile.dockerfile is None:
+            raise ValueError(f"runtime profile {profile.key} has no Dockerfile to build the training image from")
+        image = ecs.ContainerImage.from_asset(
+            str(profile.folder),
+            build_args={"BASE_IMAGE": profile.settings["base_image"]},
+            exclude=IMAGE_ASSET_EXCLUDE,
+            follow_symlinks=cdk.SymlinkFollowMode.ALWAYS,
+        )
+        return image, True
     problem = image_uri_problem(image_uri)
     if problem:
         raise ValueError(f"image_uri: {problem}")

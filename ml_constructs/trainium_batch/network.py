@@ -11,6 +11,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from ml_constructs.trainium_batch.endpoints import INTERFACE_ENDPOINTS
+
 Egress = Literal["vpc_endpoints", "nat_gateway"]
 # An AZ ID (use1-az6) names the same physical zone in every account; an AZ name (us-east-1a) does not.
 AZ_ID = re.compile(r"[a-z]{2,4}\d-az\d{1,2}")
@@ -20,19 +22,6 @@ AZ_ID = re.compile(r"[a-z]{2,4}\d-az\d{1,2}")
 # only from the group itself.
 NODE_TCP = ec2.Port.tcp_range(0, 65535)
 
-# What a Batch ECS host and its containers call when they have no internet route.
-INTERFACE_ENDPOINTS = {
-    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
-    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
-    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
-    "Ecs": ec2.InterfaceVpcEndpointAwsService.ECS,
-    "EcsAgent": ec2.InterfaceVpcEndpointAwsService.ECS_AGENT,
-    "EcsTelemetry": ec2.InterfaceVpcEndpointAwsService.ECS_TELEMETRY,
-    "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
-    # The training heartbeat (PutMetricData) and a failed host terminating itself (EC2 API).
-    "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
-    "Ec2": ec2.InterfaceVpcEndpointAwsService.EC2,
-}
 
 
 @dataclass(frozen=True)
@@ -68,7 +57,8 @@ class ClusterNetwork(Construct):
     out (in isolated subnets that reaches only the VPC endpoints and the S3 gateway endpoint).
     An imported VPC's default group (``default_security_group_id``) gets the same rules added;
     what it already allows stays (AWS's default: all traffic from itself and all outbound).
-    ``availability_zone`` may be an AZ name (``us-west-2d``) or an AZ ID (``usw2-az4``).
+    ``availability_zone`` may be an AZ name (``us-west-2d``), an AZ ID (``usw2-az4``) or a token
+    that resolves to an AZ ID at deploy (a ``CfnParameter``).
 
     Default settings: ``egress="vpc_endpoints"``, flow log retention 30 days.
 
@@ -162,8 +152,9 @@ class ClusterNetwork(Construct):
         self.flow_log_group = logs.LogGroup(self, "FlowLogs", retention=retention, removal_policy=removal_policy)
         vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group))
         cluster_subnets = vpc.select_subnets(subnet_type=private_type).subnets
-        if AZ_ID.fullmatch(availability_zone):
-            # ec2.Vpc only knows AZ names; CloudFormation subnets take either (L1 override).
+        if AZ_ID.fullmatch(availability_zone) or cdk.Token.is_unresolved(availability_zone):
+            # ec2.Vpc only knows AZ names; CloudFormation subnets take either (L1 override). A
+            # token (a deploy-time parameter) is an AZ ID: the one spelling that works in every account.
             for subnet in vpc.public_subnets + vpc.private_subnets + vpc.isolated_subnets:
                 cfn = subnet.node.default_child
                 assert isinstance(cfn, ec2.CfnSubnet)
@@ -181,7 +172,7 @@ class ClusterNetwork(Construct):
         self.endpoint_security_group.add_ingress_rule(self.efa_security_group, ec2.Port.tcp(443), "HTTPS from the hosts")
         for name, service in INTERFACE_ENDPOINTS.items():
             self.vpc.add_interface_endpoint(
-                name, service=service, subnets=self.subnet_selection, security_groups=[self.endpoint_security_group], open=False
+                name, service=ec2.InterfaceVpcEndpointAwsService(service), subnets=self.subnet_selection, security_groups=[self.endpoint_security_group], open=False
             )
 
     def _add_node_rules(self) -> None:

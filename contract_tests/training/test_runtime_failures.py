@@ -12,14 +12,14 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from ml_constructs.trainium_batch.runtime import entrypoint
-from ml_constructs.trainium_batch.runtime.barrier import BarrierResult, gather, report
-from ml_constructs.trainium_batch.runtime.checkpoints import CheckpointStore
-from ml_constructs.trainium_batch.runtime.collective_check import bus_bandwidth_gbps, expected_sum, verdict
-from ml_constructs.trainium_batch.runtime.heartbeat import METRIC_NAME, Heartbeat, write_step
-from ml_constructs.trainium_batch.runtime.preflight import Preflight, average_bus_bandwidth
-from ml_constructs.trainium_batch.runtime.quarantine import take_out_of_service
-from ml_constructs.trainium_batch.runtime.supervise import Outcome, retryable_reason, supervise
+from trainium_runtime import entrypoint
+from trainium_runtime.barrier import BarrierResult, gather, report
+from trainium_runtime.checkpoints import CheckpointStore
+from trainium_runtime.collective_check import bus_bandwidth_gbps, expected_sum, verdict
+from trainium_runtime.heartbeat import METRIC_NAME, Heartbeat, write_step
+from trainium_runtime.preflight import Preflight, average_bus_bandwidth
+from trainium_runtime.quarantine import take_out_of_service
+from trainium_runtime.supervise import Outcome, retryable_reason, supervise
 
 # ---- the pre-flight barrier over real sockets ------------------------------------
 

@@ -9,15 +9,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ml_constructs.trainium_batch.runtime import entrypoint
-from ml_constructs.trainium_batch.runtime.checkpoints import CheckpointStore, run_id_from_env, should_checkpoint
-from ml_constructs.trainium_batch.runtime.launcher import (
+from trainium_runtime import entrypoint
+from trainium_runtime.checkpoints import CheckpointStore, run_id_from_env, should_checkpoint
+from trainium_runtime.launcher import (
     LaunchError,
     launch_environment,
     rendezvous_from_env,
     torchrun_command,
 )
-from ml_constructs.trainium_batch.runtime.preflight import Preflight
+from trainium_runtime.preflight import Preflight
 
 BUCKET = "training-bucket"
 
