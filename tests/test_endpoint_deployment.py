@@ -193,6 +193,36 @@ def test_a_pinned_region_without_a_workloads_image_tag_is_a_configuration_error(
     load_config("prod", overrides={"account": "123456789012", "region": "us-east-1"})  # published there
 
 
+def test_a_pinned_region_without_the_current_stable_diffusion_image_is_a_configuration_error():
+    # huggingface-neuronx.json (sagemaker-python-sdk v3.20.0) publishes the SDK 2.26.0 image in 24 regions,
+    # not af-south-1 nor us-west-1; djl-lmi.json 0.36.0 has af-south-1 and us-west-1.
+    for region in ("af-south-1", "us-west-1"):
+        with pytest.raises(ConfigError) as err:
+            load_config("prod", overrides={"account": "123456789012", "region": region})
+        message = str(err.value)
+        tag = "2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04"
+        assert (f"stable_diffusion.image_tag: got '{tag}' with region '{region}': "
+                f"huggingface-pytorch-inference-neuronx:{tag} is not published in {region}; regions that have it: "
+                "ap-northeast-1, ap-south-1, ap-south-2,") in message
+        assert "us-east-1, us-east-2, us-gov-east-1, us-gov-west-1, us-west-2 (copy the image" in message
+        assert message.rstrip().endswith("(from defaults)")
+        assert "llm.image_tag" not in message
+    for region in ("eu-central-2", "ap-southeast-5", "mx-central-1"):  # published there, registry known
+        load_config("prod", overrides={"account": "123456789012", "region": region})
+
+
+def test_the_current_llm_image_has_the_regions_of_its_djl_release():
+    from ml_constructs.sagemaker.dlc_regions import tag_problem
+
+    tag = "0.36.0-lmi20.0.0-cu128"
+    for region in ("af-south-1", "eu-south-2", "ap-east-2", "mx-central-1", "us-gov-west-1"):  # djl-lmi.json 0.36.0
+        assert tag_problem("djl-inference", tag, region) is None
+    problem = tag_problem("djl-inference", tag, "xx-nowhere-1")
+    assert problem is not None and f"djl-inference:{tag} is not published in xx-nowhere-1" in problem
+    # an earlier release's tag is not taken for 0.36.0's
+    assert "not published in ap-east-2" in tag_problem("djl-inference", "0.30.0-lmi12.0.0-cu124", "ap-east-2")
+
+
 def test_an_execution_timeout_shorter_than_the_bakes_is_rejected():
     stack = bare_stack()
     with pytest.raises(EndpointValidationError, match=r"deployment.maximum_execution_timeout_seconds: got 1800, "
