@@ -255,3 +255,33 @@ def test_configuration_rejects_an_execution_timeout_within_the_default_bake():
         load_config("prod", overrides={"deployment.maximum_execution_timeout_seconds": "1200"})
     # The rolling multi-model endpoint bakes one batch at a time: 1200 s holds its 900 s bake.
     assert "multi_model endpoint" not in str(err.value)
+
+
+def test_dev_stable_diffusion_components_scale_to_zero_and_have_no_guarded_update(platform_synth):
+    _, assembly = platform_synth("dev")
+    components = [c for stack in assembly.stacks
+                  for c in resources_of_type(stack.template, "AWS::SageMaker::InferenceComponent").values()]
+    assert components, "dev hosts Stable Diffusion as an inference component"
+    for component in components:  # a copy floor of 0 cannot roll: SageMaker's own update (docs/operations.md)
+        assert "DeploymentConfig" not in component["Properties"]
+
+
+def test_a_component_with_a_copy_floor_of_two_rolls_with_the_environment_policy(platform_synth):
+    _, assembly = platform_synth(
+        "dev", stable_diffusion__hosting__min_instances="2", stable_diffusion__hosting__max_instances="2",
+        stable_diffusion__hosting__min_copies="2", stable_diffusion__hosting__copies="2",
+        deployment__wait_interval_seconds="300", deployment__batch_unit="instances", deployment__batch_size="1")
+    (component,) = [c for stack in assembly.stacks
+                    for c in resources_of_type(stack.template, "AWS::SageMaker::InferenceComponent").values()]
+    config = component["Properties"]["DeploymentConfig"]
+    assert config["RollingUpdatePolicy"]["MaximumBatchSize"] == {"Type": "COPY_COUNT", "Value": 1}
+    assert config["RollingUpdatePolicy"]["WaitIntervalInSeconds"] == 300
+    assert len(config["AutoRollbackConfiguration"]["Alarms"]) == 2
+
+
+def test_rolling_a_component_that_can_reach_zero_copies_is_a_configuration_error():
+    with pytest.raises(ConfigError) as err:
+        load_config("dev", overrides={"deployment.strategy": "rolling"})
+    assert ("deployment.strategy: got 'rolling', allowed for the stable_diffusion endpoint: 'auto' or 'blue_green' "
+            "(the inference component can have 0 copies; a rolling batch is 5-50 % of the copies, so rolling needs 2 "
+            "or more at all times) (from -c set:deployment.strategy)") in str(err.value)
