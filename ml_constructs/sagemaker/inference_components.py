@@ -49,7 +49,12 @@ from ml_constructs.sagemaker.deployment import (
     check_component_policy,
     resolve_component,
 )
-from ml_constructs.sagemaker.endpoint_base import DOWNLOAD_TIMEOUT_SECONDS, STARTUP_TIMEOUT_SECONDS, VOLUME_SIZE_GB
+from ml_constructs.sagemaker.endpoint_base import (
+    DEPLOYED_CONFIG_DESCRIPTION,
+    DOWNLOAD_TIMEOUT_SECONDS,
+    STARTUP_TIMEOUT_SECONDS,
+    VOLUME_SIZE_GB,
+)
 from ml_constructs.sagemaker.execution_role import LOG_ACTIONS, create_execution_role
 from ml_constructs.sagemaker.images import ContainerImage
 from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType
@@ -59,6 +64,9 @@ from ml_constructs.sagemaker.scaling import service_linked_role
 from ml_constructs.sagemaker.validation import Problems, is_token
 
 COPY_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
+# "<this> <endpoint path>/<component> (<hint>)": the component name output, read by ml_tools.verify.
+COMPONENT_OUTPUT_DESCRIPTION = "SageMaker inference component"
+COMPONENT_OUTPUT_HINT = "pass as --inference-component to the invoke tools"
 NO_CAPACITY_METRIC = "NoCapacityInvocationFailures"
 CopyMetric = Literal["invocations-per-copy", "concurrent-requests-per-copy"]
 _PREDEFINED = {
@@ -144,8 +152,9 @@ class InferenceComponentEndpoint(Construct):
     Creates ``role``, ``endpoint_config``, ``endpoint``, and per component name:
     ``models``, ``components``, ``component_names`` (deploy-time names), ``scalable_targets``,
     ``wake_alarms`` (NoCapacityInvocationFailures), ``alarms`` (5XX and model latency, with fixed
-    names the rollback configuration refers to), ``update_strategies``; a stack output with the
-    endpoint name. Synth fails with ``EndpointValidationError`` listing every invalid setting.
+    names the rollback configuration refers to), ``update_strategies``; stack outputs
+    with the endpoint name, its endpoint config name and each component's name (what
+    ``python -m ml_tools verify`` reads). Synth fails with ``EndpointValidationError`` listing every invalid setting.
     """
 
     def __init__(
@@ -231,6 +240,9 @@ class InferenceComponentEndpoint(Construct):
         self.deployment_is_default = deployment is None
         self.use_deployment(deployment or DeploymentPolicy())
         cdk.CfnOutput(self, "EndpointName", value=self.endpoint_name, description=f"SageMaker endpoint {self.node.path}")
+        # With the name output, what `python -m ml_tools verify` reads (as for the instance-hosted endpoints).
+        cdk.CfnOutput(self, "EndpointConfigName", value=self.endpoint_config.attr_endpoint_config_name,
+                      description=f"{DEPLOYED_CONFIG_DESCRIPTION} {self.node.path}")
 
     def _add_component(self, spec: ComponentSpec, scaling_role: iam.IRole | None, latency_ms: float) -> None:
         scope = Construct(self, spec.name)
@@ -281,7 +293,7 @@ class InferenceComponentEndpoint(Construct):
         self.components[spec.name] = component
         self.component_names[spec.name] = name
         cdk.CfnOutput(scope, "InferenceComponentName", value=name,
-                      description=f"Pass as --inference-component to the invoke tools ({self.node.path}/{spec.name})")
+                      description=f"{COMPONENT_OUTPUT_DESCRIPTION} {self.node.path}/{spec.name} ({COMPONENT_OUTPUT_HINT})")
         alarms = _component_alarms(scope, name, latency_ms)
         self.alarms.update({f"{spec.name}{k}": v for k, v in alarms.items()})
         # Literal names, not the alarms' Refs: the alarms' dimension is the component's name.
