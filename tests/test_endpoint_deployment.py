@@ -1,6 +1,8 @@
 """Guarded endpoint updates: the DeploymentConfig each endpoint shape gets, and the settings it cannot hold."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aws_cdk.assertions import Template
 
@@ -277,6 +279,15 @@ def test_a_component_with_a_copy_floor_of_two_rolls_with_the_environment_policy(
     assert config["RollingUpdatePolicy"]["MaximumBatchSize"] == {"Type": "COPY_COUNT", "Value": 1}
     assert config["RollingUpdatePolicy"]["WaitIntervalInSeconds"] == 300
     assert len(config["AutoRollbackConfiguration"]["Alarms"]) == 2
+    # CloudFormation's resource schema accepts it (cfn-lint checks the InferenceComponent properties)
+    from cfnlint.api import ManualArgs, lint_file
+
+    from tests.cfn_lint_policy import IGNORED_RULES, LINT_REGIONS
+
+    (stack,) = [s for s in assembly.stacks if resources_of_type(s.template, "AWS::SageMaker::InferenceComponent")]
+    findings = lint_file(Path(assembly.directory) / stack.template_file,
+                         config=ManualArgs(regions=LINT_REGIONS, ignore_checks=sorted(IGNORED_RULES)))
+    assert [str(f) for f in findings] == []
 
 
 def test_rolling_a_component_that_can_reach_zero_copies_is_a_configuration_error():
