@@ -208,6 +208,14 @@ def image_region_problems(cfg: "PlatformConfig") -> list[tuple[str, str]]:
         repository, tag = deep_learning_container_of(section)
         if section.enabled and repository and tag and (problem := tag_problem(repository, tag, cfg.region)):
             found.append((f"{workload}.image_tag", f"got {tag!r} with region {cfg.region!r}: {problem}"))
+    # The Neuron compile job pulls its own image when one is given (a full URI is the user's registry).
+    compile_image = cfg.stable_diffusion.compile.image
+    if cfg.stable_diffusion.enabled and compile_image:
+        repository, _, tag = compile_image.rpartition(":")
+        registry_host = "." in repository.split("/")[0]
+        if not registry_host and (problem := tag_problem(repository, tag, cfg.region)):
+            found.append(("stable_diffusion.compile.image",
+                          f"got {compile_image!r} with region {cfg.region!r}: {problem}"))
     return found
 
 

@@ -296,3 +296,15 @@ def test_rolling_a_component_that_can_reach_zero_copies_is_a_configuration_error
     assert ("deployment.strategy: got 'rolling', allowed for the stable_diffusion endpoint: 'auto' or 'blue_green' "
             "(the inference component can have 0 copies; a rolling batch is 5-50 % of the copies, so rolling needs 2 "
             "or more at all times) (from -c set:deployment.strategy)") in str(err.value)
+
+
+def test_a_compile_image_missing_from_the_pinned_region_is_a_configuration_error():
+    with pytest.raises(ConfigError) as err:
+        load_config("prod", overrides={"account": "123456789012", "region": "af-south-1",
+                                       "stable_diffusion.runtime": "seed",
+                                       "stable_diffusion.compile.image": "djl-inference:0.24.0-neuronx-sdk2.14.1"})
+    assert ("stable_diffusion.compile.image: got 'djl-inference:0.24.0-neuronx-sdk2.14.1' with region 'af-south-1': "
+            "djl-inference:0.24.0-neuronx-sdk2.14.1 is not published in af-south-1; regions that have it: "
+            "ap-northeast-1,") in str(err.value)
+    load_config("prod", overrides={"account": "123456789012", "region": "eu-west-3", "stable_diffusion.runtime": "seed",
+                                   "stable_diffusion.compile.image": "djl-inference:0.24.0-neuronx-sdk2.14.1"})
