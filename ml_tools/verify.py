@@ -12,7 +12,8 @@ must be answered (skip with ``--no-invoke``). Exit 0 when all pass; 1 with one
 line per failure otherwise; 2 for a configuration error.
 
 An endpoint that hosts inference components also has, per component, a name output:
-each component must be ``InService`` on that endpoint, and the request names it
+each component must be ``InService`` on that endpoint with the model the deploy gave it
+(otherwise its update was rolled back), and the request names it
 (``InferenceComponentName``). A component scaled to zero (no copy) passes and is
 reported as such, not invoked: a request would start a copy and wait minutes for an
 instance. ``--wake`` invokes it anyway and waits through the cold start (up to
@@ -34,8 +35,15 @@ ENDPOINT_NAME_OUTPUT = re.compile(r"SageMaker endpoint (?P<path>\S+)")
 ENDPOINT_CONFIG_OUTPUT = re.compile(r"SageMaker endpoint config deployed to (?P<path>\S+)")
 # ml_constructs.sagemaker.inference_components: "<description> <endpoint path>/<component> (<hint>)".
 COMPONENT_OUTPUT = re.compile(r"SageMaker inference component (?P<path>\S+)/(?P<component>[^/\s]+) \(.*\)")
+COMPONENT_MODEL_OUTPUT = re.compile(r"SageMaker model deployed to inference component (?P<path>\S+)/(?P<component>[^/\s]+)")
 # Stack states that mean the last deploy did not complete (or is still running).
 UNSETTLED_STACK_STATES = ("ROLLBACK", "IN_PROGRESS", "FAILED")
+
+
+@dataclass(frozen=True)
+class DeployedComponent:
+    name: str
+    model_name: str | None  # the model the deploy gave it (None: a stack deployed before that output existed)
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class DeployedEndpoint:
     path: str
     endpoint_name: str
     endpoint_config_name: str
-    components: tuple[str, ...] = ()  # inference component names (deploy-time), none for instance-hosted endpoints
+    components: tuple[DeployedComponent, ...] = ()  # inference components; none for instance-hosted endpoints
 
 
 @dataclass(frozen=True)
@@ -111,17 +119,20 @@ def deployed_endpoints(cloudformation: Any, workload: str, stack_name: str) -> l
         raise VerifyError(f"{stack_name}: stack status {status}; the last deploy did not complete")
     names: dict[str, str] = {}
     configs: dict[str, str] = {}
-    components: dict[str, list[str]] = {}
+    components: dict[tuple[str, str], str] = {}
+    models: dict[tuple[str, str], str] = {}
     for output in stack.get("Outputs", []):
         description, value = output.get("Description", ""), output.get("OutputValue", "")
         if match := ENDPOINT_CONFIG_OUTPUT.fullmatch(description):
             configs[match["path"]] = value
         elif match := COMPONENT_OUTPUT.fullmatch(description):
-            components.setdefault(match["path"], []).append(value)
+            components[match["path"], match["component"]] = value
+        elif match := COMPONENT_MODEL_OUTPUT.fullmatch(description):
+            models[match["path"], match["component"]] = value
         elif match := ENDPOINT_NAME_OUTPUT.fullmatch(description):
             names[match["path"]] = value
-    found = [DeployedEndpoint(workload, stack_name, path, names[path], configs[path],
-                              tuple(sorted(components.get(path, ()))))
+    found = [DeployedEndpoint(workload, stack_name, path, names[path], configs[path], tuple(
+                 DeployedComponent(name, models.get(key)) for key, name in sorted(components.items()) if key[0] == path))
              for path in names if path in configs]
     if not found:
         raise VerifyError(f"{stack_name}: no endpoint config outputs (a stack deployed by an older version: "
@@ -146,8 +157,9 @@ def check_active_config(sagemaker: Any, endpoint: DeployedEndpoint) -> None:
         )
 
 
-def check_component(sagemaker: Any, endpoint: DeployedEndpoint, component: str) -> ComponentState:
-    """InService, on this endpoint; its copy counts (0: scaled to zero, which is not a failure)."""
+def check_component(sagemaker: Any, endpoint: DeployedEndpoint, deployed: DeployedComponent) -> ComponentState:
+    """InService, on this endpoint, with the deployed model; its copy counts (0: scaled to zero, not a failure)."""
+    component = deployed.name
     described = sagemaker.describe_inference_component(InferenceComponentName=component)
     status = described["InferenceComponentStatus"]
     where = f"{endpoint.endpoint_name} / {component}"
@@ -158,6 +170,11 @@ def check_component(sagemaker: Any, endpoint: DeployedEndpoint, component: str) 
     if described.get("EndpointName") != endpoint.endpoint_name:
         raise VerifyError(f"{where}: the component is on endpoint {described.get('EndpointName')}, "
                           f"not on {endpoint.endpoint_name}")
+    running = described.get("Specification", {}).get("ModelName")
+    if deployed.model_name is not None and running != deployed.model_name:
+        raise VerifyError(f"{where}: the component runs model {running}, but the stack deployed {deployed.model_name}: "
+                          "the update was rolled back (an alarm fired or the new copies failed; see the component's "
+                          "alarms)")
     runtime = described.get("RuntimeConfig", {})
     return ComponentState(component, int(runtime.get("DesiredCopyCount", 0)), int(runtime.get("CurrentCopyCount", 0)))
 
@@ -245,16 +262,18 @@ def verify(stacks: dict[str, str], clients: Clients, *, invoke: bool = True, wak
     return report
 
 
-def _verify_component(report: Report, workload: str, endpoint: DeployedEndpoint, component: str, clients: Clients, *,
+def _verify_component(report: Report, workload: str, endpoint: DeployedEndpoint, deployed: DeployedComponent,
+                      clients: Clients, *,
                       invoke: bool, wake: bool, cold_start_wait_s: float | None, retry: dict[str, Any]) -> None:
     from botocore.exceptions import ClientError
 
     from ml_tools.cold_start import DEFAULT_MAX_WAIT_S, ColdStartClient
     from ml_tools.runtime import EndpointError
 
+    component = deployed.name
     where = f"{endpoint.endpoint_name} / {component}"
     try:
-        state = check_component(clients.sagemaker, endpoint, component)
+        state = check_component(clients.sagemaker, endpoint, deployed)
         line = f"{where}: InService, {state.describe()}"
         if state.scaled_to_zero and not (invoke and wake):
             report.idle.append(f"{line}; not invoked: a request starts a copy and waits minutes for an instance "

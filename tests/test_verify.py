@@ -16,7 +16,7 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from ml_tools.__main__ import main
-from ml_tools.verify import Clients, deployed_endpoints, run
+from ml_tools.verify import Clients, DeployedComponent, deployed_endpoints, run
 from tests.helpers import resources_of_type
 
 REGION = "us-east-1"
@@ -209,6 +209,7 @@ def deploy_component_stack(cfn) -> None:
         "Config": {"Value": "sd-config-2", "Description": f"SageMaker endpoint config deployed to {path}"},
         "Component": {"Value": COMPONENT, "Description": f"SageMaker inference component {path}/Model "
                                                          "(pass as --inference-component to the invoke tools)"},
+        "Model": {"Value": "sd-model-2", "Description": f"SageMaker model deployed to inference component {path}/Model"},
     }
     cfn.create_stack(StackName=SD_STACK, TemplateBody=json.dumps(
         {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}, "Outputs": outputs}))
@@ -226,7 +227,7 @@ def components(monkeypatch):
         yield Clients(cfn, sm, runtime)
 
 
-def stub_component(sm, *, status="InService", desired=1, current=1, reason=None) -> Stubber:
+def stub_component(sm, *, status="InService", desired=1, current=1, reason=None, model="sd-model-2") -> Stubber:
     stubber = Stubber(sm)
     stubber.add_response("describe_endpoint", {
         "EndpointName": "sd-endpoint", "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/sd-endpoint",
@@ -238,6 +239,7 @@ def stub_component(sm, *, status="InService", desired=1, current=1, reason=None)
         "InferenceComponentArn": f"arn:aws:sagemaker:us-east-1:123456789012:inference-component/{COMPONENT}",
         "EndpointName": "sd-endpoint", "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/sd-endpoint",
         "InferenceComponentStatus": status, "RuntimeConfig": {"DesiredCopyCount": desired, "CurrentCopyCount": current},
+        "Specification": {"ModelName": model},
         "CreationTime": "2026-01-01T00:00:00Z", "LastModifiedTime": "2026-01-01T00:00:00Z",
     }
     if reason:
@@ -311,6 +313,14 @@ def test_a_failed_component_fails_with_its_reason(components, capsys):
             "(The container failed the ping health check)") in capsys.readouterr().err
 
 
+def test_a_rolled_back_component_update_fails_naming_both_models(components, capsys):
+    stub_component(components.sagemaker, model="sd-model-1")  # the stack deployed sd-model-2
+    Stubber(components.runtime).activate()
+    assert run(sd_only(), clients=components) == 1
+    assert (f"FAIL  sd-endpoint / {COMPONENT}: the component runs model sd-model-1, but the stack deployed sd-model-2: "
+            "the update was rolled back") in capsys.readouterr().err
+
+
 def test_verify_reads_the_component_outputs_the_dev_synth_writes(platform_synth):
     cfg, assembly = platform_synth("dev")
     stack_name = cfg.endpoint_stacks()["stable_diffusion"]
@@ -327,8 +337,9 @@ def test_verify_reads_the_component_outputs_the_dev_synth_writes(platform_synth)
     (component_id,) = resources_of_type(template, "AWS::SageMaker::InferenceComponent")
     (config_id,) = resources_of_type(template, "AWS::SageMaker::EndpointConfig")
     assert record.endpoint_config_name == f"EndpointConfig-{config_id}"
-    # the component's name: the last part of its ARN, as the stack output renders it
-    assert record.components == (f"InferenceComponent-{component_id}",)
+    # the component's name: the last part of its ARN, as the stack output renders it; its model's name
+    model_id = template["Resources"][component_id]["Properties"]["Specification"]["ModelName"]["Fn::GetAtt"][0]
+    assert record.components == (DeployedComponent(f"InferenceComponent-{component_id}", f"Model-{model_id}"),)
 
 
 def test_the_tools_find_the_endpoint_name_not_its_config_name_in_the_dev_outputs(platform_synth):

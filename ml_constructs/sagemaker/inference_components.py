@@ -67,6 +67,8 @@ COPY_DIMENSION = "sagemaker:inference-component:DesiredCopyCount"
 # "<this> <endpoint path>/<component> (<hint>)": the component name output, read by ml_tools.verify.
 COMPONENT_OUTPUT_DESCRIPTION = "SageMaker inference component"
 COMPONENT_OUTPUT_HINT = "pass as --inference-component to the invoke tools"
+# "<this> <endpoint path>/<component>": the model the deploy gave the component (a rolled-back update keeps the old).
+COMPONENT_MODEL_OUTPUT_DESCRIPTION = "SageMaker model deployed to inference component"
 NO_CAPACITY_METRIC = "NoCapacityInvocationFailures"
 CopyMetric = Literal["invocations-per-copy", "concurrent-requests-per-copy"]
 _PREDEFINED = {
@@ -294,6 +296,8 @@ class InferenceComponentEndpoint(Construct):
         self.component_names[spec.name] = name
         cdk.CfnOutput(scope, "InferenceComponentName", value=name,
                       description=f"{COMPONENT_OUTPUT_DESCRIPTION} {self.node.path}/{spec.name} ({COMPONENT_OUTPUT_HINT})")
+        cdk.CfnOutput(scope, "ModelName", value=model.attr_model_name,
+                      description=f"{COMPONENT_MODEL_OUTPUT_DESCRIPTION} {self.node.path}/{spec.name}")
         alarms = _component_alarms(scope, name, latency_ms)
         self.alarms.update({f"{spec.name}{k}": v for k, v in alarms.items()})
         # Literal names, not the alarms' Refs: the alarms' dimension is the component's name.
