@@ -144,18 +144,40 @@ class PlatformConfig:
 
 
 def endpoint_shapes(cfg: "PlatformConfig") -> dict[str, tuple[int, int, bool]]:
-    """(min count, max count, autoscaled) of each enabled endpoint, by workload (and model)."""
+    """(min count, max count, autoscaled) of each enabled instance-hosted endpoint, by workload (and model)."""
     shapes: dict[str, tuple[int, int, bool]] = {}
     for name in ("stable_diffusion", "multi_model"):
         section = getattr(cfg, name)
-        if section.enabled:
+        if section.enabled and not _uses_components(getattr(section, "hosting", None)):
             scaling = section.autoscaling
             shapes[name] = ((scaling.min_capacity, scaling.max_capacity, True) if scaling.enabled
                             else (section.instance_count, section.instance_count, False))
     if cfg.llm.enabled:
         for model in cfg.llm.resolved_models():
-            shapes[f"llm.models.{model.name}"] = (model.instance_count, model.instance_count, False)
+            if not _uses_components(model.hosting):
+                shapes[f"llm.models.{model.name}"] = (model.instance_count, model.instance_count, False)
     return shapes
+
+
+def component_copy_ranges(cfg: "PlatformConfig") -> dict[str, tuple[int, int]]:
+    """(min copies, max copies) of each enabled endpoint hosted as an inference component."""
+    from config.hosting import resolve_component
+
+    hosted = []
+    if cfg.stable_diffusion.enabled:
+        hosted.append(("stable_diffusion", cfg.stable_diffusion.hosting, cfg.stable_diffusion.instance_type))
+    if cfg.llm.enabled:
+        hosted += [(f"llm.models.{m.name}", m.hosting, m.instance_type) for m in cfg.llm.resolved_models()]
+    ranges = {}
+    for endpoint, hosting, instance_type in hosted:
+        resolved = resolve_component(hosting, instance_type) if _uses_components(hosting) else None
+        if resolved is not None:
+            ranges[endpoint] = (resolved.min_copies, resolved.max_copies)
+    return ranges
+
+
+def _uses_components(hosting: object) -> bool:
+    return bool(getattr(hosting, "uses_components", False))
 
 
 def isolation_problems(cfg: "PlatformConfig") -> list[tuple[str, str]]:
@@ -187,6 +209,14 @@ def image_region_problems(cfg: "PlatformConfig") -> list[tuple[str, str]]:
         repository, tag = deep_learning_container_of(section)
         if section.enabled and repository and tag and (problem := tag_problem(repository, tag, cfg.region)):
             found.append((f"{workload}.image_tag", f"got {tag!r} with region {cfg.region!r}: {problem}"))
+    # The Neuron compile job pulls its own image when one is given (a full URI is the user's registry).
+    compile_image = cfg.stable_diffusion.compile.image
+    if cfg.stable_diffusion.enabled and compile_image:
+        repository, _, tag = compile_image.rpartition(":")
+        registry_host = "." in repository.split("/")[0]
+        if not registry_host and (problem := tag_problem(repository, tag, cfg.region)):
+            found.append(("stable_diffusion.compile.image",
+                          f"got {compile_image!r} with region {cfg.region!r}: {problem}"))
     return found
 
 
@@ -209,6 +239,7 @@ def deployment_problems(cfg: "PlatformConfig") -> list[tuple[str, str]]:
         DEFAULT_ALARM_WINDOW_SECONDS,
         DeploymentPolicy,
         VariantShape,
+        check_component_policy,
         check_policy,
     )
 
@@ -216,5 +247,10 @@ def deployment_problems(cfg: "PlatformConfig") -> list[tuple[str, str]]:
     found = []
     for endpoint, (low, high, autoscaled) in endpoint_shapes(cfg).items():
         for key, value, allowed in check_policy(policy, VariantShape(low, high, autoscaled, DEFAULT_ALARM_WINDOW_SECONDS)):
+            found.append((key, f"got {value!r}, allowed for the {endpoint} endpoint: {allowed}"))
+    # Inference components roll their copies (ml_constructs/sagemaker/inference_components.py).
+    for endpoint, (low, high) in component_copy_ranges(cfg).items():
+        shape = VariantShape(low, high, True, DEFAULT_ALARM_WINDOW_SECONDS, units="copies", holder="inference component")
+        for key, value, allowed in check_component_policy(policy, shape):
             found.append((key, f"got {value!r}, allowed for the {endpoint} endpoint: {allowed}"))
     return found

@@ -135,6 +135,7 @@ def stack_outputs(stack: str, region: str | None, client: Any = None) -> list[di
 
 
 _ENDPOINT_OUTPUT = "SageMaker endpoint "  # the description every endpoint construct gives its EndpointName output
+_CONFIG_OUTPUT = "SageMaker endpoint config deployed to "  # its endpoint config output (ml_tools.verify reads it)
 
 
 def endpoint_names(stack: str, region: str | None, client: Any = None) -> dict[str, str]:
@@ -144,6 +145,7 @@ def endpoint_names(stack: str, region: str | None, client: Any = None) -> dict[s
         output["Description"][len(_ENDPOINT_OUTPUT):]: output["OutputValue"]
         for output in stack_outputs(stack, region, client)
         if output.get("Description", "").startswith(_ENDPOINT_OUTPUT)
+        and not output.get("Description", "").startswith(_CONFIG_OUTPUT)
     }
 
 

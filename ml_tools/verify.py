@@ -1,6 +1,6 @@
 """Check an environment after a deploy: each endpoint runs the config the stacks deployed and answers.
 
-    python -m ml_tools verify --env prod [--region us-east-1] [--no-invoke]
+    python -m ml_tools verify --env prod [--region us-east-1] [--no-invoke] [--wake]
 
 For each enabled workload that serves endpoints, the stack's outputs name
 each endpoint and the endpoint config that deploy created (no
@@ -10,6 +10,14 @@ so a different active config
 means the new one never took traffic. Then one small request per endpoint
 must be answered (skip with ``--no-invoke``). Exit 0 when all pass; 1 with one
 line per failure otherwise; 2 for a configuration error.
+
+An endpoint that hosts inference components also has, per component, a name output:
+each component must be ``InService`` on that endpoint with the model the deploy gave it
+(otherwise its update was rolled back), and the request names it
+(``InferenceComponentName``). A component scaled to zero (no copy) passes and is
+reported as such, not invoked: a request would start a copy and wait minutes for an
+instance. ``--wake`` invokes it anyway and waits through the cold start (up to
+``--cold-start-wait`` seconds).
 """
 from __future__ import annotations
 
@@ -25,8 +33,17 @@ from typing import Any, Callable
 # (ml_constructs.sagemaker.endpoint_base; repeated here so this tool never imports aws-cdk-lib).
 ENDPOINT_NAME_OUTPUT = re.compile(r"SageMaker endpoint (?P<path>\S+)")
 ENDPOINT_CONFIG_OUTPUT = re.compile(r"SageMaker endpoint config deployed to (?P<path>\S+)")
+# ml_constructs.sagemaker.inference_components: "<description> <endpoint path>/<component> (<hint>)".
+COMPONENT_OUTPUT = re.compile(r"SageMaker inference component (?P<path>\S+)/(?P<component>[^/\s]+) \(.*\)")
+COMPONENT_MODEL_OUTPUT = re.compile(r"SageMaker model deployed to inference component (?P<path>\S+)/(?P<component>[^/\s]+)")
 # Stack states that mean the last deploy did not complete (or is still running).
 UNSETTLED_STACK_STATES = ("ROLLBACK", "IN_PROGRESS", "FAILED")
+
+
+@dataclass(frozen=True)
+class DeployedComponent:
+    name: str
+    model_name: str | None  # the model the deploy gave it (None: a stack deployed before that output existed)
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,32 @@ class DeployedEndpoint:
     path: str
     endpoint_name: str
     endpoint_config_name: str
+    components: tuple[DeployedComponent, ...] = ()  # inference components; none for instance-hosted endpoints
+
+
+@dataclass(frozen=True)
+class ComponentState:
+    """An inference component as SageMaker describes it."""
+
+    name: str
+    desired_copies: int
+    current_copies: int
+
+    @property
+    def scaled_to_zero(self) -> bool:
+        return self.current_copies == 0
+
+    def describe(self) -> str:
+        if self.desired_copies == 0 and self.current_copies == 0:
+            return "scaled to zero (0 copies)"
+        return f"{self.current_copies} of {self.desired_copies} copies running"
+
+
+@dataclass
+class Report:
+    passed: list[str]
+    failed: list[str]
+    idle: list[str]  # components scaled to zero (passed, not invoked)
 
 
 @dataclass
@@ -56,6 +99,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="a `-c set:KEY=VALUE` given to `cdk deploy` (repeatable)")
     parser.add_argument("--region", help="AWS region (default: the environment's region, else boto3's)")
     parser.add_argument("--no-invoke", action="store_true", help="skip the smoke invocations")
+    parser.add_argument("--wake", action="store_true",
+                        help="invoke inference components scaled to zero too, waiting through the cold start")
+    parser.add_argument("--cold-start-wait", type=float, default=None, metavar="SECONDS",
+                        help="with --wake: how long to wait for a component scaled to zero (default 900)")
 
 
 def deployed_endpoints(cloudformation: Any, workload: str, stack_name: str) -> list[DeployedEndpoint]:
@@ -72,13 +119,21 @@ def deployed_endpoints(cloudformation: Any, workload: str, stack_name: str) -> l
         raise VerifyError(f"{stack_name}: stack status {status}; the last deploy did not complete")
     names: dict[str, str] = {}
     configs: dict[str, str] = {}
+    components: dict[tuple[str, str], str] = {}
+    models: dict[tuple[str, str], str] = {}
     for output in stack.get("Outputs", []):
         description, value = output.get("Description", ""), output.get("OutputValue", "")
         if match := ENDPOINT_CONFIG_OUTPUT.fullmatch(description):
             configs[match["path"]] = value
+        elif match := COMPONENT_OUTPUT.fullmatch(description):
+            components[match["path"], match["component"]] = value
+        elif match := COMPONENT_MODEL_OUTPUT.fullmatch(description):
+            models[match["path"], match["component"]] = value
         elif match := ENDPOINT_NAME_OUTPUT.fullmatch(description):
             names[match["path"]] = value
-    found = [DeployedEndpoint(workload, stack_name, path, names[path], configs[path]) for path in names if path in configs]
+    found = [DeployedEndpoint(workload, stack_name, path, names[path], configs[path], tuple(
+                 DeployedComponent(name, models.get(key)) for key, name in sorted(components.items()) if key[0] == path))
+             for path in names if path in configs]
     if not found:
         raise VerifyError(f"{stack_name}: no endpoint config outputs (a stack deployed by an older version: "
                           "deploy it again)")
@@ -100,6 +155,28 @@ def check_active_config(sagemaker: Any, endpoint: DeployedEndpoint) -> None:
             f"{endpoint.endpoint_config_name}: the update was rolled back (an alarm fired or the new fleet failed; "
             "see the endpoint's events and its alarms)"
         )
+
+
+def check_component(sagemaker: Any, endpoint: DeployedEndpoint, deployed: DeployedComponent) -> ComponentState:
+    """InService, on this endpoint, with the deployed model; its copy counts (0: scaled to zero, not a failure)."""
+    component = deployed.name
+    described = sagemaker.describe_inference_component(InferenceComponentName=component)
+    status = described["InferenceComponentStatus"]
+    where = f"{endpoint.endpoint_name} / {component}"
+    if status != "InService":
+        reason = described.get("FailureReason")
+        raise VerifyError(f"{where}: inference component status {status}, expected InService"
+                          + (f" ({reason})" if reason else ""))
+    if described.get("EndpointName") != endpoint.endpoint_name:
+        raise VerifyError(f"{where}: the component is on endpoint {described.get('EndpointName')}, "
+                          f"not on {endpoint.endpoint_name}")
+    running = described.get("Specification", {}).get("ModelName")
+    if deployed.model_name is not None and running != deployed.model_name:
+        raise VerifyError(f"{where}: the component runs model {running}, but the stack deployed {deployed.model_name}: "
+                          "the update was rolled back (an alarm fired or the new copies failed; see the component's "
+                          "alarms)")
+    runtime = described.get("RuntimeConfig", {})
+    return ComponentState(component, int(runtime.get("DesiredCopyCount", 0)), int(runtime.get("CurrentCopyCount", 0)))
 
 
 def _smoke_stable_diffusion(runtime: Any, endpoint: DeployedEndpoint) -> str:
@@ -147,34 +224,83 @@ SMOKE: dict[str, Callable[[Any, DeployedEndpoint], str]] = {
 }
 
 
-def verify(stacks: dict[str, str], clients: Clients, *, invoke: bool = True) -> tuple[list[str], list[str]]:
-    """(passed, failed) lines for every endpoint of ``stacks`` (workload -> stack name)."""
+def verify(stacks: dict[str, str], clients: Clients, *, invoke: bool = True, wake: bool = False,
+           cold_start_wait_s: float | None = None, cold_start_retry: dict[str, Any] | None = None) -> Report:
+    """Passed, failed and scaled-to-zero lines for every endpoint (and component) of ``stacks``
+    (workload -> stack name). ``cold_start_retry``: extra arguments of
+    :func:`ml_tools.cold_start.call_through_cold_start` (its ``sleep``, back-off)."""
     from botocore.exceptions import ClientError
 
     from ml_tools.runtime import EndpointError
 
-    passed, failed = [], []
+    report = Report([], [], [])
     for workload, stack_name in stacks.items():
         try:
             endpoints = deployed_endpoints(clients.cloudformation, workload, stack_name)
         except VerifyError as err:
-            failed.append(str(err))
+            report.failed.append(str(err))
             continue
         for endpoint in endpoints:
             try:
                 check_active_config(clients.sagemaker, endpoint)
                 line = f"{endpoint.endpoint_name}: InService on {endpoint.endpoint_config_name}"
+                if endpoint.components:
+                    report.passed.append(line)
+                    for component in endpoint.components:
+                        _verify_component(report, workload, endpoint, component, clients, invoke=invoke, wake=wake,
+                                          cold_start_wait_s=cold_start_wait_s, retry=cold_start_retry or {})
+                    continue
                 if invoke:
                     started = time.monotonic()
                     answer = SMOKE[workload](clients.runtime, endpoint)
                     line += f"; answered {answer} in {time.monotonic() - started:.1f} s"
-                passed.append(line)
+                report.passed.append(line)
             except (VerifyError, EndpointError) as err:
-                failed.append(str(err))
+                report.failed.append(str(err))
             except ClientError as err:
-                error = err.response.get("Error", {})
-                failed.append(f"{endpoint.endpoint_name}: {error.get('Code', 'error')}: {error.get('Message', err)}")
-    return passed, failed
+                report.failed.append(f"{endpoint.endpoint_name}: {_client_error(err)}")
+    return report
+
+
+def _verify_component(report: Report, workload: str, endpoint: DeployedEndpoint, deployed: DeployedComponent,
+                      clients: Clients, *,
+                      invoke: bool, wake: bool, cold_start_wait_s: float | None, retry: dict[str, Any]) -> None:
+    from botocore.exceptions import ClientError
+
+    from ml_tools.cold_start import DEFAULT_MAX_WAIT_S, ColdStartClient
+    from ml_tools.runtime import EndpointError
+
+    component = deployed.name
+    where = f"{endpoint.endpoint_name} / {component}"
+    try:
+        state = check_component(clients.sagemaker, endpoint, deployed)
+        line = f"{where}: InService, {state.describe()}"
+        if state.scaled_to_zero and not (invoke and wake):
+            report.idle.append(f"{line}; not invoked: a request starts a copy and waits minutes for an instance "
+                               "(--wake to invoke it through the cold start)")
+            return
+        if invoke:
+            # No capacity answered at once unless --wake: only a copy that is running is smoke-tested.
+            wait = (cold_start_wait_s if cold_start_wait_s is not None else DEFAULT_MAX_WAIT_S) if wake else 0.0
+            runtime = ColdStartClient(clients.runtime, inference_component=component, max_wait_s=wait, **retry)
+            started = time.monotonic()
+            answer = SMOKE[workload](runtime, endpoint)
+            line += f"; answered {answer} in {time.monotonic() - started:.1f} s"
+            if runtime.last_cold_start is not None:
+                line += f" ({runtime.last_cold_start.describe()})"
+        report.passed.append(line)
+    except (VerifyError, EndpointError) as err:
+        message = str(err)
+        if not message.startswith(where):  # the runtime's errors name the endpoint only
+            message = f"{where}: {message.removeprefix(endpoint.endpoint_name + ': ')}"
+        report.failed.append(message)
+    except ClientError as err:
+        report.failed.append(f"{where}: {_client_error(err)}")
+
+
+def _client_error(err: Any) -> str:
+    error = err.response.get("Error", {})
+    return f"{error.get('Code', 'error')}: {error.get('Message', err)}"
 
 
 def run(args: argparse.Namespace, *, clients: Clients | None = None) -> int:
@@ -199,10 +325,15 @@ def run(args: argparse.Namespace, *, clients: Clients | None = None) -> int:
             boto3.client("sagemaker", region_name=region),
             boto3.client("sagemaker-runtime", region_name=region),
         )
-    passed, failed = verify(stacks, clients, invoke=not args.no_invoke)
-    for line in passed:
+    report = verify(stacks, clients, invoke=not args.no_invoke, wake=getattr(args, "wake", False),
+                    cold_start_wait_s=getattr(args, "cold_start_wait", None))
+    for line in report.passed:
         print(f"ok    {line}")
-    for line in failed:
+    for line in report.idle:
+        print(f"idle  {line}")
+    for line in report.failed:
         print(f"FAIL  {line}", file=sys.stderr)
-    print(f"verify: {len(passed)} endpoint(s) ok, {len(failed)} failure(s)", file=sys.stderr if failed else sys.stdout)
-    return 1 if failed else 0
+    idle = f", {len(report.idle)} scaled to zero (not invoked)" if report.idle else ""
+    print(f"verify: {len(report.passed)} ok{idle}, {len(report.failed)} failure(s)",
+          file=sys.stderr if report.failed else sys.stdout)
+    return 1 if report.failed else 0

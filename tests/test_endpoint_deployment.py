@@ -1,6 +1,8 @@
 """Guarded endpoint updates: the DeploymentConfig each endpoint shape gets, and the settings it cannot hold."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from aws_cdk.assertions import Template
 
@@ -193,6 +195,36 @@ def test_a_pinned_region_without_a_workloads_image_tag_is_a_configuration_error(
     load_config("prod", overrides={"account": "123456789012", "region": "us-east-1"})  # published there
 
 
+def test_a_pinned_region_without_the_current_stable_diffusion_image_is_a_configuration_error():
+    # huggingface-neuronx.json (sagemaker-python-sdk v3.20.0) publishes the SDK 2.26.0 image in 24 regions,
+    # not af-south-1 nor us-west-1; djl-lmi.json 0.36.0 has af-south-1 and us-west-1.
+    for region in ("af-south-1", "us-west-1"):
+        with pytest.raises(ConfigError) as err:
+            load_config("prod", overrides={"account": "123456789012", "region": region})
+        message = str(err.value)
+        tag = "2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04"
+        assert (f"stable_diffusion.image_tag: got '{tag}' with region '{region}': "
+                f"huggingface-pytorch-inference-neuronx:{tag} is not published in {region}; regions that have it: "
+                "ap-northeast-1, ap-south-1, ap-south-2,") in message
+        assert "us-east-1, us-east-2, us-gov-east-1, us-gov-west-1, us-west-2 (copy the image" in message
+        assert message.rstrip().endswith("(from defaults)")
+        assert "llm.image_tag" not in message
+    for region in ("eu-central-2", "ap-southeast-5", "mx-central-1"):  # published there, registry known
+        load_config("prod", overrides={"account": "123456789012", "region": region})
+
+
+def test_the_current_llm_image_has_the_regions_of_its_djl_release():
+    from ml_constructs.sagemaker.dlc_regions import tag_problem
+
+    tag = "0.36.0-lmi20.0.0-cu128"
+    for region in ("af-south-1", "eu-south-2", "ap-east-2", "mx-central-1", "us-gov-west-1"):  # djl-lmi.json 0.36.0
+        assert tag_problem("djl-inference", tag, region) is None
+    problem = tag_problem("djl-inference", tag, "xx-nowhere-1")
+    assert problem is not None and f"djl-inference:{tag} is not published in xx-nowhere-1" in problem
+    # an earlier release's tag is not taken for 0.36.0's
+    assert "not published in ap-east-2" in tag_problem("djl-inference", "0.30.0-lmi12.0.0-cu124", "ap-east-2")
+
+
 def test_an_execution_timeout_shorter_than_the_bakes_is_rejected():
     stack = bare_stack()
     with pytest.raises(EndpointValidationError, match=r"deployment.maximum_execution_timeout_seconds: got 1800, "
@@ -225,3 +257,54 @@ def test_configuration_rejects_an_execution_timeout_within_the_default_bake():
         load_config("prod", overrides={"deployment.maximum_execution_timeout_seconds": "1200"})
     # The rolling multi-model endpoint bakes one batch at a time: 1200 s holds its 900 s bake.
     assert "multi_model endpoint" not in str(err.value)
+
+
+def test_dev_stable_diffusion_components_scale_to_zero_and_have_no_guarded_update(platform_synth):
+    _, assembly = platform_synth("dev")
+    components = [c for stack in assembly.stacks
+                  for c in resources_of_type(stack.template, "AWS::SageMaker::InferenceComponent").values()]
+    assert components, "dev hosts Stable Diffusion as an inference component"
+    for component in components:  # a copy floor of 0 cannot roll: SageMaker's own update (docs/operations.md)
+        assert "DeploymentConfig" not in component["Properties"]
+
+
+def test_a_component_with_a_copy_floor_of_two_rolls_with_the_environment_policy(platform_synth):
+    _, assembly = platform_synth(
+        "dev", stable_diffusion__hosting__min_instances="2", stable_diffusion__hosting__max_instances="2",
+        stable_diffusion__hosting__min_copies="2", stable_diffusion__hosting__copies="2",
+        deployment__wait_interval_seconds="300", deployment__batch_unit="instances", deployment__batch_size="1")
+    (component,) = [c for stack in assembly.stacks
+                    for c in resources_of_type(stack.template, "AWS::SageMaker::InferenceComponent").values()]
+    config = component["Properties"]["DeploymentConfig"]
+    assert config["RollingUpdatePolicy"]["MaximumBatchSize"] == {"Type": "COPY_COUNT", "Value": 1}
+    assert config["RollingUpdatePolicy"]["WaitIntervalInSeconds"] == 300
+    assert len(config["AutoRollbackConfiguration"]["Alarms"]) == 2
+    # CloudFormation's resource schema accepts it (cfn-lint checks the InferenceComponent properties)
+    from cfnlint.api import ManualArgs, lint_file
+
+    from tests.cfn_lint_policy import IGNORED_RULES, LINT_REGIONS
+
+    (stack,) = [s for s in assembly.stacks if resources_of_type(s.template, "AWS::SageMaker::InferenceComponent")]
+    findings = lint_file(Path(assembly.directory) / stack.template_file,
+                         config=ManualArgs(regions=LINT_REGIONS, ignore_checks=sorted(IGNORED_RULES)))
+    assert [str(f) for f in findings] == []
+
+
+def test_rolling_a_component_that_can_reach_zero_copies_is_a_configuration_error():
+    with pytest.raises(ConfigError) as err:
+        load_config("dev", overrides={"deployment.strategy": "rolling"})
+    assert ("deployment.strategy: got 'rolling', allowed for the stable_diffusion endpoint: 'auto' or 'blue_green' "
+            "(the inference component can have 0 copies; a rolling batch is 5-50 % of the copies, so rolling needs 2 "
+            "or more at all times) (from -c set:deployment.strategy)") in str(err.value)
+
+
+def test_a_compile_image_missing_from_the_pinned_region_is_a_configuration_error():
+    with pytest.raises(ConfigError) as err:
+        load_config("prod", overrides={"account": "123456789012", "region": "af-south-1",
+                                       "stable_diffusion.runtime": "seed",
+                                       "stable_diffusion.compile.image": "djl-inference:0.24.0-neuronx-sdk2.14.1"})
+    assert ("stable_diffusion.compile.image: got 'djl-inference:0.24.0-neuronx-sdk2.14.1' with region 'af-south-1': "
+            "djl-inference:0.24.0-neuronx-sdk2.14.1 is not published in af-south-1; regions that have it: "
+            "ap-northeast-1,") in str(err.value)
+    load_config("prod", overrides={"account": "123456789012", "region": "eu-west-3", "stable_diffusion.runtime": "seed",
+                                   "stable_diffusion.compile.image": "djl-inference:0.24.0-neuronx-sdk2.14.1"})

@@ -154,3 +154,115 @@ def test_the_role_may_write_the_component_log_groups(built):
     (statement,) = [s for s in policy_statements(template) if "logs:PutLogEvents" in s["Action"]]
     tails = sorted(r["Fn::Join"][1][-1] for r in statement["Resource"])
     assert tails == [":log-group:/aws/sagemaker/Endpoints/*:*", ":log-group:/aws/sagemaker/InferenceComponents/*:*"]
+
+
+# --- guarded updates: the deployment policy as the component's own DeploymentConfig -------------------------
+
+def _props(stack: cdk.Stack, endpoint: InferenceComponentEndpoint, name: str = "Opt") -> dict:
+    template = Template.from_stack(stack).to_json()["Resources"]
+    return template[stack.get_logical_id(endpoint.components[name])]["Properties"]
+
+
+def test_a_component_that_always_has_two_copies_rolls_and_rolls_back_on_its_alarms():
+    from ml_constructs.sagemaker.deployment import DeploymentPolicy
+
+    stack = bare_stack()
+    endpoint = InferenceComponentEndpoint(
+        stack, "Endpoint", instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=4),
+        components=[_spec(stack, accelerators_per_copy=1, memory_per_copy_mb=16384, copies=2,
+                          scaling=CopyScaling(min_copies=2, max_copies=8))],
+        deployment=DeploymentPolicy(rollback_batch_size=50, maximum_execution_timeout_seconds=3600),
+    )
+    config = _props(stack, endpoint)["DeploymentConfig"]
+    assert config["RollingUpdatePolicy"] == {
+        "MaximumBatchSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+        "RollbackMaximumBatchSize": {"Type": "CAPACITY_PERCENT", "Value": 50},
+        "WaitIntervalInSeconds": 900,  # the component alarms' window: 3 x 5 min
+        "MaximumExecutionTimeoutInSeconds": 3600,
+    }
+    names = [a["AlarmName"] for a in config["AutoRollbackConfiguration"]["Alarms"]]
+    resources = Template.from_stack(stack).to_json()["Resources"]
+    alarm_names = {r["Properties"]["AlarmName"]: r["Properties"]["MetricName"]
+                   for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    # the rollback names the alarms that exist, by literal name (their dimension is the component's name)
+    assert [alarm_names[n] for n in names] == ["Invocation5XXErrors", "ModelLatency"]
+    assert endpoint.update_strategies["Opt"].startswith("rolling, 25 % per batch, rolled back")
+    (describe,) = [s for s in policy_statements(Template.from_stack(stack).to_json())
+                   if s["Action"] == "cloudwatch:DescribeAlarms"]
+    resources_text = str(describe["Resource"])  # the two rollback alarms, no wildcard
+    assert all(n in resources_text for n in names) and "*" not in resources_text
+
+
+def test_a_scale_to_zero_component_gets_no_deployment_config_and_says_so(built):
+    endpoint, template = built
+    (component,) = resources_of_type(template, "AWS::SageMaker::InferenceComponent").values()
+    assert "DeploymentConfig" not in component["Properties"]
+    assert "copy floor is 0; rolling needs 2 or more copies" in endpoint.update_strategies["Opt"]
+
+
+def test_copy_counts_and_the_blue_green_strategy():
+    from ml_constructs.sagemaker.deployment import DeploymentPolicy
+
+    def four_copies(policy: DeploymentPolicy) -> InferenceComponentEndpoint:
+        return InferenceComponentEndpoint(
+            stack, f"Endpoint{policy.strategy}", components=[
+                _spec(stack, f"Opt{policy.strategy}", accelerators_per_copy=1, memory_per_copy_mb=16384, copies=4,
+                      scaling=None)],
+            instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=1), deployment=policy)
+
+    stack = bare_stack()
+    rolling = four_copies(DeploymentPolicy(batch_unit="instances", batch_size=2, rollback_batch_size=1,
+                                           auto_rollback=False))
+    blue_green = four_copies(DeploymentPolicy(strategy="blue_green", traffic="canary"))
+    config = _props(stack, rolling, "Optauto")["DeploymentConfig"]
+    assert config["RollingUpdatePolicy"]["MaximumBatchSize"] == {"Type": "COPY_COUNT", "Value": 2}
+    assert config["RollingUpdatePolicy"]["RollbackMaximumBatchSize"] == {"Type": "COPY_COUNT", "Value": 1}
+    assert "AutoRollbackConfiguration" not in config
+    assert rolling.update_strategies["Optauto"] == "rolling, 2 copies per batch, no rollback alarms"
+    assert "DeploymentConfig" not in _props(stack, blue_green, "Optblue_green")
+    assert "no blue/green policy" in blue_green.update_strategies["Optblue_green"]
+
+
+@pytest.mark.parametrize("policy, copies, scaling, expected", [
+    ({"strategy": "rolling"}, 1, CopyScaling(max_copies=2),
+     "deployment.strategy: got 'rolling', allowed: 'auto' or 'blue_green' (the inference component Opt can have 0 "
+     "copies; a rolling batch is 5-50 % of the copies"),
+    ({"batch_unit": "instances", "batch_size": 3}, 4, None,
+     "deployment.batch_size: got 3, allowed: 1 to 2: 5-50 % of the inference component Opt's 4 copies"),
+    ({"batch_unit": "instances", "batch_size": 1}, 2, CopyScaling(min_copies=2, max_copies=40),
+     "deployment.batch_size: got 1, allowed: none (use batch_unit = 'percent'): 5-50 % of the inference component "
+     "Opt's 2 to 40 copies (autoscaling)"),
+    ({"maximum_execution_timeout_seconds": 900}, 2, None,
+     "deployment.maximum_execution_timeout_seconds: got 900, allowed: more than the bakes it must contain (900 s)"),
+])
+def test_a_policy_a_component_cannot_hold_fails_at_synth(policy, copies, scaling, expected):
+    from ml_constructs.sagemaker.deployment import DeploymentPolicy
+
+    stack = bare_stack()
+    with pytest.raises(EndpointValidationError) as err:
+        InferenceComponentEndpoint(
+            stack, "Endpoint", instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=10),
+            components=[_spec(stack, accelerators_per_copy=1, memory_per_copy_mb=16384, copies=copies,
+                              scaling=scaling)],
+            deployment=DeploymentPolicy(**policy),
+        )
+    assert expected in str(err.value)
+
+
+def test_the_environment_policy_reaches_a_component_endpoint():
+    from ml_constructs.sagemaker.deployment import DeploymentPolicy
+    from ml_constructs.sagemaker.deployment_defaults import DeploymentDefaults
+
+    app = new_checked_app()
+    stack = bare_stack(app)
+    endpoint = InferenceComponentEndpoint(
+        stack, "Endpoint", instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=1),
+        components=[_spec(stack, accelerators_per_copy=1, memory_per_copy_mb=16384, copies=4, scaling=None)],
+    )
+    cdk.Aspects.of(app).add(DeploymentDefaults(DeploymentPolicy(batch_size=50, wait_interval_seconds=120)))
+    template = app.synth().get_stack_by_name(stack.stack_name).template
+    (component,) = resources_of_type(template, "AWS::SageMaker::InferenceComponent").values()
+    rolling = component["Properties"]["DeploymentConfig"]["RollingUpdatePolicy"]
+    assert rolling["MaximumBatchSize"] == {"Type": "CAPACITY_PERCENT", "Value": 50}
+    assert rolling["WaitIntervalInSeconds"] == 120
+    assert endpoint.deployment_is_default

@@ -106,7 +106,9 @@ def test_job_definition_runs_the_compile_package_on_the_neuron_device(default):
     # djl-inference's entrypoint runs `eval "$@"`: the script travels as one shell-quoted word.
     assert container["Command"][2].startswith("'# Runs inside the Neuron")
     image = json.dumps(container["Image"])
-    assert "DlcRepositoryAccountMap" in image and "/djl-inference:0.30.0-neuronx-sdk2.20.1" in image
+    # the serving images' registry map: it has the regions aws-cdk-lib's region facts lack
+    assert "DlcRegistryAccountMap" in image and "/djl-inference:0.30.0-neuronx-sdk2.20.1" in image
+    assert template["Mappings"]["DlcRegistryAccountMap"]["mx-central-1"] == {"account": "637423239942"}
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
     assert env["SCRIPT_KEY"] == cdk.Stack.of(compilation).resolve(compilation.script.object_key)
     assert job["Timeout"] == {"AttemptDurationSeconds": 10800}
@@ -383,3 +385,33 @@ def test_staged_weights_are_read_by_the_job_and_named_in_the_hash(script_dir):
     with pytest.raises(ValueError, match="revision: got 'main' with weights"):
         NeuronCompilation(storage, "Both", artifacts=locations.neuron_artifacts, serving_image=SERVING_IMAGE,
                           script_dir=script_dir, revision="main", weights=locations.model_weights.child("x/"))
+
+
+CURRENT_SD_IMAGE = "huggingface-pytorch-inference-neuronx:2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04"
+
+
+def pinned_compile(script_dir: Path, region: str) -> dict:
+    app = new_app()
+    env = cdk.Environment(account="123456789012", region=region)
+    storage = ArtifactStorageStack(app, "Storage", storage=StorageConfig(), retain_data=False, env=env)
+    consumer = cdk.Stack(app, "Compile", env=env)
+    NeuronCompilation(consumer, "Compile", artifacts=storage.locations_for(consumer).neuron_artifacts,
+                      serving_image=CURRENT_SD_IMAGE, script_dir=script_dir)
+    return cdk.assertions.Template.from_stack(consumer).to_json()
+
+
+@pytest.mark.parametrize("region, account", [("mx-central-1", "637423239942"), ("ap-southeast-5", "550225433462"),
+                                             ("us-east-1", "763104351884")])
+def test_a_pinned_region_pulls_the_compile_image_from_its_registry_account(script_dir, region, account):
+    # mx-central-1 and ap-southeast-5 are not in aws-cdk-lib's DLC region facts: the compile job must
+    # resolve them as the endpoint does, not end up with an empty account.
+    template = pinned_compile(script_dir, region)
+    container = only(template, "AWS::Batch::JobDefinition")["ContainerProperties"]
+    assert container["Image"]["Fn::Join"][1][0] == f"{account}.dkr.ecr.{region}."
+    assert f"arn:aws:ecr:{region}:{account}:repository/huggingface-pytorch-inference-neuronx" in json.dumps(template)
+
+
+def test_a_pinned_region_without_the_compile_image_fails_naming_the_image(script_dir):
+    with pytest.raises(ValueError, match=r"image_tag: huggingface-pytorch-inference-neuronx:2\.8\.0-\S+ is not "
+                       r"published in af-south-1; regions that have it: ap-northeast-1"):
+        pinned_compile(script_dir, "af-south-1")

@@ -16,7 +16,7 @@ from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
 from ml_tools.__main__ import main
-from ml_tools.verify import Clients, deployed_endpoints, run
+from ml_tools.verify import Clients, DeployedComponent, deployed_endpoints, run
 from tests.helpers import resources_of_type
 
 REGION = "us-east-1"
@@ -103,7 +103,7 @@ def test_a_rolled_back_update_fails_naming_both_configs(aws, capsys):
     err = capsys.readouterr().err
     assert ("FAIL  sd-endpoint: active endpoint config sd-config-1, but the stack deployed sd-config-2: "
             "the update was rolled back") in err
-    assert "1 endpoint(s) ok, 1 failure(s)" in err
+    assert "verify: 1 ok, 1 failure(s)" in err
 
 
 def test_a_missing_endpoint_or_stack_fails_with_the_reason(aws, capsys):
@@ -162,8 +162,13 @@ def render(value, resources: dict) -> str:
         return separator.join(render(p, resources) for p in parts)
     if "Ref" in value:
         return value["Ref"]
+    if "Fn::Select" in value:
+        index, (listed,) = value["Fn::Select"][0], value["Fn::Select"][1].values()
+        separator, text = listed
+        return render(text, resources).split(separator)[index]
     logical_id, attribute = value["Fn::GetAtt"]
-    return f"{resources[logical_id]['Type'].rsplit('::', 1)[1]}-{logical_id}"
+    name = f"{resources[logical_id]['Type'].rsplit('::', 1)[1]}-{logical_id}"
+    return f"arn:aws:sagemaker:{REGION}:123456789012:resource/{name}" if attribute.endswith("Arn") else name
 
 
 def test_verify_reads_the_outputs_the_prod_synth_writes(platform_synth):
@@ -187,3 +192,169 @@ def test_verify_reads_the_outputs_the_prod_synth_writes(platform_synth):
             endpoint_id = record.endpoint_name.split("-", 1)[1]
             config_ref = endpoints[endpoint_id]["Properties"]["EndpointConfigName"]["Fn::GetAtt"][0]
             assert record.endpoint_config_name == f"EndpointConfig-{config_ref}"
+
+
+# --- endpoints that host inference components (dev's Stable Diffusion) -------------------------------------
+# moto 5.2.5 has no DescribeInferenceComponent: SageMaker's answers are stubbed (Stubber checks them against
+# botocore's service model), CloudFormation stays moto's.
+
+SD_STACK = "MlAccel-dev-StableDiffusion"
+COMPONENT = "sd-component-abc123"
+
+
+def deploy_component_stack(cfn) -> None:
+    path = f"{SD_STACK}/Endpoint"
+    outputs = {
+        "Name": {"Value": "sd-endpoint", "Description": f"SageMaker endpoint {path}"},
+        "Config": {"Value": "sd-config-2", "Description": f"SageMaker endpoint config deployed to {path}"},
+        "Component": {"Value": COMPONENT, "Description": f"SageMaker inference component {path}/Model "
+                                                         "(pass as --inference-component to the invoke tools)"},
+        "Model": {"Value": "sd-model-2", "Description": f"SageMaker model deployed to inference component {path}/Model"},
+    }
+    cfn.create_stack(StackName=SD_STACK, TemplateBody=json.dumps(
+        {"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}, "Outputs": outputs}))
+
+
+@pytest.fixture
+def components(monkeypatch):
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": REGION}.items():
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        cfn = boto3.client("cloudformation", REGION)
+        deploy_component_stack(cfn)
+        sm, runtime = boto3.client("sagemaker", REGION), boto3.client("sagemaker-runtime", REGION)
+        yield Clients(cfn, sm, runtime)
+
+
+def stub_component(sm, *, status="InService", desired=1, current=1, reason=None, model="sd-model-2") -> Stubber:
+    stubber = Stubber(sm)
+    stubber.add_response("describe_endpoint", {
+        "EndpointName": "sd-endpoint", "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/sd-endpoint",
+        "EndpointConfigName": "sd-config-2", "EndpointStatus": "InService",
+        "CreationTime": "2026-01-01T00:00:00Z", "LastModifiedTime": "2026-01-01T00:00:00Z"},
+        {"EndpointName": "sd-endpoint"})
+    described = {
+        "InferenceComponentName": COMPONENT,
+        "InferenceComponentArn": f"arn:aws:sagemaker:us-east-1:123456789012:inference-component/{COMPONENT}",
+        "EndpointName": "sd-endpoint", "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/sd-endpoint",
+        "InferenceComponentStatus": status, "RuntimeConfig": {"DesiredCopyCount": desired, "CurrentCopyCount": current},
+        "Specification": {"ModelName": model},
+        "CreationTime": "2026-01-01T00:00:00Z", "LastModifiedTime": "2026-01-01T00:00:00Z",
+    }
+    if reason:
+        described["FailureReason"] = reason
+    stubber.add_response("describe_inference_component", described, {"InferenceComponentName": COMPONENT})
+    stubber.activate()
+    return stubber
+
+
+def sd_only(no_invoke=False) -> Args:
+    return Args(sets=["multi_model.enabled=false"], no_invoke=no_invoke)
+
+
+def test_a_running_component_is_checked_and_invoked_by_name(components, capsys):
+    stub_component(components.sagemaker)
+    runtime = Stubber(components.runtime)
+    runtime.add_response("invoke_endpoint", {"Body": body(PNG), "ContentType": "image/png"}, {
+        "EndpointName": "sd-endpoint", "InferenceComponentName": COMPONENT, "ContentType": "application/json",
+        "Accept": ANY, "Body": ANY})
+    runtime.activate()
+    assert run(sd_only(), clients=components) == 0
+    runtime.assert_no_pending_responses()
+    out = capsys.readouterr().out
+    assert "ok    sd-endpoint: InService on sd-config-2\n" in out
+    assert f"ok    sd-endpoint / {COMPONENT}: InService, 1 of 1 copies running; answered an image of 108 bytes" in out
+
+
+def test_a_component_scaled_to_zero_passes_reported_as_idle_and_is_not_woken(components, capsys):
+    stub_component(components.sagemaker, desired=0, current=0)
+    Stubber(components.runtime).activate()  # any invocation would raise: none is expected
+    assert run(sd_only(), clients=components) == 0
+    out = capsys.readouterr().out
+    assert (f"idle  sd-endpoint / {COMPONENT}: InService, scaled to zero (0 copies); not invoked: a request starts a "
+            "copy and waits minutes for an instance (--wake to invoke it through the cold start)") in out
+    assert "verify: 1 ok, 1 scaled to zero (not invoked), 0 failure(s)" in out
+
+
+def test_wake_invokes_a_component_scaled_to_zero_through_its_cold_start(components):
+    from ml_tools.verify import verify
+
+    stub_component(components.sagemaker, desired=0, current=0)
+    runtime = Stubber(components.runtime)
+    runtime.add_client_error("invoke_endpoint", "ValidationError",
+                             "Inference Component has no capacity to process this request.", http_status_code=400)
+    runtime.add_response("invoke_endpoint", {"Body": body(PNG), "ContentType": "image/png"})
+    runtime.activate()
+    report = verify({"stable_diffusion": SD_STACK}, components, wake=True, cold_start_retry={"sleep": lambda s: None})
+    assert report.failed == [] and report.idle == []
+    assert report.passed[1].startswith(f"sd-endpoint / {COMPONENT}: InService, scaled to zero (0 copies); answered "
+                                       "an image of 108 bytes")
+    assert "(cold start: answered after" in report.passed[1]
+
+
+def test_without_wake_a_component_with_no_capacity_fails_at_once(components):
+    from ml_tools.verify import verify
+
+    stub_component(components.sagemaker, desired=1, current=1)
+    runtime = Stubber(components.runtime)
+    runtime.add_client_error("invoke_endpoint", "ValidationError",
+                             "Inference Component has no capacity to process this request.", http_status_code=400)
+    runtime.activate()
+    report = verify({"stable_diffusion": SD_STACK}, components, cold_start_retry={"sleep": pytest.fail})
+    assert len(report.failed) == 1 and report.failed[0].startswith(f"sd-endpoint / {COMPONENT}: no capacity after")
+
+
+def test_a_failed_component_fails_with_its_reason(components, capsys):
+    stub_component(components.sagemaker, status="Failed", desired=1, current=0,
+                   reason="The container failed the ping health check")
+    assert run(sd_only(no_invoke=True), clients=components) == 1
+    assert (f"FAIL  sd-endpoint / {COMPONENT}: inference component status Failed, expected InService "
+            "(The container failed the ping health check)") in capsys.readouterr().err
+
+
+def test_a_rolled_back_component_update_fails_naming_both_models(components, capsys):
+    stub_component(components.sagemaker, model="sd-model-1")  # the stack deployed sd-model-2
+    Stubber(components.runtime).activate()
+    assert run(sd_only(), clients=components) == 1
+    assert (f"FAIL  sd-endpoint / {COMPONENT}: the component runs model sd-model-1, but the stack deployed sd-model-2: "
+            "the update was rolled back") in capsys.readouterr().err
+
+
+def test_verify_reads_the_component_outputs_the_dev_synth_writes(platform_synth):
+    cfg, assembly = platform_synth("dev")
+    stack_name = cfg.endpoint_stacks()["stable_diffusion"]
+    template = assembly.get_stack_by_name(stack_name).template
+    outputs = [{"OutputKey": key, "OutputValue": render(o["Value"], template["Resources"]),
+                "Description": o.get("Description", "")} for key, o in template["Outputs"].items()]
+    cloudformation = boto3.client("cloudformation", REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    stubber = Stubber(cloudformation)
+    stubber.add_response("describe_stacks", {"Stacks": [{
+        "StackName": stack_name, "CreationTime": "2026-01-01T00:00:00Z", "StackStatus": "UPDATE_COMPLETE",
+        "Outputs": outputs}]}, {"StackName": stack_name})
+    with stubber:
+        (record,) = deployed_endpoints(cloudformation, "stable_diffusion", stack_name)
+    (component_id,) = resources_of_type(template, "AWS::SageMaker::InferenceComponent")
+    (config_id,) = resources_of_type(template, "AWS::SageMaker::EndpointConfig")
+    assert record.endpoint_config_name == f"EndpointConfig-{config_id}"
+    # the component's name: the last part of its ARN, as the stack output renders it; its model's name
+    model_id = template["Resources"][component_id]["Properties"]["Specification"]["ModelName"]["Fn::GetAtt"][0]
+    assert record.components == (DeployedComponent(f"InferenceComponent-{component_id}", f"Model-{model_id}"),)
+
+
+def test_the_tools_find_the_endpoint_name_not_its_config_name_in_the_dev_outputs(platform_synth):
+    from ml_tools.runtime import endpoint_from_env
+
+    cfg, assembly = platform_synth("dev")
+    stack_name = cfg.endpoint_stacks()["stable_diffusion"]
+    template = assembly.get_stack_by_name(stack_name).template
+    outputs = [{"OutputKey": key, "OutputValue": render(o["Value"], template["Resources"]),
+                "Description": o.get("Description", "")} for key, o in template["Outputs"].items()]
+    cloudformation = boto3.client("cloudformation", REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    stubber = Stubber(cloudformation)
+    stubber.add_response("describe_stacks", {"Stacks": [{
+        "StackName": stack_name, "CreationTime": "2026-01-01T00:00:00Z", "StackStatus": "UPDATE_COMPLETE",
+        "Outputs": outputs}]}, {"StackName": stack_name})
+    (endpoint_id,) = resources_of_type(template, "AWS::SageMaker::Endpoint")
+    with stubber:  # one endpoint: its name, although the config output's description starts alike
+        assert endpoint_from_env("dev", "StableDiffusion", REGION, client=cloudformation) == f"Endpoint-{endpoint_id}"

@@ -16,7 +16,6 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from aws_cdk import region_info
 from constructs import Construct
 
 from ml_constructs import nag
@@ -34,6 +33,7 @@ from ml_constructs.neuron_compile.rules import (
     shape_problems,
 )
 from ml_constructs.packaging import ModelPackageAsset
+from ml_constructs.sagemaker.images import dlc_registry_account
 from ml_constructs.storage import ArtifactLocation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -314,12 +314,14 @@ def job_command(image: str) -> list[str]:
 
 
 def _container_image(scope: Construct, image: str) -> ecs.ContainerImage:
-    """``repository:tag`` names the region's AWS Deep Learning Containers registry."""
+    """``repository:tag`` names the region's AWS Deep Learning Containers registry (account resolved as
+    for the serving image: :func:`ml_constructs.sagemaker.images.dlc_registry_account`)."""
     repository, _, tag = image.rpartition(":")
     if "." in repository.split("/")[0]:  # a registry host: a full URI
         return ecs.ContainerImage.from_registry(image)
     stack = cdk.Stack.of(scope)
-    account = stack.regional_fact(region_info.FactName.DLC_REPOSITORY_ACCOUNT)
+    # The serving images' resolution: the registries aws-cdk-lib's region facts lack, and the tag's regions.
+    account = dlc_registry_account(stack, repository, tag)
     arn = stack.format_arn(service="ecr", account=account, resource="repository", resource_name=repository)
     repo = ecr.Repository.from_repository_attributes(scope, "DlcRepository", repository_arn=arn,
                                                      repository_name=repository)

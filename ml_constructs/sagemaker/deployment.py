@@ -20,13 +20,26 @@ is gone.
 With autoscaling, ``RetainAllVariantProperties`` keeps the instance count the
 scaler reached (otherwise each update resets it to the initial count).
 
-This module imports aws-cdk-lib only in :func:`resolve`, so the configuration
-layer checks policies with the same rules the construct applies.
+Inference components (``AWS::SageMaker::InferenceComponent``) have their own
+``DeploymentConfig``: a rolling update of the component's copies, with the same
+rollback alarms, and no blue/green policy
+(https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_InferenceComponentDeploymentConfig.html,
+``RollingUpdatePolicy`` required;
+https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_InferenceComponentRollingUpdatePolicy.html:
+batches of 5-50 % of the copy count, ``COPY_COUNT`` or ``CAPACITY_PERCENT``, bake 0-3600 s,
+timeout 600-28800 s, rollback all at once unless ``RollbackMaximumBatchSize`` is set).
+:func:`component_strategy`, :func:`check_component_policy` and :func:`resolve_component`
+translate the same :class:`DeploymentPolicy`: rolling where the component always has 2 or more
+copies (``batch_unit = "instances"`` counts copies there), otherwise no ``DeploymentConfig``
+(SageMaker's own update, without rollback alarms); the blue/green traffic settings do not apply.
+
+This module imports aws-cdk-lib only in :func:`resolve` and :func:`resolve_component`, so the
+configuration layer checks policies with the same rules the construct applies.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 if TYPE_CHECKING:
@@ -76,6 +89,8 @@ class VariantShape:
     max_count: int
     autoscaled: bool
     bake_seconds: int  # the rollback alarms' evaluation window
+    units: str = "instances"  # what a rolling batch counts: a variant's instances, an inference component's copies
+    holder: str = "variant"
 
 
 @dataclass(frozen=True)
@@ -138,10 +153,10 @@ def check_policy(policy: DeploymentPolicy, shape: VariantShape) -> list[tuple[st
         low = math.ceil(shape.max_count * ROLLING_BATCH_PERCENT[0] / 100)
         high = math.floor(shape.min_count * ROLLING_BATCH_PERCENT[1] / 100)
         if not low <= size <= high:
-            counts = (f"{shape.min_count} to {shape.max_count} instances (autoscaling)" if shape.autoscaled
-                      else f"{shape.min_count} instances")
+            counts = (f"{shape.min_count} to {shape.max_count} {shape.units} (autoscaling)" if shape.autoscaled
+                      else f"{shape.min_count} {shape.units}")
             allowed = f"{low} to {high}" if low <= high else "none (use batch_unit = 'percent')"
-            problems.add(f"deployment.{key}", size, f"{allowed}: 5-50 % of the variant's {counts}")
+            problems.add(f"deployment.{key}", size, f"{allowed}: 5-50 % of the {shape.holder}'s {counts}")
     return problems.found
 
 
@@ -213,3 +228,57 @@ def resolve(policy: DeploymentPolicy, shape: VariantShape, rollback_alarm_names:
 
 def _or(value: int | None, default: int) -> int:
     return default if value is None else value
+
+
+def component_strategy(policy: DeploymentPolicy, shape: VariantShape) -> Literal["rolling"] | None:
+    """How an inference component with ``shape`` (counted in copies) is updated: ``rolling``, or
+    None for no ``DeploymentConfig`` (components have no blue/green policy; ``auto`` rolls only
+    where the copy count never drops below 2, since a batch is 5-50 % of the copies)."""
+    if policy.strategy == "blue_green":
+        return None
+    if policy.strategy == "rolling" or shape.min_count >= 2:
+        return "rolling"
+    return None
+
+
+def check_component_policy(policy: DeploymentPolicy, shape: VariantShape) -> list[tuple[str, Any, str]]:
+    """Every setting an inference component with ``shape`` (counted in copies) cannot hold."""
+    if policy.strategy == "rolling" and shape.min_count < 2:
+        return [(
+            "deployment.strategy", policy.strategy,
+            f"'auto' or 'blue_green' (the {shape.holder} can have {shape.min_count} copies; a rolling batch is "
+            "5-50 % of the copies, so rolling needs 2 or more at all times)",
+        )]
+    if component_strategy(policy, shape) is None:
+        return []  # nothing of the policy reaches the template
+    return check_policy(replace(policy, strategy="rolling"), shape)
+
+
+def resolve_component(
+    policy: DeploymentPolicy, shape: VariantShape, rollback_alarm_names: Sequence[str]
+) -> "sagemaker.CfnInferenceComponent.InferenceComponentDeploymentConfigProperty | None":
+    """The inference component's ``DeploymentConfig``, or None (call :func:`check_component_policy` first)."""
+    from aws_cdk import aws_sagemaker as sagemaker
+
+    if component_strategy(policy, shape) is None:
+        return None
+    ic = sagemaker.CfnInferenceComponent
+    unit = "CAPACITY_PERCENT" if policy.batch_unit == "percent" else "COPY_COUNT"
+    rollback_size = policy.rollback_batch_size if policy.rollback_batch_size is not None else policy.batch_size
+    rollback = (
+        ic.AutoRollbackConfigurationProperty(
+            alarms=[ic.AlarmProperty(alarm_name=n) for n in rollback_alarm_names[:MAX_ROLLBACK_ALARMS]]
+        )
+        if policy.auto_rollback and rollback_alarm_names
+        else None
+    )
+    return ic.InferenceComponentDeploymentConfigProperty(
+        auto_rollback_configuration=rollback,
+        rolling_update_policy=ic.InferenceComponentRollingUpdatePolicyProperty(
+            maximum_batch_size=ic.InferenceComponentCapacitySizeProperty(type=unit, value=policy.batch_size),
+            # Without it SageMaker rolls back all copies at once.
+            rollback_maximum_batch_size=ic.InferenceComponentCapacitySizeProperty(type=unit, value=rollback_size),
+            wait_interval_in_seconds=_or(policy.wait_interval_seconds, shape.bake_seconds),
+            maximum_execution_timeout_in_seconds=policy.maximum_execution_timeout_seconds,
+        ),
+    )

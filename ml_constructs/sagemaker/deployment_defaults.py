@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 @jsii.implements(cdk.IAspect)
 class DeploymentDefaults:
-    """Applies ``policy`` to every endpoint construct whose ``EndpointOptions.deployment`` was None.
+    """Applies ``policy`` to every endpoint construct whose ``EndpointOptions.deployment`` (an
+    inference component endpoint: its ``deployment`` prop) was None.
 
     The platform sets it once per environment (configuration key ``deployment``), so
     the workload stacks need not pass it through; an endpoint given its own policy keeps it.
@@ -26,8 +27,9 @@ class DeploymentDefaults:
 
     def visit(self, node: IConstruct) -> None:
         from ml_constructs.sagemaker.endpoint_base import SageMakerEndpointBase
+        from ml_constructs.sagemaker.inference_components import InferenceComponentEndpoint
 
-        if isinstance(node, SageMakerEndpointBase) and node.deployment_is_default:
+        if isinstance(node, (SageMakerEndpointBase, InferenceComponentEndpoint)) and node.deployment_is_default:
             node.use_deployment(self.policy)
 
 
