@@ -37,3 +37,13 @@ def policy_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
     for policy in resources_of_type(template, "AWS::IAM::Policy").values():
         statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
     return statements
+
+
+def pinned(account: str, region: str) -> dict[str, str]:
+    """`-c set:` overrides that pin an environment to ``account`` and ``region``.
+
+    A pinned environment with training on must name the cluster's AZ and AMI (config/training.py);
+    synth takes any well-formed values, which no deploy would accept unchanged.
+    """
+    return {"account": account, "region": region, "training.availability_zone": f"{region[:2]}x1-az1",
+            "training.ami_id": "ami-0123456789abcdef0"}

@@ -34,6 +34,8 @@ def write_envs(directory: Path, accounts: dict[str, tuple[str, str] | None], bas
     for name, pinned in accounts.items():
         text = f'base = "{(bases or {}).get(name, "defaults")}"\n'
         text += f'account = "{pinned[0]}"\nregion = "{pinned[1]}"\n' if pinned else "retain_data = false\n"
+        if pinned:  # a pinned environment names its training cluster's AZ and AMI (config/training.py)
+            text += '[training]\navailability_zone = "use1-az1"\nami_id = "ami-0123456789abcdef0"\n'
         (directory / f"{name}.toml").write_text(text)
     return directory
 
@@ -160,7 +162,10 @@ def test_verify_role_reads_only_its_environments_stacks_and_describes_or_invokes
     assert sorted(statements["CheckEndpoints"]["Resource"]) == [
         f"arn:aws:sagemaker:eu-west-1:{PROD_ACCOUNT}:endpoint-config/*",
         f"arn:aws:sagemaker:eu-west-1:{PROD_ACCOUNT}:endpoint/*"]
-    assert sorted(statements) == ["CheckEndpoints", "ReadEnvironmentStacks"]
+    assert statements["CheckInferenceComponents"]["Action"] == "sagemaker:DescribeInferenceComponent"
+    assert statements["CheckInferenceComponents"]["Resource"] == \
+        f"arn:aws:sagemaker:eu-west-1:{PROD_ACCOUNT}:inference-component/*"
+    assert sorted(statements) == ["CheckEndpoints", "CheckInferenceComponents", "ReadEnvironmentStacks"]
 
 
 def test_role_arns_are_stack_outputs_for_the_github_environment_variables(standard):

@@ -17,7 +17,7 @@ from ml_constructs.sagemaker import (
     VariantSettings,
 )
 from ml_constructs.sagemaker.deployment import DeploymentPolicy
-from tests.helpers import new_checked_app, resources_of_type
+from tests.helpers import pinned, new_checked_app, resources_of_type
 from tests.sagemaker_fixtures import bare_stack, realtime, weights_location
 
 
@@ -186,13 +186,13 @@ def test_the_environment_policy_reaches_every_endpoint(platform_synth):
 
 def test_a_pinned_region_without_a_workloads_image_tag_is_a_configuration_error():
     with pytest.raises(ConfigError) as err:
-        load_config("prod", overrides={"account": "123456789012", "region": "af-south-1",
+        load_config("prod", overrides={**pinned("123456789012", "af-south-1"),
                                        "stable_diffusion.runtime": "seed"})
     message = str(err.value)
     assert ("stable_diffusion.image_tag: got '0.24.0-neuronx-sdk2.14.1' with region 'af-south-1': "
             "djl-inference:0.24.0-neuronx-sdk2.14.1 is not published in af-south-1") in message
     assert "llm.image_tag" not in message  # the LMI DeepSpeed 0.19 tag is published in af-south-1
-    load_config("prod", overrides={"account": "123456789012", "region": "us-east-1"})  # published there
+    load_config("prod", overrides=pinned("123456789012", "us-east-1"))  # published there
 
 
 def test_a_pinned_region_without_the_current_stable_diffusion_image_is_a_configuration_error():
@@ -200,7 +200,7 @@ def test_a_pinned_region_without_the_current_stable_diffusion_image_is_a_configu
     # not af-south-1 nor us-west-1; djl-lmi.json 0.36.0 has af-south-1 and us-west-1.
     for region in ("af-south-1", "us-west-1"):
         with pytest.raises(ConfigError) as err:
-            load_config("prod", overrides={"account": "123456789012", "region": region})
+            load_config("prod", overrides=pinned("123456789012", region))
         message = str(err.value)
         tag = "2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04"
         assert (f"stable_diffusion.image_tag: got '{tag}' with region '{region}': "
@@ -210,7 +210,7 @@ def test_a_pinned_region_without_the_current_stable_diffusion_image_is_a_configu
         assert message.rstrip().endswith("(from defaults)")
         assert "llm.image_tag" not in message
     for region in ("eu-central-2", "ap-southeast-5", "mx-central-1"):  # published there, registry known
-        load_config("prod", overrides={"account": "123456789012", "region": region})
+        load_config("prod", overrides=pinned("123456789012", region))
 
 
 def test_the_current_llm_image_has_the_regions_of_its_djl_release():
@@ -300,11 +300,11 @@ def test_rolling_a_component_that_can_reach_zero_copies_is_a_configuration_error
 
 def test_a_compile_image_missing_from_the_pinned_region_is_a_configuration_error():
     with pytest.raises(ConfigError) as err:
-        load_config("prod", overrides={"account": "123456789012", "region": "af-south-1",
+        load_config("prod", overrides={**pinned("123456789012", "af-south-1"),
                                        "stable_diffusion.runtime": "seed",
                                        "stable_diffusion.compile.image": "djl-inference:0.24.0-neuronx-sdk2.14.1"})
     assert ("stable_diffusion.compile.image: got 'djl-inference:0.24.0-neuronx-sdk2.14.1' with region 'af-south-1': "
             "djl-inference:0.24.0-neuronx-sdk2.14.1 is not published in af-south-1; regions that have it: "
             "ap-northeast-1,") in str(err.value)
-    load_config("prod", overrides={"account": "123456789012", "region": "eu-west-3", "stable_diffusion.runtime": "seed",
+    load_config("prod", overrides={**pinned("123456789012", "eu-west-3"), "stable_diffusion.runtime": "seed",
                                    "stable_diffusion.compile.image": "djl-inference:0.24.0-neuronx-sdk2.14.1"})
