@@ -35,7 +35,7 @@ synth: $(SYNTH_STAMP)
 
 test: $(STAMP) lint-workflows
 	python -m ruff check .
-	python -m pytest
+	python -m pytest -n auto --dist loadfile
 	python -m runtime_profiles.env test
 
 # docs/diagrams/<env>.md from freshly synthesized dev and prod apps (Mermaid; GitHub renders it).
