@@ -61,9 +61,10 @@ clean:
 # make lint-templates [SUMMARY=f]    cfn-lint and cdk-nag results of cdk.out (after make synth)
 # make diff ENV=prod                 cdk diff against the deployed stacks (read-only: the lookup role)
 # make deploy ENV=dev                cdk deploy --all (through the CDK bootstrap roles)
+# make verify ENV=dev                python -m ml_tools verify: each endpoint runs what was deployed and answers
 # make drift ENV=prod [SUMMARY=f]    CloudFormation drift detection; fails on drift
 # make bootstrap-synth [CONFIG=f]    the GitHub OIDC bootstrap app (bootstrap/), into cdk.out.bootstrap/
-.PHONY: lint-workflows lint-templates diff deploy drift bootstrap-synth
+.PHONY: lint-workflows lint-templates diff deploy verify drift bootstrap-synth
 CDK_CI := --no-notices --no-color -c env=$(ENV)
 
 lint-workflows: $(STAMP)
@@ -78,6 +79,10 @@ diff: $(STAMP)
 
 deploy: $(STAMP)
 	npx cdk deploy --all --require-approval never --progress events $(CDK_CI)
+
+# Post-deploy check of every endpoint of the environment (docs/operations.md), in the venv.
+verify: $(STAMP)
+	python -m ml_tools verify --env $(ENV)
 
 drift: $(STAMP)
 	npx cdk synth --quiet $(CDK_CI)

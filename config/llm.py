@@ -137,7 +137,9 @@ BUILTIN_MODELS: dict[str, LlmModel] = {
 }
 # Per runtime profile, what differs from BUILTIN_MODELS (the seed values are the documented ones).
 RUNTIME_DEFAULTS: dict[str, dict[str, dict[str, object]]] = {
-    "current": {"bloom-176b": {"dtype": "fp16", "prequantized_bits": 8}},
+    # Another checkpoint (8-bit, pre-quantized) than the seed's, so its own prefix: switching runtimes
+    # never serves one runtime's files (or DJL's engine=DeepSpeed serving.properties) to the other.
+    "current": {"bloom-176b": {"dtype": "fp16", "prequantized_bits": 8, "weights_prefix": "bloom-176b-w8a16/"}},
 }
 
 

@@ -193,7 +193,7 @@ def isolation_problems(cfg: "PlatformConfig") -> list[tuple[str, str]]:
         if workload in downloads:
             found.append(("endpoint_network.network_isolation",
                           f"got {workload!r}, allowed: workloads whose containers fetch nothing themselves "
-                          f"('multi_model'): {downloads[workload]}"))
+                          f"('multi_model', 'llm', and 'stable_diffusion' on runtime 'current'): {downloads[workload]}"))
     return found
 
 

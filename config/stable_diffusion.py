@@ -79,7 +79,9 @@ class StableDiffusionConfig:
     compiled_artifacts_url: str | None = setting(
         None,
         pattern=S3_URL_PATTERN,
-        doc="With compile.enabled=false: an s3:// URL that replaces compiled_artifacts_key (read access is granted on it).",
+        doc="With compile.enabled=false: an s3:// URL that replaces compiled_artifacts_key (S3 read access is granted "
+        "on it; a bucket encrypted with a customer managed KMS key also needs kms:Decrypt for the endpoint's role, "
+        "which the stack does not grant).",
     )
     image_repository: str | None = setting(
         None, pattern=IMAGE_REPOSITORY_PATTERN, doc="None: the runtime profile's; another repository is refused."

@@ -75,8 +75,9 @@ def estimate(cfg: Any, prices: PriceTable | None = None) -> Estimate:
     sd = cfg.stable_diffusion
     if sd.enabled:
         name = stack("StableDiffusion")
-        lines.append(_endpoint_line(name, "endpoint", sd.instance_type, hosting_price(sd.instance_type),
-                                    sd.instance_count, sd.autoscaling, sd.hosting, _async_bounds(sd)))
+        if sd.endpoint_enabled:  # false on a long compile's first deploy: the compile only
+            lines.append(_endpoint_line(name, "endpoint", sd.instance_type, hosting_price(sd.instance_type),
+                                        sd.instance_count, sd.autoscaling, sd.hosting, _async_bounds(sd)))
         if sd.compile.enabled:
             lines.append(Line(name, f"compile host: 0..1 x {sd.compile.instance_type} (AWS Batch, scales from zero)",
                               0, 1, prices.ec2[sd.compile.instance_type].hourly))

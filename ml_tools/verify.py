@@ -157,6 +157,12 @@ def check_active_config(sagemaker: Any, endpoint: DeployedEndpoint) -> None:
         )
 
 
+def _asynchronous(sagemaker: Any, endpoint: DeployedEndpoint) -> bool:
+    """Whether the deployed endpoint config serves asynchronous inference (AsyncInferenceConfig)."""
+    described = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint.endpoint_config_name)
+    return bool(described.get("AsyncInferenceConfig"))
+
+
 def check_component(sagemaker: Any, endpoint: DeployedEndpoint, deployed: DeployedComponent) -> ComponentState:
     """InService, on this endpoint, with the deployed model; its copy counts (0: scaled to zero, not a failure)."""
     component = deployed.name
@@ -250,7 +256,12 @@ def verify(stacks: dict[str, str], clients: Clients, *, invoke: bool = True, wak
                         _verify_component(report, workload, endpoint, component, clients, invoke=invoke, wake=wake,
                                           cold_start_wait_s=cold_start_wait_s, retry=cold_start_retry or {})
                     continue
-                if invoke:
+                if invoke and _asynchronous(clients.sagemaker, endpoint):
+                    # InvokeEndpoint is refused on an asynchronous endpoint, and a request's answer lands
+                    # in S3 minutes later: reported, not invoked.
+                    line += ("; asynchronous, not invoked (try it with `python -m ml_tools invoke-sd --async "
+                             f"--endpoint-name {endpoint.endpoint_name} ...`)")
+                elif invoke:
                     started = time.monotonic()
                     answer = SMOKE[workload](clients.runtime, endpoint)
                     line += f"; answered {answer} in {time.monotonic() - started:.1f} s"

@@ -95,7 +95,7 @@ def test_by_default_models_use_sagemakers_network(platform_synth):
     [
         ({"endpoint_network.network_isolation": '["stable_diffusion"]', "stable_diffusion.runtime": "seed"},
          "endpoint_network.network_isolation: got 'stable_diffusion', allowed: workloads whose containers fetch "
-         "nothing themselves ('multi_model'): its container downloads the compiled artifacts from S3 itself"),
+         "nothing themselves ('multi_model', 'llm', and 'stable_diffusion' on runtime 'current'): its container downloads the compiled artifacts from S3 itself"),
         ({"endpoint_network.network_isolation": '["training"]'}, "endpoint_network.network_isolation[0]: got 'training'"),
         ({"endpoint_network.vpc_cidr": "10.0.0.0/8"}, "endpoint_network.vpc_cidr: got '10.0.0.0/8', which does not match"),
     ],

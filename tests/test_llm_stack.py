@@ -15,6 +15,9 @@ from tests.helpers import resources_of_type
 
 WEIGHTS_BUCKET = {"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketName"}
 MODELS = {"Bloom176b": ("bloom-176b", "ml.p4d.24xlarge"), "Opt30b": ("opt-30b", "ml.g5.24xlarge")}
+# Weights prefixes on the current runtime: BLOOM's 8-bit checkpoint has a prefix of its own, so the seed's
+# fp16 files (and its DJL serving.properties) never meet it.
+PROD_PREFIXES = {"Bloom176b": "bloom-176b-w8a16/", "Opt30b": "opt-30b/"}
 
 # Every LMI option the current profile renders, with the page of LMI 20 (djl-serving v0.36.0) that
 # documents it. Environment form: option.<key> -> OPTION_<KEY> (configurations.md, "Environment
@@ -91,12 +94,12 @@ def test_prod_variants_run_the_cuda_12_ami_with_the_documented_instances(prod):
 
 def test_prod_weights_come_uncompressed_from_each_models_prefix(prod):
     template = llm_template(prod)
-    for prefix, (name, _instance) in MODELS.items():
+    for prefix in MODELS:
         container = model_of(template, prefix)["PrimaryContainer"]
         assert "ModelDataUrl" not in container
         assert container["ModelDataSource"]["S3DataSource"] == {
             "CompressionType": "None", "S3DataType": "S3Prefix",
-            "S3Uri": {"Fn::Join": ["", ["s3://", WEIGHTS_BUCKET, f"/weights/{name}/"]]},
+            "S3Uri": {"Fn::Join": ["", ["s3://", WEIGHTS_BUCKET, f"/weights/{PROD_PREFIXES[prefix]}"]]},
         }
 
 
@@ -131,7 +134,7 @@ def test_extra_lmi_options_and_runtime_quantization_are_rendered(platform_synth)
 
 def test_roles_read_their_own_weights_prefix_only(prod):
     template = llm_template(prod)
-    for prefix, (own, _instance) in MODELS.items():
+    for prefix in MODELS:
         role_id = model_of(template, prefix)["ExecutionRoleArn"]["Fn::GetAtt"][0]
         resources = [r for p in resources_of_type(template, "AWS::IAM::Policy").values()
                      if {"Ref": role_id} in p["Properties"]["Roles"]
@@ -139,7 +142,7 @@ def test_roles_read_their_own_weights_prefix_only(prod):
                      for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
         weights = [r for r in resources if "/weights/" in json.dumps(r)]
         assert weights == [{"Fn::Join": ["", [{"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketArn"},
-                                              f"/weights/{own}/*"]]}]
+                                              f"/weights/{PROD_PREFIXES[prefix]}*"]]}]
 
 
 # ---- the seed profile ----------------------------------------------------------------------

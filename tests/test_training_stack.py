@@ -244,6 +244,8 @@ def test_training_job_devices_limits_and_environment(prod_template):
     assert env["NEURON_COMPILE_CACHE_URL"] == {
         "Fn::Join": ["", ["s3://", {"Fn::ImportValue": "MlAccel-prod-Storage-CompileCacheBucketName"}, "/neuron-cache/"]]
     }
+    # The runtime's boto3 clients (heartbeat, quarantine, checkpoints) need a region; Batch sets none.
+    assert env["AWS_DEFAULT_REGION"] == {"Ref": "AWS::Region"}
     assert container["Command"][:4] == ["python3", "-m", "trainium_runtime.entrypoint", "train"]
     assert node_range["TargetNodes"] == "0:"  # a submission may raise the node count
     assert multi["NodeProperties"]["NumNodes"] == 4 and multi["NodeProperties"]["MainNode"] == 0

@@ -96,6 +96,22 @@ def test_endpoints_running_the_deployed_config_and_answering_pass(aws, capsys):
     assert "ok    mme-endpoint: InService on mme-config-2; answered sklearn-0.tar.gz predicted 3.0" in out
 
 
+def test_an_asynchronous_endpoint_passes_without_a_synchronous_invocation(aws, capsys):
+    # SageMaker refuses InvokeEndpoint on an asynchronous endpoint: verify must not send one.
+    aws.sagemaker.create_model(ModelName="sd-endpoint-model", ExecutionRoleArn=ROLE,
+                               PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1"})
+    aws.sagemaker.create_endpoint_config(
+        EndpointConfigName="sd-config-2",
+        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": "sd-endpoint-model",
+                             "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],  # moto knows no inf2
+        AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": "s3://models/async-inference/responses/"}})
+    aws.sagemaker.create_endpoint(EndpointName="sd-endpoint", EndpointConfigName="sd-config-2")
+    stubber = stub_answers(aws.runtime, ("mme-endpoint", "sklearn-0.tar.gz", {"predictions": [3.0]}, "application/json"))
+    assert run(Args(), clients=aws) == 0
+    stubber.assert_no_pending_responses()
+    assert "ok    sd-endpoint: InService on sd-config-2; asynchronous, not invoked" in capsys.readouterr().out
+
+
 def test_a_rolled_back_update_fails_naming_both_configs(aws, capsys):
     # The stack says config 2 was deployed; SageMaker still serves config 1 (it rolled back).
     create_endpoint(aws.sagemaker, "sd-endpoint", "sd-config-1", ("sd-config-2",))

@@ -179,7 +179,7 @@ def test_merge_to_main_deploys_dev_then_verifies_it():
     assert dev["environment"] == "dev"
     runs = [s.get("run", "") for s in dev["steps"]]
     deploy_at = runs.index("make deploy ENV=dev")
-    verify_at = runs.index("python -m ml_tools verify --env dev")
+    verify_at = runs.index("make verify ENV=dev")  # in the venv: setup-python's own python has no boto3
     assert deploy_at < verify_at
     # verify runs with the verify role, not the deploy role
     roles = [s["with"]["role-to-assume"] for s in dev["steps"][deploy_at:verify_at] if "with" in s]

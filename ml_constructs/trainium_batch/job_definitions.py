@@ -149,6 +149,9 @@ class TrainiumJobDefinitions(Construct):
             "CROSS_NODE_BUSBW_FLOOR_GBPS": str(settings.cross_node_busbw_floor_gbps),
             "METRICS_NAMESPACE": METRICS_NAMESPACE,
             "QUARANTINE_FAILED_HOSTS": "true" if settings.cluster_tag_value else "false",
+            # boto3 in the container (heartbeat metric, quarantine, checkpoints) takes its region from here:
+            # Batch containers get no region variable of their own.
+            "AWS_DEFAULT_REGION": cdk.Stack.of(self).region,
         }
         program = tuple(settings.program)
         self.training = self._multi_node("Training", ("train",), settings.timeout)
