@@ -55,6 +55,8 @@ def component_endpoint(
             initial_instance_count=max(1, hosting.floor_instances),
             volume_size_gb=section.volume_size_gb,
             routing=hosting.routing,
+            # The LLM models have one (the current runtime's CUDA needs a newer host driver); SD does not.
+            inference_ami_version=getattr(section, "inference_ami_version", None),
         ),
         components=[ComponentSpec(
             name=COMPONENT_NAME,

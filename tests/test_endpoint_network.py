@@ -112,3 +112,41 @@ def test_llm_models_that_sagemaker_loads_may_be_isolated():
     sd = load_config("prod", overrides={"endpoint_network.network_isolation": '["stable_diffusion"]'})
     assert sd.endpoint_network.network_isolation == ("stable_diffusion",)  # current: an uncompressed prefix
     assert cfg.endpoint_network.network_isolation == ("llm", "multi_model")
+
+
+# --- inference-component endpoints (dev hosts Stable Diffusion this way) ------------------------------------
+
+DEV_PRIVATE = {"endpoint_network__private": "true", "endpoint_network__network_isolation": '["stable_diffusion"]'}
+
+
+def _storage_value(storage: dict, reference: dict):
+    """What a cross-stack reference (``Fn::GetStackOutput`` of the storage stack) resolves to there."""
+    return storage["Outputs"][reference["Fn::GetStackOutput"]["OutputName"]]["Value"]
+
+
+def test_dev_component_endpoints_run_in_the_isolated_subnets_with_the_models_security_group(platform_synth):
+    _, assembly = platform_synth("dev", **DEV_PRIVATE)
+    storage = assembly.get_stack_by_name("MlAccel-dev-Storage").template
+    subnets = sorted(resources_of_type(storage, "AWS::EC2::Subnet"))
+    (group,) = [k for k, v in resources_of_type(storage, "AWS::EC2::SecurityGroup").items()
+                if v["Properties"]["GroupDescription"].startswith("SageMaker models")]
+    found = models(assembly)
+    assert len(found) >= 2 and any(name.startswith("MlAccel-dev-StableDiffusion/") for name in found)
+    sd = assembly.get_stack_by_name("MlAccel-dev-StableDiffusion").template
+    assert resources_of_type(sd, "AWS::SageMaker::InferenceComponent")  # SD is on components in dev
+    (sd_config,) = resources_of_type(sd, "AWS::SageMaker::EndpointConfig").values()
+    placements = {**{n: p["VpcConfig"] for n, p in found.items()}, "SD endpoint config": sd_config["Properties"]["VpcConfig"]}
+    for name, vpc in placements.items():
+        assert sorted(_storage_value(storage, s)["Ref"] for s in vpc["Subnets"]) == subnets, name
+        assert [_storage_value(storage, g) for g in vpc["SecurityGroupIds"]] == [{"Fn::GetAtt": [group, "GroupId"]}], name
+    actions = {a for s in policy_statements(sd) for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {"ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:DescribeVpcs"} <= actions
+
+
+def test_dev_isolates_the_stable_diffusion_component_model_only(platform_synth):
+    _, assembly = platform_synth("dev", **DEV_PRIVATE)
+    isolated = {name.split("/")[0] for name, props in models(assembly).items() if props.get("EnableNetworkIsolation")}
+    assert isolated == {"MlAccel-dev-StableDiffusion"}
+    sd = assembly.get_stack_by_name("MlAccel-dev-StableDiffusion").template
+    (sd_config,) = resources_of_type(sd, "AWS::SageMaker::EndpointConfig").values()
+    assert sd_config["Properties"]["EnableNetworkIsolation"] is True

@@ -86,3 +86,5 @@ def test_dev_llms_idle_at_zero_instances_when_turned_on(platform_synth):
     accelerators = sorted(c["Properties"]["Specification"]["ComputeResourceRequirements"]["NumberOfAcceleratorDevicesRequired"]
                           for c in resources_of_type(template, "AWS::SageMaker::InferenceComponent").values())
     assert accelerators == [4, 8]  # tensor_parallel_degree of OPT-30B and BLOOM-176B
+    # The current LMI image's CUDA needs the newer host AMI; without it the instances never start the container.
+    assert [v.get("InferenceAmiVersion") for v in variants] == ["al2-ami-sagemaker-inference-gpu-2-1"] * 2

@@ -135,6 +135,14 @@ def test_role_reads_model_data_and_the_endpoint_config_waits_for_it(built):
         (ManagedInstances("ml.g5.12xlarge", volume_size_gb=100), {}, "has local NVMe instance storage"),
         (ManagedInstances("ml.g5.12xlarge"), {"scaling": CopyScaling(min_copies=2, max_copies=1)},
          "0 <= min_copies <= max_copies"),
+        (ManagedInstances("ml.g5.12xlarge", inference_ami_version="al2-ami-sagemaker-inference-neuron-2"), {},
+         "inference_ami_version: got 'al2-ami-sagemaker-inference-neuron-2' (built for Inferentia2/Trainium "
+         "instances) for ml.g5.12xlarge, allowed: al2-ami-sagemaker-inference-gpu-2, "),
+        (ManagedInstances("ml.g5.12xlarge", inference_ami_version="al2-ami-sagemaker-inference-gpu-9"), {},
+         "inference_ami_version: got 'al2-ami-sagemaker-inference-gpu-9', allowed: al2-ami-sagemaker-inference-gpu-2,"),
+        (ManagedInstances("ml.m5.4xlarge", inference_ami_version="al2-ami-sagemaker-inference-gpu-2-1"),
+         {"accelerators_per_copy": None},
+         "allowed: not set (ml.m5.4xlarge has no accelerators)"),
     ],
 )
 def test_what_sagemaker_would_reject_fails_at_synth(instances, spec_kwargs, expected):
@@ -266,3 +274,57 @@ def test_the_environment_policy_reaches_a_component_endpoint():
     assert rolling["MaximumBatchSize"] == {"Type": "CAPACITY_PERCENT", "Value": 50}
     assert rolling["WaitIntervalInSeconds"] == 120
     assert endpoint.deployment_is_default
+
+
+# --- host AMI and network placement ------------------------------------------------------------------------
+
+
+def test_the_inference_ami_reaches_the_variant():
+    # Without it SageMaker starts the instances on its default AMI, whose driver is too old for a CUDA 12.8 image.
+    def variant(instances: ManagedInstances) -> dict:
+        stack = bare_stack()
+        _endpoint(stack, instances=instances)
+        (config,) = resources_of_type(Template.from_stack(stack).to_json(), "AWS::SageMaker::EndpointConfig").values()
+        return config["Properties"]["ProductionVariants"][0]
+
+    chosen = variant(ManagedInstances("ml.g5.12xlarge", inference_ami_version="al2-ami-sagemaker-inference-gpu-2-1"))
+    assert chosen["InferenceAmiVersion"] == "al2-ami-sagemaker-inference-gpu-2-1"
+    assert "InferenceAmiVersion" not in variant(ManagedInstances("ml.g5.12xlarge"))
+
+
+def test_a_placed_and_isolated_endpoint_runs_every_model_in_the_subnets_and_stays_nag_clean():
+    from ml_constructs.sagemaker.deployment_defaults import EndpointPlacement
+    from ml_constructs.sagemaker.network import EndpointNetwork
+
+    app = new_checked_app()
+    stack = bare_stack(app)
+    network = EndpointNetwork(stack, "Network")
+    endpoint = InferenceComponentEndpoint(
+        stack, "Endpoint", instances=ManagedInstances("ml.g5.12xlarge", max_instances=2),
+        components=[_spec(stack, "Opt"), _spec(stack, "Other")],
+    )
+    cdk.Aspects.of(app).add(EndpointPlacement(network, [stack.node.path]))
+    template = app.synth().get_stack_by_name(stack.stack_name).template  # raises on an unacknowledged finding
+    assert endpoint.in_vpc
+    subnets = sorted(resources_of_type(template, "AWS::EC2::Subnet"))
+    (group,) = [k for k, v in resources_of_type(template, "AWS::EC2::SecurityGroup").items()
+                if v["Properties"]["GroupDescription"].startswith("SageMaker models")]
+    expected = {"Subnets": [{"Ref": s} for s in subnets], "SecurityGroupIds": [{"Fn::GetAtt": [group, "GroupId"]}]}
+    models = resources_of_type(template, "AWS::SageMaker::Model").values()
+    assert len(models) == 2
+    for model in models:
+        assert model["Properties"]["VpcConfig"] == expected
+        assert model["Properties"]["EnableNetworkIsolation"] is True
+    (config,) = resources_of_type(template, "AWS::SageMaker::EndpointConfig").values()
+    assert config["Properties"]["VpcConfig"] == expected and config["Properties"]["EnableNetworkIsolation"] is True
+    actions = {a for s in policy_statements(template) for a in ([s["Action"]] if isinstance(s["Action"], str)
+                                                               else s["Action"])}
+    assert {"ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:DescribeSubnets"} <= actions
+
+
+def test_without_placement_a_component_endpoint_uses_sagemakers_network(built):
+    endpoint, template = built
+    assert not endpoint.in_vpc
+    for resource in [*resources_of_type(template, "AWS::SageMaker::Model").values(),
+                     *resources_of_type(template, "AWS::SageMaker::EndpointConfig").values()]:
+        assert "VpcConfig" not in resource["Properties"] and "EnableNetworkIsolation" not in resource["Properties"]

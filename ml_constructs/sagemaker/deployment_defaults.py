@@ -35,8 +35,11 @@ class DeploymentDefaults:
 
 @jsii.implements(cdk.IAspect)
 class EndpointPlacement:
-    """Puts every endpoint's model in ``network`` (when given), and isolates the models of the
-    stacks whose paths are in ``isolated_stacks`` (their containers fetch nothing themselves)."""
+    """Puts every endpoint's models in ``network`` (when given), and isolates the models of the
+    stacks whose paths are in ``isolated_stacks`` (their containers fetch nothing themselves).
+
+    Both endpoint kinds: instance-hosted (:class:`SageMakerEndpointBase`) and inference-component
+    endpoints (:class:`InferenceComponentEndpoint`, all of its components' models)."""
 
     def __init__(self, network: "EndpointNetwork | None", isolated_stacks: Collection[str] = ()) -> None:
         self.network = network
@@ -44,10 +47,15 @@ class EndpointPlacement:
 
     def visit(self, node: IConstruct) -> None:
         from ml_constructs.sagemaker.endpoint_base import SageMakerEndpointBase
+        from ml_constructs.sagemaker.inference_components import InferenceComponentEndpoint
 
-        if not isinstance(node, SageMakerEndpointBase):
+        if isinstance(node, SageMakerEndpointBase):
+            placed = node.model.vpc_config is not None
+        elif isinstance(node, InferenceComponentEndpoint):
+            placed = node.in_vpc
+        else:
             return
-        if self.network is not None and node.model.vpc_config is None:
+        if self.network is not None and not placed:
             node.place_in_vpc(self.network.subnet_ids, [self.network.security_group.security_group_id])
         if cdk.Stack.of(node).node.path in self.isolated_stacks:
             node.isolate_network()

@@ -57,7 +57,7 @@ from ml_constructs.sagemaker.endpoint_base import (
 )
 from ml_constructs.sagemaker.execution_role import LOG_ACTIONS, create_execution_role
 from ml_constructs.sagemaker.images import ContainerImage
-from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType
+from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType, inference_ami_problem
 from ml_constructs.sagemaker.model_data import ModelData
 from ml_constructs.sagemaker.monitoring import INVOCATION_NAMESPACE, ROLLBACK_ALARMS, alarm_name
 from ml_constructs.sagemaker.scaling import service_linked_role
@@ -85,7 +85,10 @@ class ManagedInstances:
 
     Default settings: scale to zero (``min_instances`` 0) and at most one instance; one
     instance at creation (SageMaker needs at least one to place the first copies); least
-    outstanding requests routing; SageMaker's default volume.
+    outstanding requests routing; SageMaker's default volume and inference AMI.
+    ``inference_ami_version``: ``ProductionVariant.InferenceAmiVersion``, the host image (GPU
+    driver and CUDA version); it must be built for the instance type's accelerators
+    (``INFERENCE_AMI_VERSIONS``), as on the instance-hosted endpoints.
     """
 
     instance_type: str
@@ -95,6 +98,7 @@ class ManagedInstances:
     volume_size_gb: int | None = None
     routing: Literal["LEAST_OUTSTANDING_REQUESTS", "RANDOM"] = "LEAST_OUTSTANDING_REQUESTS"
     variant_name: str = "AllTraffic"
+    inference_ami_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +215,7 @@ class InferenceComponentEndpoint(Construct):
                     max_instance_count=instances.max_instances,
                 ),
                 routing_config=sagemaker.CfnEndpointConfig.RoutingConfigProperty(routing_strategy=instances.routing),
+                inference_ami_version=instances.inference_ami_version,
             )],
         )
         if volume_kms_key is None:
@@ -353,6 +358,34 @@ class InferenceComponentEndpoint(Construct):
             self.update_strategies[name] = _describe_update(policy, shape, config is not None)
         return self.update_strategies
 
+    def place_in_vpc(self, subnet_ids: Sequence[str], security_group_ids: Sequence[str]) -> None:
+        """Run the endpoint's instances and every component's model in these subnets; the role gets the
+        ENI permissions.
+
+        ``VpcConfig`` goes on the endpoint config (where SageMaker places an inference-component
+        endpoint's instances, as the SageMaker Python SDK does for these endpoints) and on each model.
+        """
+        from ml_constructs.sagemaker.network import grant_vpc_access
+
+        self.endpoint_config.vpc_config = sagemaker.CfnEndpointConfig.VpcConfigProperty(
+            subnets=list(subnet_ids), security_group_ids=list(security_group_ids))
+        for model in self.models.values():
+            model.vpc_config = sagemaker.CfnModel.VpcConfigProperty(
+                subnets=list(subnet_ids), security_group_ids=list(security_group_ids))
+        grant_vpc_access(self.role)
+
+    @property
+    def in_vpc(self) -> bool:
+        """Whether :meth:`place_in_vpc` (or a user) already placed the endpoint."""
+        return self.endpoint_config.vpc_config is not None
+
+    def isolate_network(self) -> None:
+        """``EnableNetworkIsolation`` on the endpoint config and every model: the containers make no
+        network calls (SageMaker still copies the model data)."""
+        self.endpoint_config.enable_network_isolation = True
+        for model in self.models.values():
+            model.enable_network_isolation = True
+
     def metric_no_capacity_failures(self, component: str) -> cloudwatch.Metric:
         """Requests refused because ``component`` had no copy (the wake-up signal)."""
         return no_capacity_metric(self.component_names[component])
@@ -469,6 +502,10 @@ def _check_instances(problems: Problems, instances: ManagedInstances, key: kms.I
         problems.add("initial_instance_count", instances.initial_instance_count,
                      f"{max(1, instances.min_instances)} to max_instances ({instances.max_instances})")
     problems.in_range("volume_size_gb", instances.volume_size_gb, *VOLUME_SIZE_GB)
+    if instances.inference_ami_version is not None and not is_token(instances.inference_ami_version):
+        ami_problem = inference_ami_problem(instances.instance_type, instances.inference_ami_version)
+        if ami_problem:  # already "got ..., allowed: ..."
+            problems.found.append(f"inference_ami_version: {ami_problem}")
     if instance is not None and instance.has_local_nvme:
         nvme = f"not set: {instances.instance_type} has local NVMe instance storage"
         if instances.volume_size_gb is not None:
