@@ -40,3 +40,10 @@ def test_prod_diagram_draws_training_and_an_async_endpoint_when_configured(platf
 
 def test_the_same_assembly_draws_the_same_diagram(platform_synth):
     assert _draw(platform_synth, "dev") == _draw(platform_synth, "dev")
+
+
+def test_the_committed_diagrams_are_what_make_diagrams_draws_now(platform_synth):
+    # The README links these pages: a stack change without `make diagrams` would show readers an old picture.
+    for env in ("dev", "prod"):
+        committed = (ROOT / "docs" / "diagrams" / f"{env}.md").read_text()
+        assert committed == _draw(platform_synth, env), f"docs/diagrams/{env}.md is stale: run `make diagrams`"
