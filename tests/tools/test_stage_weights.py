@@ -134,8 +134,9 @@ class Outputs:
 
 def test_env_and_model_resolve_the_models_weights_prefix(s3, snapshot):
     cloudformation = Outputs("MlAccel-prod-Storage", f"s3://{BUCKET}/weights/")
+    # bloom-176b on the default (current) runtime: its 8-bit checkpoint's own prefix
     assert run(str(snapshot), "--env", "prod", "--model", "bloom-176b", client=s3, cloudformation=cloudformation) == 0
-    assert s3.head_object(Bucket=BUCKET, Key="weights/bloom-176b/config.json")["Metadata"]["revision"] == REVISION
+    assert s3.head_object(Bucket=BUCKET, Key="weights/bloom-176b-w8a16/config.json")["Metadata"]["revision"] == REVISION
     assert run(str(snapshot), "--env", "prod", "--prefix", "sd21/", client=s3, cloudformation=cloudformation) == 0
     assert s3.head_object(Bucket=BUCKET, Key="weights/sd21/config.json")
 
