@@ -47,12 +47,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ml_tools.s3_url import parse_s3_prefix
+from ml_tools.s3_url import HASH_KEY, parse_s3_prefix, stored_hash
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = REPO / "model_packages" / "sklearn_mme"
 TRAIN_SCRIPT = REPO / "model_packages" / "sklearn_mme_training" / "train.py"
-HASH_KEY = "sha256"
 MODEL_FILE = "model.skops"
 WORKER_KEYS = ("minWorkers", "maxWorkers", "job_queue_size", "max_idle_time")
 
@@ -170,17 +169,6 @@ def _trusted_types() -> tuple[str, ...]:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "TRUSTED_TYPES" for t in node.targets):
             return tuple(ast.literal_eval(node.value))
     raise RuntimeError("model_packages/sklearn_mme/model.py defines no TRUSTED_TYPES")
-
-
-def stored_hash(client: Any, bucket: str, key: str) -> str | None:
-    from botocore.exceptions import ClientError
-
-    try:
-        return client.head_object(Bucket=bucket, Key=key)["Metadata"].get(HASH_KEY)
-    except ClientError as err:
-        if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
 
 
 def publish(

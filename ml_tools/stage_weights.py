@@ -33,9 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ml_tools.s3_url import parse_s3_prefix
+from ml_tools.s3_url import HASH_KEY, parse_s3_prefix, stored_hash
 
-HASH_KEY = "sha256"
 REVISION_KEY = "revision"
 MANIFEST_SUFFIX = ".staged.json"
 _REVISION = re.compile(r"^[0-9a-f]{7,64}$")
@@ -87,17 +86,6 @@ def detect_revision(source: Path) -> str | None:
         if first and _REVISION.match(first[0].strip()):
             return first[0].strip()
     return None
-
-
-def stored_hash(client: Any, bucket: str, key: str) -> str | None:
-    from botocore.exceptions import ClientError
-
-    try:
-        return client.head_object(Bucket=bucket, Key=key)["Metadata"].get(HASH_KEY)
-    except ClientError as err:
-        if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
 
 
 def stage(
