@@ -55,6 +55,61 @@ def pin_image(compute_environment: batch.ManagedEc2EcsComputeEnvironment, ami_id
     cfn.add_property_override("ComputeResources.Ec2Configuration.0.ImageIdOverride", ami_id)
 
 
+def on_demand_environment(
+    scope: Construct,
+    *,
+    network: ClusterNetwork,
+    security_groups: list[ec2.ISecurityGroup],
+    instance: TrainiumInstance,
+    max_instances: int,
+    launch_template: ec2.ILaunchTemplate,
+    launch_template_version: str,
+    update_timeout: cdk.Duration,
+    ami_id: str,
+    instance_tags: Mapping[str, str] | None,
+    placement_group: ec2.IPlacementGroup | None = None,
+) -> batch.ManagedEc2EcsComputeEnvironment:
+    """A managed, on-demand ECS compute environment (construct id ``Resource`` under ``scope``) of one
+    Trainium type that scales from zero, on the pinned AMI and the launch template's exact version.
+
+    aws-cdk-lib leaves the launch template version unpinned (so template edits would never reach
+    the hosts) and has no tags-on-instances property: both are set on the L1 here.
+    """
+    environment = batch.ManagedEc2EcsComputeEnvironment(
+        scope,
+        "Resource",
+        vpc=network.vpc,
+        vpc_subnets=network.subnet_selection,
+        security_groups=security_groups,
+        instance_types=[ec2.InstanceType(instance.name)],
+        use_optimal_instance_classes=False,
+        spot=False,
+        allocation_strategy=batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
+        minv_cpus=0,
+        maxv_cpus=max_instances * instance.vcpus,
+        launch_template=launch_template,
+        placement_group=placement_group,
+        images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023)],
+        # An infrastructure update waits this long for running jobs (Batch's default: 30 min).
+        update_timeout=update_timeout,
+        terminate_on_update=False,
+        replace_compute_environment=False,
+    )
+    pin_image(environment, ami_id)
+    cfn = environment.node.default_child
+    assert isinstance(cfn, batch.CfnComputeEnvironment)
+    cfn.add_property_override("ComputeResources.LaunchTemplate.Version", launch_template_version)
+    if instance_tags:
+        cfn.add_property_override("ComputeResources.Tags", dict(instance_tags))
+    nag.acknowledge(
+        environment.instance_role,
+        INSTANCE_ROLE_POLICY,
+        "The ECS container instance role of Batch hosts: the agent registers with the Batch-owned ECS "
+        "cluster, which AWS documents with this managed policy.",
+    )
+    return environment
+
+
 class TrainiumComputeEnvironment(Construct):
     """On-demand Trainium hosts for multi-node parallel jobs.
 
@@ -106,39 +161,17 @@ class TrainiumComputeEnvironment(Construct):
         )
         check_pins(ami_id, update_timeout)
         self.placement_group = ec2.PlacementGroup(self, "PlacementGroup", strategy=ec2.PlacementGroupStrategy.CLUSTER)
-        self.compute_environment = batch.ManagedEc2EcsComputeEnvironment(
-            self,
-            "Resource",
-            vpc=network.vpc,
-            vpc_subnets=network.subnet_selection,
-            security_groups=[],
-            instance_types=[ec2.InstanceType(instance.name)],
-            use_optimal_instance_classes=False,
-            spot=False,
-            allocation_strategy=batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
-            minv_cpus=0,
-            maxv_cpus=max_nodes * instance.vcpus,
+        self.compute_environment = on_demand_environment(
+            self, network=network, security_groups=[], instance=instance, max_instances=max_nodes,
             launch_template=self.launch_template.launch_template,
-            placement_group=self.placement_group,
-            images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023)],
-            # An infrastructure update waits this long for running jobs (Batch's default: 30 min).
-            update_timeout=update_timeout,
-            terminate_on_update=False,
-            replace_compute_environment=False,
+            launch_template_version=self.launch_template.latest_version_number,
+            placement_group=self.placement_group, update_timeout=update_timeout, ami_id=ami_id,
+            instance_tags=instance_tags,
         )
-        pin_image(self.compute_environment, ami_id)
+        # The EFA interfaces of the launch template carry the security group; Batch refuses both.
         cfn = self.compute_environment.node.default_child
         assert isinstance(cfn, batch.CfnComputeEnvironment)
         cfn.add_property_deletion_override("ComputeResources.SecurityGroupIds")
-        cfn.add_property_override("ComputeResources.LaunchTemplate.Version", self.launch_template.latest_version_number)
-        if instance_tags:
-            cfn.add_property_override("ComputeResources.Tags", dict(instance_tags))
-        nag.acknowledge(
-            self.compute_environment.instance_role,
-            INSTANCE_ROLE_POLICY,
-            "The ECS container instance role of Batch hosts: the agent registers with the Batch-owned ECS "
-            "cluster, which AWS documents with this managed policy.",
-        )
 
     @property
     def max_vcpus(self) -> int:
@@ -191,34 +224,9 @@ class SingleNodeComputeEnvironment(Construct):
                 volume=ec2.BlockDeviceVolume.ebs(root_volume_gib, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3),
             )],
         )
-        self.compute_environment = batch.ManagedEc2EcsComputeEnvironment(
-            self,
-            "Resource",
-            vpc=network.vpc,
-            vpc_subnets=network.subnet_selection,
-            security_groups=[self.security_group],
-            instance_types=[ec2.InstanceType(instance.name)],
-            use_optimal_instance_classes=False,
-            spot=False,
-            allocation_strategy=batch.AllocationStrategy.BEST_FIT_PROGRESSIVE,
-            minv_cpus=0,
-            maxv_cpus=max_instances * instance.vcpus,
-            launch_template=self.launch_template,
-            images=[batch.EcsMachineImage(image_type=batch.EcsMachineImageType.ECS_AL2023)],
-            # An infrastructure update waits this long for running jobs (Batch's default: 30 min).
-            update_timeout=update_timeout,
-            terminate_on_update=False,
-            replace_compute_environment=False,
-        )
-        pin_image(self.compute_environment, ami_id)
-        cfn = self.compute_environment.node.default_child
-        assert isinstance(cfn, batch.CfnComputeEnvironment)
-        cfn.add_property_override("ComputeResources.LaunchTemplate.Version", self.launch_template.latest_version_number)
-        if instance_tags:
-            cfn.add_property_override("ComputeResources.Tags", dict(instance_tags))
-        nag.acknowledge(
-            self.compute_environment.instance_role,
-            INSTANCE_ROLE_POLICY,
-            "The ECS container instance role of Batch hosts: the agent registers with the Batch-owned ECS "
-            "cluster, which AWS documents with this managed policy.",
+        self.compute_environment = on_demand_environment(
+            self, network=network, security_groups=[self.security_group], instance=instance,
+            max_instances=max_instances, launch_template=self.launch_template,
+            launch_template_version=self.launch_template.latest_version_number,
+            update_timeout=update_timeout, ami_id=ami_id, instance_tags=instance_tags,
         )
