@@ -22,7 +22,7 @@ from ml_constructs.sagemaker.execution_role import create_execution_role
 from ml_constructs.compliance import acknowledge_endpoint_config_key
 from ml_constructs.sagemaker.deployment import DeploymentPolicy, ResolvedDeployment, VariantShape, check_policy, resolve
 from ml_constructs.sagemaker.images import ContainerImage
-from ml_constructs.sagemaker.instances import INFERENCE_AMI_VERSIONS, InstanceType, UnknownInstanceType
+from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType, inference_ami_problem
 from ml_constructs.sagemaker.model_data import ModelData
 from ml_constructs.sagemaker.monitoring import ROLLBACK_ALARMS, EndpointAlarms, VariantMetrics, alarm_name, create_alarms
 from ml_constructs.sagemaker.scaling import InvocationScaling, attach_invocation_scaling
@@ -280,13 +280,10 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
             if options.volume_kms_key is not None:
                 problems.add("volume_kms_key", "a KMS key", nvme)
         if variant.inference_ami_version is not None:
-            kind = INFERENCE_AMI_VERSIONS.get(variant.inference_ami_version)
-            if kind is None:
-                problems.add("inference_ami_version", variant.inference_ami_version, ", ".join(INFERENCE_AMI_VERSIONS))
-            elif instance is not None and instance.accelerator_kind != kind:
-                fitting = [n for n, k in INFERENCE_AMI_VERSIONS.items() if k == instance.accelerator_kind]
-                problems.add("inference_ami_version", variant.inference_ami_version,
-                             ", ".join(fitting) if fitting else f"not set ({variant.instance_type} has no accelerators)")
+            # The same rule the configuration and the inference-component endpoint apply.
+            ami_problem = inference_ami_problem(variant.instance_type, variant.inference_ami_version)
+            if ami_problem:
+                problems.found.append(f"inference_ami_version: {ami_problem}")
         if model_data.kind == "tarball" and model_data.url.endswith("/"):
             problems.add("model data URL", model_data.url, "one S3 object (a .tar.gz), not a prefix")
         if model_data.kind != "tarball" and not model_data.url.endswith("/") and not _TRAILING_TOKEN.search(model_data.url):
