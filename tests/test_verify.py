@@ -187,19 +187,24 @@ def render(value, resources: dict) -> str:
     return f"arn:aws:sagemaker:{REGION}:123456789012:resource/{name}" if attribute.endswith("Arn") else name
 
 
+def describing_outputs(stack_name: str, template: dict) -> tuple[object, Stubber]:
+    """A CloudFormation client whose one DescribeStacks answers ``template``'s outputs as deployed values."""
+    outputs = [{"OutputKey": key, "OutputValue": render(o["Value"], template["Resources"]),
+                "Description": o.get("Description", "")} for key, o in template["Outputs"].items()]
+    cloudformation = boto3.client("cloudformation", REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    stubber = Stubber(cloudformation)
+    stubber.add_response("describe_stacks", {"Stacks": [{
+        "StackName": stack_name, "CreationTime": "2026-01-01T00:00:00Z", "StackStatus": "UPDATE_COMPLETE",
+        "Outputs": outputs}]}, {"StackName": stack_name})
+    return cloudformation, stubber
+
+
 def test_verify_reads_the_outputs_the_prod_synth_writes(platform_synth):
     """Each prod endpoint's Deployed output names its own endpoint and endpoint config."""
     cfg, assembly = platform_synth("prod")
     for workload, stack_name in cfg.endpoint_stacks().items():
         template = assembly.get_stack_by_name(stack_name).template
-        outputs = [{"OutputKey": key, "OutputValue": render(o["Value"], template["Resources"]),
-                    "Description": o.get("Description", "")} for key, o in template["Outputs"].items()]
-
-        cloudformation = boto3.client("cloudformation", REGION, aws_access_key_id="x", aws_secret_access_key="x")
-        stubber = Stubber(cloudformation)
-        stubber.add_response("describe_stacks", {"Stacks": [{
-            "StackName": stack_name, "CreationTime": "2026-01-01T00:00:00Z", "StackStatus": "UPDATE_COMPLETE",
-            "Outputs": outputs}]}, {"StackName": stack_name})
+        cloudformation, stubber = describing_outputs(stack_name, template)
         with stubber:
             found = deployed_endpoints(cloudformation, workload, stack_name)
         endpoints = resources_of_type(template, "AWS::SageMaker::Endpoint")
@@ -341,13 +346,7 @@ def test_verify_reads_the_component_outputs_the_dev_synth_writes(platform_synth)
     cfg, assembly = platform_synth("dev")
     stack_name = cfg.endpoint_stacks()["stable_diffusion"]
     template = assembly.get_stack_by_name(stack_name).template
-    outputs = [{"OutputKey": key, "OutputValue": render(o["Value"], template["Resources"]),
-                "Description": o.get("Description", "")} for key, o in template["Outputs"].items()]
-    cloudformation = boto3.client("cloudformation", REGION, aws_access_key_id="x", aws_secret_access_key="x")
-    stubber = Stubber(cloudformation)
-    stubber.add_response("describe_stacks", {"Stacks": [{
-        "StackName": stack_name, "CreationTime": "2026-01-01T00:00:00Z", "StackStatus": "UPDATE_COMPLETE",
-        "Outputs": outputs}]}, {"StackName": stack_name})
+    cloudformation, stubber = describing_outputs(stack_name, template)
     with stubber:
         (record,) = deployed_endpoints(cloudformation, "stable_diffusion", stack_name)
     (component_id,) = resources_of_type(template, "AWS::SageMaker::InferenceComponent")
@@ -364,13 +363,7 @@ def test_the_tools_find_the_endpoint_name_not_its_config_name_in_the_dev_outputs
     cfg, assembly = platform_synth("dev")
     stack_name = cfg.endpoint_stacks()["stable_diffusion"]
     template = assembly.get_stack_by_name(stack_name).template
-    outputs = [{"OutputKey": key, "OutputValue": render(o["Value"], template["Resources"]),
-                "Description": o.get("Description", "")} for key, o in template["Outputs"].items()]
-    cloudformation = boto3.client("cloudformation", REGION, aws_access_key_id="x", aws_secret_access_key="x")
-    stubber = Stubber(cloudformation)
-    stubber.add_response("describe_stacks", {"Stacks": [{
-        "StackName": stack_name, "CreationTime": "2026-01-01T00:00:00Z", "StackStatus": "UPDATE_COMPLETE",
-        "Outputs": outputs}]}, {"StackName": stack_name})
+    cloudformation, stubber = describing_outputs(stack_name, template)
     (endpoint_id,) = resources_of_type(template, "AWS::SageMaker::Endpoint")
     with stubber:  # one endpoint: its name, although the config output's description starts alike
         assert endpoint_from_env("dev", "StableDiffusion", REGION, client=cloudformation) == f"Endpoint-{endpoint_id}"
