@@ -73,6 +73,19 @@ def _exports(templates: dict[str, dict]) -> dict[str, tuple[str, object]]:
             if isinstance(out.get("Export", {}).get("Name"), str)}
 
 
+# The platform's exports that a setting removes: named in the message, with the way through.
+_SETTING_OF_EXPORT = {"-KeyArn": "storage.encryption", "-AlertTopicArn": "alerts.topic_arn"}
+_RUNBOOK = "docs/operations.md#changing-the-configuration-of-a-deployed-environment"
+
+
+def _setting_hint(name: str) -> str:
+    for suffix, setting in _SETTING_OF_EXPORT.items():
+        if name.endswith(suffix):
+            return (f" ({setting} removes it: deploy this version with the previous {setting} first, so that no stack "
+                    f"imports it, then change {setting}; {_RUNBOOK})")
+    return ""
+
+
 def export_breaks(previous: dict[str, dict], new: dict[str, dict]) -> list[str]:
     """Why deploying ``new`` (stack name -> template) over ``previous`` would fail on an export: one line
     per export that a previous stack imports and that the new templates remove or give another value.
@@ -89,7 +102,7 @@ def export_breaks(previous: dict[str, dict], new: dict[str, dict]) -> list[str]:
         if name not in after:
             problems.append(f"{stack} would remove export {name}, which {importers} import(s): CloudFormation "
                             "refuses it; keep the export (Stack.export_value with the same value) or reference it "
-                            "weakly, and deploy the importers without it first")
+                            "weakly, and deploy the importers without it first" + _setting_hint(name))
         elif after[name][1] != value:
             problems.append(f"{stack} would change export {name}, which {importers} import(s): CloudFormation "
                             "refuses it; keep its value or reference it weakly")

@@ -53,8 +53,12 @@ def test_stacks_of_the_earlier_version_which_import_the_key_and_topic_can_update
     (key_problem,) = export_breaks(earlier, templates(no_key))
     assert key_problem.startswith("MlAccel-prod-Storage would remove export MlAccel-prod-Storage-KeyArn, "
                                   "which MlAccel-prod-Llm import(s)")
+    assert key_problem.endswith("(storage.encryption removes it: deploy this version with the previous "
+                                "storage.encryption first, so that no stack imports it, then change storage.encryption; "
+                                "docs/operations.md#changing-the-configuration-of-a-deployed-environment)")
     (topic_problem,) = export_breaks(earlier, templates(own_topic))
     assert "remove export MlAccel-prod-Storage-AlertTopicArn" in topic_problem
+    assert "(alerts.topic_arn removes it: deploy this version with the previous alerts.topic_arn first" in topic_problem
 
 
 def test_a_changed_export_value_is_refused_too():
