@@ -71,14 +71,14 @@ class AlertTopic(Construct):
 
 def cloudwatch_may_publish(topic_arn: str, stack: cdk.Stack) -> iam.PolicyStatement:
     """The topic-policy statement that lets the alarms of ``stack``'s account and region publish
-    (AWS knowledge center, "cloudwatch-receive-sns-for-alarm-trigger")."""
+    (AWS knowledge center, "cloudwatch-receive-sns-for-alarm-trigger"). Scoped by ``aws:SourceArn``
+    alone, the key that article conditions on: the alarm ARN names the account and region already."""
     return iam.PolicyStatement(
         sid="AlarmsOfThisAccountPublish",
         principals=[iam.ServicePrincipal(CLOUDWATCH)],
         actions=["sns:Publish"],
         resources=[topic_arn],
         conditions={
-            "StringEquals": {"aws:SourceAccount": stack.account},
             "ArnLike": {"aws:SourceArn": f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*"},
         },
     )

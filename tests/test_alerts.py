@@ -140,8 +140,8 @@ ALARM_ARN = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:MlAccel-prod-Llm-Error
 
 def _alarm_publishes(storage: dict, *, account: str = ACCOUNT, alarm_arn: str = ALARM_ARN, tls: bool = True,
                      drop_allow: bool = False) -> tuple[str, str]:
-    """(topic policy decision for sns:Publish, key policy decision for kms:GenerateDataKey) when an alarm
-    publishes to the environment's topic, as AWS evaluates the synthesized resource policies."""
+    """(topic policy decision for sns:Publish, key policy decision for kms:GenerateDataKey and kms:Decrypt)
+    when an alarm publishes to the environment's topic, as AWS evaluates the synthesized resource policies."""
     from tests.policy_evaluation import Request, decide, resolve
 
     (topic_id,) = resources_of_type(storage, "AWS::SNS::Topic")
@@ -156,8 +156,11 @@ def _alarm_publishes(storage: dict, *, account: str = ACCOUNT, alarm_arn: str = 
         topic_policy["Statement"] = [s for s in topic_policy["Statement"] if s["Effect"] != "Allow"]
     context = {"aws:SecureTransport": str(tls).lower(), "aws:SourceAccount": account, "aws:SourceArn": alarm_arn}
     publish = Request("cloudwatch.amazonaws.com", "SNS:Publish", topic_arn, context)
-    data_key = Request("cloudwatch.amazonaws.com", "kms:GenerateDataKey", refs[f"{key_id}.Arn"], context)
-    return decide(topic_policy, publish), decide(resolve(key["Properties"]["KeyPolicy"], refs), data_key)
+    key_policy = resolve(key["Properties"]["KeyPolicy"], refs)
+    # Publishing to an encrypted topic takes both KMS calls (SNS docs, "sns-key-management").
+    key_decisions = {decide(key_policy, Request("cloudwatch.amazonaws.com", action, refs[f"{key_id}.Arn"], context))
+                     for action in ("kms:GenerateDataKey", "kms:Decrypt")}
+    return decide(topic_policy, publish), "Allow" if key_decisions == {"Allow"} else "/".join(sorted(key_decisions))
 
 
 @pytest.mark.parametrize("env", ["prod", "dev"])  # prod: the platform key; dev: the topic's own key
