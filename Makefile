@@ -98,7 +98,7 @@ lint-workflows: $(STAMP)
 
 lint-templates: $(STAMP)
 	python scripts/lint_templates.py cdk.out $(if $(SUMMARY),--summary "$(SUMMARY)") $(if $(TITLE),--title "$(TITLE)")
-	python scripts/deploy_budget.py cdk.out --env $(ENV)
+	python scripts/deploy_budget.py cdk.out
 
 diff: $(DEPLOY_STAMP)
 	npx cdk diff --method template $(CDK_CI)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How long one `make deploy` can take, worst case, and whether the pipeline allows it.
 
-    python scripts/deploy_budget.py cdk.out --env prod [--workflow .github/workflows/deploy.yml]
+    python scripts/deploy_budget.py cdk.out [--env prod] [--workflow .github/workflows/deploy.yml]
 
 Reads the synthesized templates (what CloudFormation will run, after every default was applied),
 computes the longest a deploy of the assembly can run before CloudFormation settles, and checks the
@@ -176,6 +176,14 @@ def assembly_budget(assembly: Path) -> list[StackBudget]:
             for name, a in stacks.items()]
 
 
+def assembly_env(stacks: list[StackBudget]) -> str | None:
+    """The environment whose stacks the assembly holds (stack names are <stack_prefix>-<env>-<name>)."""
+    from config import known_environments
+
+    found = [e for e in known_environments() if stacks and all(f"-{e}-" in s.name for s in stacks)]
+    return found[0] if len(found) == 1 else None
+
+
 def critical_path(stacks: list[StackBudget]) -> tuple[int, list[str]]:
     """The longest chain through the stacks' dependencies: its seconds and stack names."""
     by_name = {s.name: s for s in stacks}
@@ -293,13 +301,19 @@ def report(stacks: list[StackBudget]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("assembly", type=Path)
-    parser.add_argument("--env", required=True)
+    parser.add_argument("--env", help="default: the environment whose stacks the assembly holds")
     parser.add_argument("--workflow", type=Path, default=ROOT / ".github/workflows/deploy.yml")
     parser.add_argument("--bootstrap-config", type=Path, default=ROOT / "bootstrap/github.toml")
     args = parser.parse_args(argv)
     stacks = assembly_budget(args.assembly)
+    held = assembly_env(stacks)
+    env = args.env or held
+    if env is None or (held is not None and env != held):
+        print(f"deploy budget: {args.assembly} holds the stacks of {held or 'no single environment'}; "
+              f"got --env {args.env}", file=sys.stderr)
+        return 1
     print(report(stacks))
-    problems = check(stacks, args.env, args.workflow, args.bootstrap_config)
+    problems = check(stacks, env, args.workflow, args.bootstrap_config)
     for problem in problems:
         print(f"deploy budget: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-import sys
 
 import pytest
 
+from scripts import deploy_budget
 from tests.helpers import ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import deploy_budget  # noqa: E402
 
 WORKFLOW = ROOT / ".github" / "workflows" / "deploy.yml"
 BOOTSTRAP = ROOT / "bootstrap" / "github.toml"
@@ -81,9 +78,17 @@ def test_a_configuration_whose_worst_case_exceeds_a_github_job_is_refused(platfo
 
 def test_make_lint_templates_runs_the_budget_check_and_deploy_runs_stacks_side_by_side(platform_synth):
     makefile = (ROOT / "Makefile").read_text()
-    assert "python scripts/deploy_budget.py cdk.out --env $(ENV)" in makefile
+    assert "python scripts/deploy_budget.py cdk.out\n" in makefile
     concurrency = int(re.search(r"^DEPLOY_CONCURRENCY := (\d+)$", makefile, re.M).group(1))
     assert "--concurrency $(DEPLOY_CONCURRENCY)" in makefile
     _, assembly = platform_synth("prod")
     # The budget counts the longest chain of stacks, which holds only if every ready stack may start at once.
     assert concurrency >= len(assembly.stacks) - 1
+
+
+def test_the_environment_comes_from_the_assembly_and_a_mismatch_is_refused(platform_synth, capsys):
+    _, assembly = platform_synth("dev")
+    assert deploy_budget.assembly_env(deploy_budget.assembly_budget(Path(assembly.directory))) == "dev"
+    assert deploy_budget.main([assembly.directory]) == 0
+    assert deploy_budget.main([assembly.directory, "--env", "prod"]) == 1
+    assert "holds the stacks of dev; got --env prod" in capsys.readouterr().err
