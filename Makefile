@@ -84,7 +84,7 @@ DEPLOY_CONCURRENCY := 8
 install-deploy: $(DEPLOY_STAMP)
 
 lock-deploy:
-	python3 -m venv .lock-venv && .lock-venv/bin/pip install --quiet pip-tools==7.7.0
+	rm -rf .lock-venv && python3 -m venv .lock-venv && .lock-venv/bin/pip install --quiet pip-tools==7.7.0
 	.lock-venv/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
 	    --no-emit-find-links --index-url https://pypi.org/simple --output-file requirements-deploy.lock requirements.txt
 	rm -rf .lock-venv
