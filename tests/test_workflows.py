@@ -7,6 +7,7 @@ same commit, one deploy per environment at a time, credentials only where a job 
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -321,3 +322,21 @@ def test_every_job_with_aws_credentials_installs_only_the_deploy_lock():
                 continue
             setups = [s for s in job["steps"] if s.get("uses") == "./.github/actions/setup"]
             assert setups and all(s.get("with", {}).get("target") == "install-deploy" for s in setups), (name, job_id)
+
+
+def test_what_deploy_verify_and_drift_import_is_all_in_the_deploy_lock():
+    """The lock covers requirements.txt; this checks requirements.txt covers the code the credentialed jobs run
+    (the app's synth, `python -m ml_tools verify`, scripts/drift_check.py: their module-level imports),
+    in a fresh interpreter."""
+    probe = (
+        "import sys, json, importlib.metadata as md\n"
+        "before = set(sys.modules)\n"
+        "import app, stacks.platform, ml_tools.__main__, ml_tools.verify, scripts.drift_check\n"
+        "dists = md.packages_distributions()\n"
+        "print(json.dumps(sorted({d for m in set(sys.modules) - before for d in dists.get(m.split('.')[0], [])})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    imported = {canonicalize_name(d) for d in json.loads(done.stdout)}
+    lock = _lock_pins((ROOT / "requirements-deploy.lock").read_text())
+    assert {"aws-cdk-lib", "botocore", "cdk-nag"} <= imported  # the probe saw the real imports
+    assert imported - set(lock) == set(), "add these to requirements.txt, then make lock-deploy"
