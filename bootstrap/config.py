@@ -63,7 +63,9 @@ class GitHubDeployConfig:
         default_factory=dict, doc="One table per environment that gets a deploy role (a config/environments name).")
     cdk_qualifier: str = setting("hnb659fds", doc="The qualifier given to `cdk bootstrap` (its default here).")
     role_name_prefix: str = setting("MlAccel", pattern=r"[A-Za-z][A-Za-z0-9]{0,30}")
-    max_session_hours: int = setting(1, ge=1, le=12, doc="How long one workflow's credentials last.")
+    max_session_hours: int = setting(
+        6, ge=1, le=12, doc="The roles' MaxSessionDuration: the longest session a job may ask for "
+        "(role-duration-seconds). scripts/deploy_budget.py checks the deploy jobs' sessions against it.")
 
     def problems(self) -> list[tuple[str, str]]:
         found = []

@@ -17,6 +17,9 @@ What it creates, for each environment whose account is this stack's account:
   name the endpoints), describe and invoke SageMaker endpoints of the account and region. Kept apart
   so the deploy role holds nothing but the bootstrap roles.
 - The account's GitHub OIDC provider, unless the configuration names an existing one to reuse.
+- ``<prefix>-cdk-execution``: the managed policy to give ``cdk bootstrap
+  --cloudformation-execution-policies`` instead of its default ``AdministratorAccess``
+  (:mod:`bootstrap.execution_policy`); its ARN is the output ``CdkExecutionPolicyArn``.
 
 The roles are exposed as :attr:`GitHubOidcStack.deploy_roles` / :attr:`read_roles` and their ARNs as
 stack outputs (set them as the GitHub environments' ``AWS_ROLE_ARN`` variable).
@@ -28,6 +31,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from bootstrap.config import GITHUB_OIDC_HOST, STS_AUDIENCE, BootstrapPlan, EnvironmentTarget
+from bootstrap.execution_policy import execution_policy
 from ml_constructs.nag import acknowledge_wildcard_resources
 
 DEPLOY_BOOTSTRAP_ROLES = ("deploy", "file-publishing", "image-publishing", "lookup")
@@ -73,6 +77,11 @@ class GitHubOidcStack(cdk.Stack):
             if target.access.verify_role:
                 self.verify_roles[target.name] = self._verify_role(target, provider_ref, plan)
         cdk.CfnOutput(self, "GitHubOidcProviderArn", value=self.provider_arn)
+        self.execution_policy = execution_policy(
+            self, "CdkExecutionPolicy", name=f"{cfg.role_name_prefix}-cdk-execution", targets=targets,
+            qualifier=cfg.cdk_qualifier)
+        cdk.CfnOutput(self, "CdkExecutionPolicyArn", value=self.execution_policy.managed_policy_arn,
+                      description="cdk bootstrap --cloudformation-execution-policies <this ARN>")
 
     def _verify_role(self, target: EnvironmentTarget, provider: iam.IOpenIdConnectProvider,
                      plan: BootstrapPlan) -> iam.Role:

@@ -9,6 +9,7 @@ from constructs import Construct
 from config.multi_model import ECR_IMAGE_URI_PATTERN, MultiModelConfig
 from ml_constructs.sagemaker import ContainerImage, ModelData, MultiModelEndpoint
 from ml_constructs.sagemaker.multi_model_endpoint import CacheAlarms
+from runtime_profiles.base_images import pinned_reference
 from stacks.base import PlatformStack
 from stacks.inference_common import endpoint_options, variant_settings
 from stacks.storage_stack import ArtifactStorageStack
@@ -23,7 +24,8 @@ def serving_image(scope: Construct, config: MultiModelConfig) -> ContainerImage:
     """The runtime profile's Dockerfile built at deploy, or the prebuilt ``image_uri``."""
     profile = config.profile
     if config.image_uri is None:
-        base = config.base_image or profile.settings["base_image"]
+        # By digest where runtime_profiles/base-images.lock records one (make pin-images): a tag can be re-pushed.
+        base = pinned_reference(config.base_image or profile.settings["base_image"])
         return ContainerImage.from_asset(
             str(profile.folder), build_args={"BASE_IMAGE": base}, exclude=IMAGE_ASSET_EXCLUDE,
             end_of_life=profile.end_of_life, description=f"runtime profile {profile.key} image",

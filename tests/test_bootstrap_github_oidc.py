@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from cfnlint.api import ManualArgs, lint_file
 
 from bootstrap.app import build
@@ -140,7 +141,12 @@ def test_deploy_role_may_only_assume_the_cdk_bootstrap_roles_of_its_account(stan
         "Resource": bootstrap_roles(account, region, "deploy", "file-publishing", "image-publishing", "lookup"),
         "Sid": "AssumeCdkBootstrapRoles",
     }]
-    assert role["Properties"]["MaxSessionDuration"] == 3600
+    # The deploy job asks for a session that outlasts its worst-case deploy (scripts/deploy_budget.py); IAM
+    # refuses AssumeRoleWithWebIdentity for longer than the role's MaxSessionDuration.
+    deploy_job = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())["jobs"][env]
+    asked = [s["with"]["role-duration-seconds"] for s in deploy_job["steps"]
+             if "role-duration-seconds" in s.get("with", {})]
+    assert asked and role["Properties"]["MaxSessionDuration"] >= max(asked) > 3600
 
 
 def test_read_role_may_only_assume_the_lookup_role(standard):
@@ -337,3 +343,49 @@ def test_cdk_nag_runs_on_the_bootstrap_app_so_a_wildcard_grant_fails_synth(tmp_p
     stack.deploy_roles["dev"].add_to_policy(iam.PolicyStatement(actions=["sts:AssumeRole"], resources=["*"]))
     with pytest.raises(RuntimeError, match=r"AwsSolutions-IAM5"):
         app.synth()
+
+
+# ---- the CloudFormation execution policy (cdk bootstrap --cloudformation-execution-policies) -----------
+
+def execution_policy_of(template: dict) -> dict:
+    (policy,) = resources_of_type(template, "AWS::IAM::ManagedPolicy").values()
+    return policy["Properties"]
+
+
+def test_execution_policy_grants_no_admin_and_scopes_iam_to_the_stacks(standard):
+    props = execution_policy_of(standard[DEV_ACCOUNT].template)
+    assert props["ManagedPolicyName"] == "MlAccel-cdk-execution"
+    for statement in props["PolicyDocument"]["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        assert statement["Effect"] == "Allow"
+        assert "*" not in actions and "*:*" not in actions
+        iam_writes = [a for a in actions if a.startswith("iam:") and not a.startswith(("iam:Get", "iam:List"))]
+        if iam_writes:  # IAM changes only under the environment's stack prefix or AWS's service-role path
+            assert all(r.startswith(f"arn:aws:iam::{DEV_ACCOUNT}:") for r in resources), statement
+            assert all("/MlAccel-dev-" in r or "/aws-service-role/" in r for r in resources), statement
+
+
+def test_execution_policy_arn_is_an_output_for_cdk_bootstrap(standard):
+    outputs = standard[PROD_ACCOUNT].template["Outputs"]
+    (arn,) = [o for k, o in outputs.items() if k.startswith("CdkExecutionPolicyArn")]
+    assert "cloudformation-execution-policies" in arn["Description"]
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_execution_policy_covers_every_resource_type_the_platform_deploys(standard, platform_synth, env):
+    """A new resource type in a dev or prod template fails here until bootstrap/execution_policy.py
+    allows its service: otherwise the first deploy after the change stops with AccessDenied."""
+    from bootstrap.execution_policy import services_for
+
+    _, assembly = platform_synth(env)
+    types = {r["Type"] for stack in assembly.stacks for r in stack.template["Resources"].values()}
+    granted = set()
+    for statement in execution_policy_of(standard[DEV_ACCOUNT].template)["PolicyDocument"]["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        granted |= {a.split(":")[0] for a in actions if a.endswith(":*")}
+    uncovered = sorted(t for t in types if services_for(t) is None)
+    assert not uncovered, f"add these types' services to SERVICES in bootstrap/execution_policy.py: {uncovered}"
+    missing = sorted(t for t in types if not set(services_for(t)) <= granted)
+    assert not missing, missing
+    assert "AWS::SageMaker::Endpoint" in types and "AWS::IAM::Role" in types  # the synth is the real platform

@@ -24,7 +24,7 @@ def test_dev_stable_diffusion_is_an_inference_component_with_a_floor_of_zero_ins
     # inf2.xlarge: the 2 NeuronCores tensor_parallel_degree=2 needs, half of its 16 GiB
     assert requirements == {"NumberOfAcceleratorDevicesRequired": 2, "MinMemoryRequiredInMb": 8192}
     startup = component["Properties"]["Specification"]["StartupParameters"]
-    assert startup == {"ContainerStartupHealthCheckTimeoutInSeconds": 360}
+    assert startup == {"ContainerStartupHealthCheckTimeoutInSeconds": 360, "ModelDataDownloadTimeoutInSeconds": 600}
     (target,) = resources_of_type(template, "AWS::ApplicationAutoScaling::ScalableTarget").values()
     assert target["Properties"]["MinCapacity"] == 0
     assert any(a["Properties"].get("MetricName") == "NoCapacityInvocationFailures"

@@ -7,6 +7,7 @@ same commit, one deploy per environment at a time, credentials only where a job 
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.utils import canonicalize_name
 
 from config import known_environments
 from tests.helpers import ROOT
@@ -269,3 +271,72 @@ def test_a_long_diff_is_cut_below_githubs_comment_limit_and_says_so(tmp_path):
     assert result.stdout.startswith("### cdk diff: prod\n\n```\nResources\n[~] AWS::IAM::Role\n")
     assert len(result.stdout) < 65536
     assert result.stdout.rstrip().endswith("Cut at 60000 characters: the whole diff is in the job's log.")
+
+
+# ---- what the jobs holding AWS credentials install: requirements-deploy.lock, hashes required -----------
+
+def _lock_pins(text: str) -> dict[str, tuple[str, int]]:
+    """name -> (version, number of sha256 hashes) of a pip-compile --generate-hashes file."""
+    pins = {}
+    for entry in re.split(r"\n(?=[A-Za-z0-9])", text):
+        match = re.match(r"([A-Za-z0-9._-]+)==(\S+)", entry)
+        if match:
+            pins[canonicalize_name(match.group(1))] = (match.group(2), entry.count("--hash=sha256:"))
+    return pins
+
+
+def test_the_deploy_lock_pins_requirements_txt_exactly_with_hashes_and_its_whole_closure():
+    from importlib.metadata import distribution
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    lock = _lock_pins((ROOT / "requirements-deploy.lock").read_text())
+    top = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            req = Requirement(line)
+            top[canonicalize_name(req.name)] = str(req.specifier).removeprefix("==")
+    assert {name: lock[name][0] for name in top if name in lock} == top, "make lock-deploy: requirements.txt changed"
+    assert all(hashes for _, hashes in lock.values()), "every locked package needs its file hashes"
+    # Closure: each locked distribution's own requirements (markers of the CI's Linux, Python 3.11) are locked too,
+    # or pip --require-hashes stops at the first one that isn't.
+    env = {**default_environment(), "sys_platform": "linux", "platform_system": "Linux", "extra": ""}
+    missing = []
+    for name in lock:
+        for spec in distribution(name).requires or []:
+            req = Requirement(spec)
+            if (req.marker is None or req.marker.evaluate(env)) and canonicalize_name(req.name) not in lock:
+                missing.append(f"{name} -> {req.name}")
+    assert not missing, missing
+
+
+def test_every_job_with_aws_credentials_installs_only_the_deploy_lock():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "$(PIP) --require-hashes --no-deps -r requirements-deploy.lock" in makefile
+    for target in ("diff", "deploy", "verify", "drift"):
+        assert re.search(rf"^{target}: \$\(DEPLOY_STAMP\)$", makefile, re.M), target
+    for name in ("deploy.yml", "drift.yml", "pull-request.yml"):
+        for job_id, job in load(name)["jobs"].items():
+            if job.get("permissions", {}).get("id-token") != "write":
+                continue
+            setups = [s for s in job["steps"] if s.get("uses") == "./.github/actions/setup"]
+            assert setups and all(s.get("with", {}).get("target") == "install-deploy" for s in setups), (name, job_id)
+
+
+def test_what_deploy_verify_and_drift_import_is_all_in_the_deploy_lock():
+    """The lock covers requirements.txt; this checks requirements.txt covers the code the credentialed jobs run
+    (the app's synth, `python -m ml_tools verify`, scripts/drift_check.py: their module-level imports),
+    in a fresh interpreter."""
+    probe = (
+        "import sys, json, importlib.metadata as md\n"
+        "before = set(sys.modules)\n"
+        "import app, stacks.platform, ml_tools.__main__, ml_tools.verify, scripts.drift_check\n"
+        "dists = md.packages_distributions()\n"
+        "print(json.dumps(sorted({d for m in set(sys.modules) - before for d in dists.get(m.split('.')[0], [])})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    imported = {canonicalize_name(d) for d in json.loads(done.stdout)}
+    lock = _lock_pins((ROOT / "requirements-deploy.lock").read_text())
+    assert {"aws-cdk-lib", "botocore", "cdk-nag"} <= imported  # the probe saw the real imports
+    assert imported - set(lock) == set(), "add these to requirements.txt, then make lock-deploy"
