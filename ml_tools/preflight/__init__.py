@@ -112,7 +112,7 @@ def environment_policy(cfg: Any, region: str, account: str, qualifier: str = DEF
     sd = cfg.stable_diffusion
     extra = [sd.compiled_artifacts_url.removeprefix("s3://").split("/")[0]] if sd.compiled_artifacts_url else []
     return policy_document(partition=partition_of(region), account=account, region=region,
-                           stack_prefix=cfg.stack_prefix, environment=cfg.environment, qualifier=qualifier,
+                           stacks=f"{cfg.stack_prefix}-{cfg.environment}-", qualifier=qualifier,
                            ecr_repositories=known_repositories(cfg), extra_buckets=extra)
 
 

@@ -46,27 +46,26 @@ def guard(client: Any) -> Any:
     return client
 
 
-def storage_bucket_pattern(stack_prefix: str, environment: str) -> str:
-    """CloudFormation names the Storage stack's buckets ``<stack name, lower case>-<logical id>-<suffix>``."""
-    return f"{stack_prefix}-{environment}-Storage".lower() + "-*"
-
-
-def policy_statements(*, partition: str, account: str, region: str, stack_prefix: str, environment: str,
-                      qualifier: str, ecr_repositories: list[str], extra_buckets: list[str] = ()) -> list[dict]:
-    """The statements of the preflight policy of one environment (IAM JSON, ``Sid`` first)."""
+def policy_statements(*, partition: str, account: str, region: str, stacks: str, qualifier: str,
+                      ecr_repositories: list[str], extra_buckets: list[str] = ()) -> list[dict]:
+    """The statements of the preflight policy of one environment (IAM JSON, ``Sid`` first); ``stacks`` is the
+    name prefix of its stacks, ``<stack_prefix>-<environment>-``."""
     arn = f"arn:{partition}:%s:{region}:{account}:%s"
-    buckets = [storage_bucket_pattern(stack_prefix, environment), *extra_buckets]
+    # CloudFormation names the Storage stack's buckets <stack name, lower case>-<logical id>-<suffix>.
+    buckets = [f"{stacks}Storage".lower() + "-*", *extra_buckets]
     statements = [
         {"Sid": "ReadAccountFacts", "Effect": "Allow", "Action": sorted(_ACCOUNT_WIDE), "Resource": "*"},
         {"Sid": "ReadCdkBootstrapVersion", "Effect": "Allow", "Action": "ssm:GetParameter",
          "Resource": arn % ("ssm", f"parameter/cdk-bootstrap/{qualifier}/version")},
         {"Sid": "ReadEnvironmentStacks", "Effect": "Allow", "Action": "cloudformation:DescribeStacks",
-         "Resource": arn % ("cloudformation", f"stack/{stack_prefix}-{environment}-*/*")},
+         "Resource": arn % ("cloudformation", f"stack/{stacks}*/*")},
         {"Sid": "FindStagedManifests", "Effect": "Allow", "Action": "s3:ListBucket",
          "Resource": sorted(f"arn:{partition}:s3:::{bucket}" for bucket in buckets)},
-        # The registries are AWS's (Deep Learning Containers, one account per region) or yours.
+        # AWS's Deep Learning Containers (a registry account per region) by name, and this account's own
+        # repositories in the region (images named by image_uri).
         {"Sid": "CheckImagesExist", "Effect": "Allow", "Action": "ecr:BatchGetImage",
-         "Resource": sorted({f"arn:{partition}:ecr:*:*:repository/{name}" for name in ecr_repositories})},
+         "Resource": sorted({f"arn:{partition}:ecr:*:*:repository/{name}" for name in ecr_repositories}
+                            | {arn % ("ecr", "repository/*")})},
     ]
     covered = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert covered == set(CALLS.values()), "every listed call has a statement"

@@ -194,7 +194,7 @@ def test_identity_fails_for_another_account_or_region(aws):
     assert "--region us-east-1" in rows[1].fix
 
 
-@pytest.mark.parametrize("version, status", [("30", checks.PASS), ("5", checks.FAIL), (None, checks.FAIL)])
+@pytest.mark.parametrize("version, status", [("30", checks.PASS), ("7", checks.FAIL), (None, checks.FAIL)])
 def test_bootstrap_version(aws, version, status):
     if version:
         boto3.client("ssm", region_name=REGION).put_parameter(
