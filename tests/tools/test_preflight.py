@@ -392,3 +392,18 @@ def test_environment_policy_helper_matches_cli(aws):
     policy = environment_policy(load_config("dev"), REGION, ACCOUNT)
     assert policy["Statement"][1]["Resource"] == (
         f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/cdk-bootstrap/hnb659fds/version")
+
+
+def test_first_deploy_page_starts_with_preflight_and_shows_its_current_policy():
+    from pathlib import Path
+
+    from config import load_config
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "first-deploy.md").read_text()
+    sections = re.findall(r"^## (.+)$", page, re.MULTILINE)
+    assert sections[0].startswith("0. Preflight")
+    shown = json.loads(page.split("### The IAM policy preflight needs", 1)[1].split("```json", 1)[1].split("```")[0])
+    cfg = load_config("prod", overrides={"account": "111111111111", "region": "us-east-1",
+                                         "training.availability_zone": "use1-az6",
+                                         "training.ami_id": "ami-0123456789abcdef0"})
+    assert shown == environment_policy(cfg, "us-east-1", "111111111111"), "regenerate it with --print-policy"
