@@ -407,3 +407,34 @@ def test_first_deploy_page_starts_with_preflight_and_shows_its_current_policy():
                                          "training.availability_zone": "use1-az6",
                                          "training.ami_id": "ami-0123456789abcdef0"})
     assert shown == environment_policy(cfg, "us-east-1", "111111111111"), "regenerate it with --print-policy"
+
+
+def test_existing_vpc_subnets_zones_are_checked(aws):
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = {zone: ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZoneId=zone)["Subnet"]["SubnetId"]
+               for zone, cidr in ((GOOD_ZONE, "10.0.0.0/20"), (BAD_ZONE, "10.0.16.0/20"))}
+    group = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["SecurityGroups"][0]["GroupId"]
+
+    def rows(*zones):
+        return statuses(checks.offerings(context({
+            "training.existing_vpc": json.dumps({"vpc_id": vpc, "subnet_ids": [subnets[z] for z in zones],
+                                                 "default_security_group_id": group})})))
+
+    assert rows(GOOD_ZONE)["trn1.32xlarge offered"] == checks.PASS
+    assert rows(GOOD_ZONE, BAD_ZONE)["trn1.32xlarge offered"] == checks.FAIL  # every subnet's zone must offer it
+
+
+def test_compiled_artifacts_manifest_when_the_compile_is_off(aws):
+    put_resources(images=False, manifests=False)
+    boto3.client("cloudformation", region_name=REGION).update_stack(StackName="MlAccel-prod-Storage", TemplateBody=
+        json.dumps({"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+                    "Outputs": {"ModelWeightsUrl": {"Value": f"s3://{BUCKET}/weights/"},
+                                "NeuronArtifactsUrl": {"Value": f"s3://{BUCKET}/neuron-artifacts/"}}}))
+    ctx = context({"llm.enabled": "false", "stable_diffusion.compile.enabled": "false"})
+    [row] = checks.manifests(ctx)
+    assert (row.check, row.status) == ("Stable Diffusion compiled artifacts", checks.FAIL)
+    assert row.needs == f"s3://{BUCKET}/neuron-artifacts/stable-diffusion-2-1-base/manifest.json"
+    boto3.client("s3", region_name=REGION).put_object(
+        Bucket=BUCKET, Key="neuron-artifacts/stable-diffusion-2-1-base/manifest.json", Body=b"{}")
+    assert [r.status for r in checks.manifests(ctx)] == [checks.PASS]
