@@ -96,8 +96,7 @@ def _check_services(cfg: Any, region: str, session: Any) -> None:
     used = {"sagemaker": bool(cfg.endpoint_stacks()),
             "batch": cfg.training.enabled or (cfg.stable_diffusion.enabled and cfg.stable_diffusion.compile.enabled)}
     for service, needed in used.items():
-        partition = session.get_partition_for_region(region) if hasattr(session, "get_partition_for_region") else "aws"
-        if needed and region not in session.get_available_regions(service, partition_name=partition):
+        if needed and region not in session.get_available_regions(service, partition_name=partition_of(region)):
             name = {"sagemaker": "Amazon SageMaker", "batch": "AWS Batch"}[service]
             raise ToolError(f"region {region!r} has no {name}, which environment {cfg.environment!r} uses; "
                             f"regions with it: aws ec2 describe-regions, or choose another with --region")

@@ -11,8 +11,8 @@ from ml_tools.preflight import needs as wanted
 
 PASS, FAIL, CANNOT, INFO = "pass", "FAIL", "cannot check", "info"
 # The highest `requiresBootstrapStackVersion` in this app's cloud assembly (aws-cdk-lib 2.275.0's
-# DefaultStackSynthesizer: 6 for the deploy and publishing roles, 8 for the lookup role that
-# `cdk diff` uses); tests/tools/test_preflight.py synthesizes the app and fails when it changes.
+# DefaultStackSynthesizer: 6 for the deploy role, 8 for the lookup role that `cdk diff` and
+# `make drift` use); tests/tools/test_preflight.py synthesizes the app and fails when it changes.
 REQUIRED_BOOTSTRAP_VERSION = 8
 # The ECS-optimized Amazon Linux 2023 Neuron AMI (docs/training.md) is published by Amazon as
 # al2023-ami-ecs-neuron-hvm-<version>-kernel-<kernel>-x86_64.
@@ -74,7 +74,7 @@ def _code(err: Any) -> str:
 
 def identity(ctx: Context) -> list[Row]:
     cfg = ctx.cfg
-    pin = f"--set account=... in config/environments/{cfg.environment}.toml"
+    pin = f"the account pinned in config/environments/{cfg.environment}.toml"
     rows = [Row("account", cfg.account or "any (the environment pins none)", ctx.account,
                 PASS if cfg.account in (None, ctx.account) else FAIL,
                 "" if cfg.account in (None, ctx.account) else

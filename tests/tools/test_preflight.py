@@ -71,9 +71,6 @@ class Account:
     def get_available_regions(self, service: str, partition_name: str = "aws"):
         return self.session.get_available_regions(service, partition_name)
 
-    def get_partition_for_region(self, region: str) -> str:
-        return self.session.get_partition_for_region(region)
-
 
 def raised_quotas() -> Account:
     return Account(PROD_ENDPOINT_QUOTAS, PROD_VCPUS)
