@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from ml_tools.preflight import needs as wanted
 
-PASS, FAIL, CANNOT, INFO = "pass", "FAIL", "cannot check", "info"
+PASS, FAIL, WARN, CANNOT, INFO = "pass", "FAIL", "warn", "cannot check", "info"
 # The highest `requiresBootstrapStackVersion` in this app's cloud assembly (aws-cdk-lib 2.275.0's
 # DefaultStackSynthesizer: 6 for the deploy role, 8 for the lookup role that `cdk diff` and
 # `make drift` use); tests/tools/test_preflight.py synthesizes the app and fails when it changes.
@@ -112,9 +112,12 @@ def sagemaker_quotas(ctx: Context) -> list[Row]:
     except Exception as err:
         return [cannot(f"quota {n.instance_type} for endpoint usage", str(n.count), err) for n in endpoint_needs]
     rows = []
+    headroom = wanted.update_headroom(ctx.cfg)
     for need in endpoint_needs:
         name = f"{need.instance_type} for endpoint usage"
-        needs = f"{need.count} ({'; '.join(u.split(': ', 1)[1] for u in need.uses)})"
+        extra = headroom.get(need.instance_type, 0)
+        needs = (f"{need.count}{f' (+{extra} during an update)' if extra else ''}: "
+                 + "; ".join(u.split(": ", 1)[1] for u in need.uses))
         quota = applied.get(name)
         if quota is None:
             rows.append(Row(f"quota {name}", needs, f"no applied value listed in {ctx.region}", CANNOT,
@@ -123,9 +126,14 @@ def sagemaker_quotas(ctx: Context) -> list[Row]:
             continue
         value = int(quota["Value"])
         fix = (f"aws service-quotas request-service-quota-increase --service-code sagemaker --quota-code "
-               f"{quota['QuotaCode']} --desired-value {need.count} --region {ctx.region}")
-        rows.append(Row(f"quota {name}", needs, str(value), PASS if value >= need.count else FAIL,
-                        "" if value >= need.count else fix))
+               f"{quota['QuotaCode']} --desired-value {need.count + extra} --region {ctx.region}")
+        if value < need.count:
+            rows.append(Row(f"quota {name}", needs, str(value), FAIL, fix))
+        elif value < need.count + extra:  # the first deploy fits; an update at the ceiling would not
+            rows.append(Row(f"quota {name}", needs, f"{value}: enough to deploy, not to update at the ceiling",
+                            WARN, fix))
+        else:
+            rows.append(Row(f"quota {name}", needs, str(value), PASS))
     return rows
 
 

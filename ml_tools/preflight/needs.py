@@ -185,3 +185,22 @@ def manifest_needs(cfg: Any) -> list[ManifestNeed]:
             found.append(ManifestNeed("Stable Diffusion compiled artifacts", "NeuronArtifactsUrl",
                                       sd.compiled_artifacts_key + MANIFEST, fix))
     return found
+
+
+def update_headroom(cfg: Any) -> dict[str, int]:
+    """Instance type -> instances an endpoint update adds at the ceiling (blue/green: a second fleet; rolling:
+    one batch), as the endpoint construct resolves each endpoint's deployment policy."""
+    from dataclasses import fields
+
+    from config.sagemaker_endpoint import DeploymentConfig
+    from config.schema import endpoint_shapes
+    from ml_constructs.sagemaker.deployment import DEFAULT_ALARM_WINDOW_SECONDS, DeploymentPolicy, VariantShape, resolve
+
+    policy = DeploymentPolicy(**{f.name: getattr(cfg.deployment, f.name) for f in fields(DeploymentConfig)})
+    models = {f"llm.models.{m.name}": m.instance_type for m in cfg.llm.resolved_models()} if cfg.llm.enabled else {}
+    headroom: dict[str, int] = defaultdict(int)
+    for endpoint, (low, high, autoscaled) in endpoint_shapes(cfg).items():
+        instance_type = models.get(endpoint) or getattr(cfg, endpoint).instance_type
+        shape = VariantShape(low, high, autoscaled, DEFAULT_ALARM_WINDOW_SECONDS)
+        headroom[instance_type] += resolve(policy, shape, []).extra_instances
+    return dict(headroom)

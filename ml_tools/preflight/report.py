@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import textwrap
 
-from ml_tools.preflight.checks import CANNOT, FAIL, PASS, Row
+from ml_tools.preflight.checks import CANNOT, FAIL, PASS, WARN, Row
 
 _WIDTHS = (13, 56, 50)  # status, check, needs; "has" takes the rest
 
@@ -20,8 +20,8 @@ def render(environment: str, account: str, region: str, rows: list[Row]) -> str:
     failed = [r.check for r in rows if r.status == FAIL]
     unknown = [r.check for r in rows if r.status == CANNOT]
     out.append("")
-    out.append(f"{sum(r.status == PASS for r in rows)} passed, {len(failed)} failed, {len(unknown)} could not be checked"
-               " (not passes).")
+    out.append(f"{sum(r.status == PASS for r in rows)} passed, {len(failed)} failed, "
+               f"{sum(r.status == WARN for r in rows)} warned, {len(unknown)} could not be checked (not passes).")
     if failed:
         out.append("Fix before deploying: " + "; ".join(failed))
     return "\n".join(out)

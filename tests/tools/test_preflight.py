@@ -25,7 +25,8 @@ ACCOUNT, REGION = "123456789012", "us-east-1"  # moto's account
 GOOD_ZONE, BAD_ZONE = "use1-az6", "use1-az1"  # moto's offerings: trn1.32xlarge and trn1.2xlarge in az6, neither in az1
 AMI_NAME = "al2023-ami-ecs-neuron-hvm-2023.0.20251201-kernel-6.1-x86_64"
 BUCKET = "mlaccel-prod-storage-modelsbucket-abc123"
-PROD_ENDPOINT_QUOTAS = {"ml.c5d.18xlarge": 40, "ml.g5.24xlarge": 1, "ml.inf2.xlarge": 1, "ml.p4d.24xlarge": 1}
+# The ceilings, plus what an update adds at the ceiling (rolling 25 % of 40; blue/green one more of one).
+PROD_ENDPOINT_QUOTAS = {"ml.c5d.18xlarge": 40 + 10, "ml.g5.24xlarge": 2, "ml.inf2.xlarge": 2, "ml.p4d.24xlarge": 2}
 PROD_VCPUS = {"L-1945791B": 32, "L-2C3B7624": 4 * 128 + 2 * 8}  # inf2.8xlarge compile host; trn1 training + eval
 DLC = {("huggingface-pytorch-inference-neuronx", REGION): "2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04",
        ("djl-inference", REGION): "0.36.0-lmi20.0.0-cu128",
@@ -119,7 +120,7 @@ def preflight(account: Account, argv: list[str], monkeypatch, docker=(True, "eng
 
 def rows_of(out: str) -> dict[str, str]:
     """check -> status, from the printed table."""
-    statuses = "|".join(re.escape(s) for s in (checks.FAIL, checks.CANNOT, checks.PASS, checks.INFO))
+    statuses = "|".join(re.escape(s) for s in (checks.FAIL, checks.WARN, checks.CANNOT, checks.PASS, checks.INFO))
     return {m[2]: m[1] for m in re.finditer(rf"^({statuses}) +(.+?)  ", out, re.MULTILINE)}
 
 
@@ -137,7 +138,8 @@ def test_prod_with_default_quotas_fails_naming_every_quota_it_needs(aws, monkeyp
     assert rows["quota Running On-Demand Trn instances (vCPUs)"] == checks.FAIL
     assert rows["quota Running On-Demand Inf instances (vCPUs)"] == checks.FAIL
     assert "--quota-code L-2C3B7624 --desired-value 528" in out  # 4 x trn1.32xlarge + 2 x trn1.2xlarge
-    assert "--desired-value 40" in out  # the multi-model endpoint's autoscaling ceiling, not its 20 at start
+    # the multi-model endpoint's autoscaling ceiling (40, not its 20 at start) plus a rolling batch of 25 %
+    assert "--desired-value 50" in out
     assert out.count("FAIL ") == 6, out
     account.stub.assert_no_pending_responses()
 
@@ -218,9 +220,18 @@ def test_sagemaker_quota_counts_autoscaling_and_component_ceilings(aws):
                    "stable_diffusion.hosting.max_instances": "3"},
                   account=Account({"ml.c5d.18xlarge": 40, "ml.inf2.xlarge": 2}, quota_codes=()))
     rows = {row.check: row for row in checks.sagemaker_quotas(ctx)}
-    assert rows["quota ml.c5d.18xlarge for endpoint usage"].status == checks.PASS
+    assert rows["quota ml.c5d.18xlarge for endpoint usage"].status == checks.WARN  # 40 + 10 for a rolling update
     inf2 = rows["quota ml.inf2.xlarge for endpoint usage"]
-    assert (inf2.status, inf2.needs.split()[0], inf2.has) == (checks.FAIL, "3", "2")
+    assert (inf2.status, inf2.needs.split(":")[0], inf2.has) == (checks.FAIL, "3", "2")  # components: max_instances
+
+
+@pytest.mark.parametrize("quota, status", [(0, checks.FAIL), (1, checks.WARN), (2, checks.PASS)])
+def test_a_one_instance_endpoint_needs_a_second_for_its_blue_green_update(aws, quota, status):
+    ctx = context({"llm.enabled": "false", "training.enabled": "false", "multi_model.enabled": "false"},
+                  account=Account({"ml.inf2.xlarge": quota}, quota_codes=()))
+    [row] = checks.sagemaker_quotas(ctx)
+    assert (row.status, row.needs.split(":")[0]) == (status, "1 (+1 during an update)")
+    assert status == checks.PASS or "--desired-value 2" in row.fix
 
 
 def test_sagemaker_quota_not_listed_is_cannot_check(aws):
