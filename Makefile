@@ -70,6 +70,7 @@ clean:
 # make lint-templates [SUMMARY=f] [PREVIOUS=dir]  cfn-lint and cdk-nag results of cdk.out (after make synth);
 #                                    PREVIOUS: the deployed version's cdk.out, whose imports must survive
 # make diff ENV=prod                 cdk diff against the deployed stacks (read-only: the lookup role)
+# make preflight ENV=prod [REGION=r] python -m ml_tools preflight: read-only checks of the account before a deploy
 # make deploy ENV=dev                cdk deploy --all (through the CDK bootstrap roles)
 # make verify ENV=dev                python -m ml_tools verify: each endpoint runs what was deployed and answers
 # make drift ENV=prod [SUMMARY=f]    CloudFormation drift detection; fails on drift
@@ -77,7 +78,7 @@ clean:
 # make install-deploy                what diff, deploy, verify and drift need: requirements-deploy.lock, hashes required
 # make lock-deploy                   regenerate requirements-deploy.lock from requirements.txt (pip-tools, network)
 # make pin-images                    record each runtime profile base image's digest (docker buildx or crane, registry access)
-.PHONY: lint-workflows lint-templates diff deploy verify drift bootstrap-synth install-deploy lock-deploy pin-images
+.PHONY: lint-workflows lint-templates diff deploy verify drift bootstrap-synth preflight install-deploy lock-deploy pin-images
 CDK_CI := --no-notices --no-color -c env=$(ENV)
 # Independent stacks deploy side by side; scripts/deploy_budget.py sizes the CI jobs for it (its longest chain).
 DEPLOY_CONCURRENCY := 8
@@ -103,6 +104,10 @@ lint-templates: $(STAMP)
 
 diff: $(DEPLOY_STAMP)
 	npx cdk diff --method template $(CDK_CI)
+
+# Before a deploy: quotas, offerings, bootstrap, images, AMI, weights, Docker (docs/first-deploy.md); read-only.
+preflight: $(DEPLOY_STAMP)
+	python -m ml_tools preflight --env $(ENV) $(if $(REGION),--region $(REGION))
 
 deploy: $(DEPLOY_STAMP)
 	npx cdk deploy --all --require-approval never --progress events --concurrency $(DEPLOY_CONCURRENCY) $(CDK_CI)

@@ -28,6 +28,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "invoke-mme": ("ml_tools.invoke_mme", "call one model of the multi-model endpoint"),
     "stage-weights": ("ml_tools.stage_weights", "copy a local model snapshot into a weights prefix (idempotent)"),
     "cost": ("ml_tools.cost", "hourly cost of an environment at its floor and its ceiling (offline)"),
+    "preflight": ("ml_tools.preflight", "read-only checks of an account and region before a deploy (quotas, "
+                  "offerings, bootstrap, images, AMI, weights, Docker)"),
     "verify": ("ml_tools.verify", "check each endpoint runs the deployed config and answers (after a deploy)"),
 }
 

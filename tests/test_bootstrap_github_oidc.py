@@ -113,9 +113,11 @@ def test_each_role_trusts_only_this_repository_in_its_github_environment(standar
 
 def test_each_account_holds_only_its_own_environments_roles(standard):
     assert sorted(roles(standard[DEV_ACCOUNT].template)) == [
-        "MlAccel-github-deploy-dev", "MlAccel-github-read-dev", "MlAccel-github-verify-dev"]
+        "MlAccel-github-deploy-dev", "MlAccel-github-preflight-dev", "MlAccel-github-read-dev",
+        "MlAccel-github-verify-dev"]
     assert sorted(roles(standard[PROD_ACCOUNT].template)) == [
-        "MlAccel-github-deploy-prod", "MlAccel-github-read-prod", "MlAccel-github-verify-prod"]
+        "MlAccel-github-deploy-prod", "MlAccel-github-preflight-prod", "MlAccel-github-read-prod",
+        "MlAccel-github-verify-prod"]
     assert standard[DEV_ACCOUNT].environment.account == DEV_ACCOUNT
     assert standard[PROD_ACCOUNT].environment.region == "eu-west-1"
 
@@ -209,6 +211,7 @@ def test_environments_sharing_an_account_share_one_provider_and_one_stack(tmp_pa
     assert len(resources_of_type(template, "AWS::IAM::OIDCProvider")) == 1
     # prod's read role was switched off; each role targets its own environment's region.
     assert sorted(roles(template)) == ["MlAccel-github-deploy-dev", "MlAccel-github-deploy-prod",
+                                       "MlAccel-github-preflight-dev", "MlAccel-github-preflight-prod",
                                        "MlAccel-github-read-dev", "MlAccel-github-verify-dev"]
     prod = permissions_of(template, logical_id(template, "MlAccel-github-deploy-prod"))
     assert all(arn.endswith(f"-{DEV_ACCOUNT}-us-west-2") for arn in prod[0]["Resource"])

@@ -314,7 +314,7 @@ def test_the_deploy_lock_pins_requirements_txt_exactly_with_hashes_and_its_whole
 def test_every_job_with_aws_credentials_installs_only_the_deploy_lock():
     makefile = (ROOT / "Makefile").read_text()
     assert "$(PIP) --require-hashes --no-deps -r requirements-deploy.lock" in makefile
-    for target in ("diff", "deploy", "verify", "drift"):
+    for target in ("diff", "preflight", "deploy", "verify", "drift"):
         assert re.search(rf"^{target}: \$\(DEPLOY_STAMP\)$", makefile, re.M), target
     for name in ("deploy.yml", "drift.yml", "pull-request.yml"):
         for job_id, job in load(name)["jobs"].items():
@@ -331,7 +331,7 @@ def test_what_deploy_verify_and_drift_import_is_all_in_the_deploy_lock():
     probe = (
         "import sys, json, importlib.metadata as md\n"
         "before = set(sys.modules)\n"
-        "import app, stacks.platform, ml_tools.__main__, ml_tools.verify, scripts.drift_check\n"
+        "import app, stacks.platform, ml_tools.__main__, ml_tools.verify, ml_tools.preflight.checks, scripts.drift_check\n"
         "dists = md.packages_distributions()\n"
         "print(json.dumps(sorted({d for m in set(sys.modules) - before for d in dists.get(m.split('.')[0], [])})))\n"
     )
@@ -340,3 +340,21 @@ def test_what_deploy_verify_and_drift_import_is_all_in_the_deploy_lock():
     lock = _lock_pins((ROOT / "requirements-deploy.lock").read_text())
     assert {"aws-cdk-lib", "botocore", "cdk-nag"} <= imported  # the probe saw the real imports
     assert imported - set(lock) == set(), "add these to requirements.txt, then make lock-deploy"
+
+
+# ---- preflight (issue 23) -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_each_deploy_runs_preflight_first_with_the_read_only_role(env):
+    steps = load("deploy.yml")["jobs"][env]["steps"]
+    runs = [s.get("run", "") for s in steps]
+    preflight_at, deploy_at = runs.index(f"make preflight ENV={env}"), runs.index(f"make deploy ENV={env}")
+    assert preflight_at < deploy_at
+    roles = [s["with"]["role-to-assume"] for s in steps[:deploy_at] if "role-to-assume" in s.get("with", {})]
+    assert roles == ["${{ vars.AWS_PREFLIGHT_ROLE_ARN }}", "${{ vars.AWS_ROLE_ARN }}"]
+    # the deploy role is assumed with fresh credentials, not chained from the preflight role's
+    deploy_credentials = [s for s in steps[:deploy_at] if s.get("with", {}).get("role-to-assume") ==
+                          "${{ vars.AWS_ROLE_ARN }}"]
+    assert deploy_credentials[0]["with"]["unset-current-credentials"] is True
+    assert re.search(r"^preflight:.*\n\tpython -m ml_tools preflight --env \$\(ENV\)", (ROOT / "Makefile").read_text(),
+                     re.M)
