@@ -218,15 +218,17 @@ def needs(stacks: list[StackBudget]) -> Needs:
 
 
 def deploy_job(workflow: dict[str, Any], env: str) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
-    """(job id, job, its deploy credentials step's `with`) of the job that deploys ``env``."""
+    """(job id, job, its deploy credentials step's `with`) of the job that deploys ``env``: the last
+    configure-aws-credentials step before `make deploy` (preflight's read-only role comes earlier, verify's later)."""
     for job_id, job in workflow.get("jobs", {}).items():
         if job.get("environment") != env:
             continue
+        credentials: dict[str, Any] = {}
         for step in job.get("steps", []):
-            args = step.get("with", {})
-            if "configure-aws-credentials" in step.get("uses", "") and "role-duration-seconds" in args \
-                    and "unset-current-credentials" not in args:
-                return job_id, job, args
+            if "configure-aws-credentials" in step.get("uses", ""):
+                credentials = step.get("with", {})
+            elif "make deploy" in step.get("run", ""):
+                return job_id, job, credentials
         return job_id, job, {}
     return None
 
