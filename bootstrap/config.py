@@ -135,7 +135,7 @@ def load_bootstrap_plan(
                                     f"(the files in {_display(environments_dir)})", display))
             continue
         env_file = _display(environments_dir / f"{name}.toml")
-        longest = f"{cfg.role_name_prefix}-github-verify-{name}"
+        longest = f"{cfg.role_name_prefix}-github-preflight-{name}"  # the longest of the role names
         if len(longest) > IAM_ROLE_NAME_MAX:
             problems.append(Problem(key, f"role names such as {longest!r} would be {len(longest)} characters; allowed: "
                                     f"at most {IAM_ROLE_NAME_MAX} (IAM): shorten role_name_prefix or the "

@@ -296,8 +296,8 @@ def test_role_names_longer_than_iam_allows_are_refused(tmp_path):
     long_env = "integration-" + "x" * 30
     message = problems_of(tmp_path, f'repository = "{REPO}"\nrole_name_prefix = "MlAcceleratorPlatformTeamA"\n'
                           f"[environments.{long_env}]\n", {long_env: (DEV_ACCOUNT, "us-east-1")})
-    assert f"environments.{long_env}: role names such as 'MlAcceleratorPlatformTeamA-github-verify-{long_env}' " \
-           "would be 83 characters; allowed: at most 64 (IAM)" in message
+    assert f"environments.{long_env}: role names such as 'MlAcceleratorPlatformTeamA-github-preflight-{long_env}' " \
+           "would be 86 characters; allowed: at most 64 (IAM)" in message
 
 
 def test_environments_sharing_an_account_must_agree_on_the_provider(tmp_path):
