@@ -129,6 +129,11 @@ def test_role_reads_model_data_and_the_endpoint_config_waits_for_it(built):
          "max_copies: got 3, allowed: at most 1 (1 x ml.g5.12xlarge hold 1 copies each)"),
         (ManagedInstances("ml.g5.12xlarge"), {"tensor_parallel_degree": 8, "accelerators_per_copy": 4},
          "tensor_parallel_degree: got 8, allowed: at most accelerators_per_copy (4)"),
+        # Devices are Neuron chips: one inf2 device holds 2 NeuronCores, so tensor parallelism 4 needs 2 devices.
+        (ManagedInstances("ml.inf2.24xlarge"), {"tensor_parallel_degree": 4, "accelerators_per_copy": 1},
+         "tensor_parallel_degree: got 4, allowed: at most accelerators_per_copy (1 device(s) x 2 NeuronCores)"),
+        (ManagedInstances("ml.inf2.xlarge"), {"accelerators_per_copy": 2},
+         "accelerators_per_copy: got 2, allowed: at most 1 (ml.inf2.xlarge has 1 accelerator device(s)"),
         (ManagedInstances("ml.g5.12xlarge", min_instances=3, max_instances=2), {},
          "min_instances: got 3, allowed: at most max_instances (2)"),
         (ManagedInstances("ml.t3.large"), {"accelerators_per_copy": None}, "ml.t* cannot autoscale"),

@@ -121,8 +121,9 @@ class CopyScaling:
 class ComponentSpec:
     """One model served as an inference component.
 
-    ``accelerators_per_copy``: GPUs or Inferentia/Trainium accelerators per copy (None on CPU
-    instances); ``memory_per_copy_mb``: the host memory SageMaker reserves per copy;
+    ``accelerators_per_copy``: accelerator *devices* per copy, what ``NumberOfAcceleratorDevicesRequired``
+    counts: GPUs, or Inferentia2/Trainium chips (2 NeuronCores each), not NeuronCores (None on CPU
+    instances); ``tensor_parallel_degree`` counts NeuronCores or GPUs and must fit in the copy's devices; ``memory_per_copy_mb``: the host memory SageMaker reserves per copy;
     ``copies``: copies CloudFormation deploys (the deploy fails if they do not start);
     ``scaling``: None keeps ``copies`` fixed.
     """
@@ -532,10 +533,13 @@ def _check_component(problems: Problems, spec: ComponentSpec, instance: Instance
     accelerators = spec.accelerators_per_copy
     if accelerators is not None and accelerators < 1:
         problems.add(f"{where}.accelerators_per_copy", accelerators, "1 or more, or None on CPU instances")
+    cores_per_device = instance.cores_per_device if instance is not None else 1
     if spec.tensor_parallel_degree is not None and accelerators is not None and (
-            spec.tensor_parallel_degree > accelerators):
+            spec.tensor_parallel_degree > accelerators * cores_per_device):
+        unit = f"{accelerators} device(s) x {cores_per_device} NeuronCores" if cores_per_device > 1 else (
+            f"{accelerators}")
         problems.add(f"{where}.tensor_parallel_degree", spec.tensor_parallel_degree,
-                     f"at most accelerators_per_copy ({accelerators}): a copy sees only its own accelerators")
+                     f"at most accelerators_per_copy ({unit}): a copy sees only its own accelerators")
     scaling = spec.scaling
     if scaling is not None:
         if scaling.min_copies < 0 or scaling.max_copies < 1 or scaling.min_copies > scaling.max_copies:
@@ -548,13 +552,14 @@ def _check_component(problems: Problems, spec: ComponentSpec, instance: Instance
             problems.add(f"{where}.scaling.target_value", scaling.target_value, "a number above 0")
     if instance is None:
         return
-    have = instance.accelerator_count
+    have = instance.accelerator_devices
     if have is not None and accelerators is not None:
         if have == 0:
             problems.add(f"{where}.accelerators_per_copy", accelerators, f"None ({instance.name} has no accelerators)")
         elif accelerators > have:
             problems.add(f"{where}.accelerators_per_copy", accelerators,
-                         f"at most {have} ({instance.name} has {have}; a copy runs on one instance)")
+                         f"at most {have} ({instance.name} has {have} accelerator device(s); a copy runs on one "
+                         "instance)")
     memory_gib = instance.memory_gib
     if memory_gib is not None and spec.memory_per_copy_mb > memory_gib * 1024:
         problems.add(f"{where}.memory_per_copy_mb", spec.memory_per_copy_mb,
@@ -571,8 +576,8 @@ def _check_component(problems: Problems, spec: ComponentSpec, instance: Instance
 def copies_per_instance(instance: InstanceType, spec: ComponentSpec) -> int | None:
     """How many copies of ``spec`` fit on one instance by accelerators and memory; None if unknown."""
     limits = []
-    if spec.accelerators_per_copy and instance.accelerator_count:
-        limits.append(instance.accelerator_count // spec.accelerators_per_copy)
+    if spec.accelerators_per_copy and instance.accelerator_devices:
+        limits.append(instance.accelerator_devices // spec.accelerators_per_copy)
     if instance.memory_gib is not None:
         limits.append(instance.memory_gib * 1024 // spec.memory_per_copy_mb)
     return min(limits) if limits else None
