@@ -47,3 +47,10 @@ def pinned(account: str, region: str) -> dict[str, str]:
     """
     return {"account": account, "region": region, "training.availability_zone": f"{region[:2]}x1-az1",
             "training.ami_id": "ami-0123456789abcdef0"}
+
+
+def log_groups_granted(template: dict[str, Any], statement: dict[str, Any]) -> list[str]:
+    """``LogGroupName`` of each log group the statement's resources point at (``Fn::GetAtt [id, Arn]``);
+    a resource that is not a log group of this template fails the lookup."""
+    resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    return sorted(template["Resources"][r["Fn::GetAtt"][0]]["Properties"]["LogGroupName"] for r in resources)

@@ -15,7 +15,7 @@ from ml_constructs.sagemaker.inference_components import (
     InferenceComponentEndpoint,
     ManagedInstances,
 )
-from tests.helpers import new_checked_app, policy_statements, resources_of_type
+from tests.helpers import log_groups_granted, new_checked_app, policy_statements, resources_of_type
 from tests.sagemaker_fixtures import LMI, PACKAGE, bare_stack, weights_location
 
 
@@ -162,11 +162,21 @@ def test_multi_model_prefix_is_rejected():
         _endpoint(stack, model_data=ModelData.multi_model_prefix(weights_location(stack)))
 
 
-def test_the_role_may_write_the_component_log_groups(built):
-    _, template = built
+def test_the_role_may_write_only_the_log_groups_the_stack_creates_first(built):
+    endpoint, template = built
     (statement,) = [s for s in policy_statements(template) if "logs:PutLogEvents" in s["Action"]]
-    tails = sorted(r["Fn::Join"][1][-1] for r in statement["Resource"])
-    assert tails == [":log-group:/aws/sagemaker/Endpoints/*:*", ":log-group:/aws/sagemaker/InferenceComponents/*:*"]
+    resources = template["Resources"]
+    endpoint_props = resources[cdk.Stack.of(endpoint).get_logical_id(endpoint.endpoint)]
+    (component,) = resources_of_type(template, "AWS::SageMaker::InferenceComponent").values()
+    endpoint_name = endpoint_props["Properties"]["EndpointName"]
+    component_name = component["Properties"]["InferenceComponentName"]
+    assert log_groups_granted(template, statement) == [
+        f"/aws/sagemaker/Endpoints/{endpoint_name}", f"/aws/sagemaker/InferenceComponents/{component_name}"]
+    # Created before SageMaker writes: the endpoint and the component wait for their groups.
+    groups = {r["Properties"]["LogGroupName"]: logical for logical, r in resources_of_type(template, "AWS::Logs::LogGroup").items()}
+    assert groups[f"/aws/sagemaker/Endpoints/{endpoint_name}"] in endpoint_props["DependsOn"]
+    assert groups[f"/aws/sagemaker/InferenceComponents/{component_name}"] in component["DependsOn"]
+    assert {r["Properties"]["RetentionInDays"] for r in resources_of_type(template, "AWS::Logs::LogGroup").values()} == {90}
 
 
 # --- guarded updates: the deployment policy as the component's own DeploymentConfig -------------------------
