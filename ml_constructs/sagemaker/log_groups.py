@@ -28,6 +28,9 @@ from ml_constructs.sagemaker.execution_role import LOG_ACTIONS
 
 ENDPOINT_LOG_PREFIX = "/aws/sagemaker/Endpoints/"
 COMPONENT_LOG_PREFIX = "/aws/sagemaker/InferenceComponents/"
+# The platform's log contract: every handler we ship logs exactly one line containing this token
+# when the model fails a valid request, never for a client error (docs/operations.md, "Model errors").
+MODEL_ERROR_TOKEN = "ml_platform.model_error"
 # Metric filters publish here, one metric per log group (named after the endpoint or component).
 MODEL_ERROR_NAMESPACE = "MlPlatform/ModelErrors"
 # SageMaker endpoint and inference component names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
