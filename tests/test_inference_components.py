@@ -231,7 +231,8 @@ def test_copy_counts_and_the_blue_green_strategy():
             stack, f"Endpoint{policy.strategy}", components=[
                 _spec(stack, f"Opt{policy.strategy}", accelerators_per_copy=1, memory_per_copy_mb=16384, copies=4,
                       scaling=None)],
-            instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=1), deployment=policy)
+            # 4 copies fill one g5.12xlarge (4 GPUs): a rolling batch needs the second instance.
+            instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=2), deployment=policy)
 
     stack = bare_stack()
     rolling = four_copies(DeploymentPolicy(batch_unit="instances", batch_size=2, rollback_batch_size=1,
@@ -272,6 +273,35 @@ def test_a_policy_a_component_cannot_hold_fails_at_synth(policy, copies, scaling
     assert expected in str(err.value)
 
 
+@pytest.mark.parametrize("policy, copies, scaling, max_instances, needed", [
+    # 4 copies fill one g5.12xlarge (4 GPUs, 1 per copy): the first batch (25 % of 4 = 1 copy) has nowhere to go.
+    ({}, 4, None, 1, "at least 2 for a rolling update of components[Opt]: 4 copies at its ceiling + a batch of 1, "
+     "4 per ml.g5.12xlarge"),
+    # Autoscaled to 8 copies on 2 instances; a rollback batch of 50 % (4 copies) needs a third instance.
+    ({"rollback_batch_size": 50}, 2, CopyScaling(min_copies=2, max_copies=8), 2,
+     "at least 3 for a rolling update of components[Opt]: 8 copies at its ceiling + a batch of 4"),
+])
+def test_a_rolling_update_without_a_free_slot_fails_at_synth_naming_the_ceiling(policy, copies, scaling, max_instances,
+                                                                                needed):
+    from ml_constructs.sagemaker.deployment import DeploymentPolicy
+
+    stack = bare_stack()
+    with pytest.raises(EndpointValidationError) as err:
+        InferenceComponentEndpoint(
+            stack, "Endpoint", instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=max_instances),
+            components=[_spec(stack, accelerators_per_copy=1, memory_per_copy_mb=16384, copies=copies,
+                              scaling=scaling)],
+            deployment=DeploymentPolicy(**policy),
+        )
+    assert f"max_instances: got {max_instances}, allowed: {needed}" in str(err.value)
+    # SageMaker's own (unguarded) update needs no slot: blue_green is accepted on the same instances.
+    InferenceComponentEndpoint(
+        stack, "Other", instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=max_instances),
+        components=[_spec(stack, "Other", accelerators_per_copy=1, memory_per_copy_mb=16384, copies=copies,
+                          scaling=scaling)],
+        deployment=DeploymentPolicy(strategy="blue_green"))
+
+
 def test_the_environment_policy_reaches_a_component_endpoint():
     from ml_constructs.sagemaker.deployment import DeploymentPolicy
     from ml_constructs.sagemaker.deployment_defaults import DeploymentDefaults
@@ -279,7 +309,7 @@ def test_the_environment_policy_reaches_a_component_endpoint():
     app = new_checked_app()
     stack = bare_stack(app)
     endpoint = InferenceComponentEndpoint(
-        stack, "Endpoint", instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=1),
+        stack, "Endpoint", instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=2),
         components=[_spec(stack, accelerators_per_copy=1, memory_per_copy_mb=16384, copies=4, scaling=None)],
     )
     cdk.Aspects.of(app).add(DeploymentDefaults(DeploymentPolicy(batch_size=50, wait_interval_seconds=120)))

@@ -27,6 +27,7 @@ Scaling and CloudWatch constructs for the policies.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal, Mapping, Sequence
 
@@ -45,7 +46,9 @@ from ml_constructs.sagemaker.deployment import (
     DEFAULT_ALARM_WINDOW_SECONDS,
     DeploymentPolicy,
     VariantShape,
+    batch_instances,
     check_component_policy,
+    component_strategy,
     resolve_component,
 )
 from ml_constructs.sagemaker.endpoint_base import (
@@ -398,9 +401,11 @@ class InferenceComponentEndpoint(Construct):
         """
         problems = Problems()
         shapes = {name: component_shape(spec) for name, spec in self._specs.items()}
-        for shape in shapes.values():
+        for name, shape in shapes.items():
             for key, value, allowed in check_component_policy(policy, shape):
                 problems.add(key, value, allowed)
+            if component_strategy(policy, shape) == "rolling":
+                self._check_rolling_room(problems, self._specs[name], shape, policy)
         problems.raise_if_any(self.node.path)
         self.deployment_policy = policy
         for name, shape in shapes.items():
@@ -408,6 +413,24 @@ class InferenceComponentEndpoint(Construct):
             self.components[name].deployment_config = config
             self.update_strategies[name] = _describe_update(policy, shape, config is not None)
         return self.update_strategies
+
+    def _check_rolling_room(self, problems: Problems, spec: ComponentSpec, shape: VariantShape,
+                            policy: DeploymentPolicy) -> None:
+        """A rolling batch starts its new copies before the old ones stop: with the copies at their ceiling,
+        the instances at ``max_instances`` must hold one batch more, or the update waits for room that
+        never comes until its timeout."""
+        per_instance = copies_per_instance(self.instance, spec) if self.instance is not None else None
+        if not per_instance:
+            return
+        batch = max(batch_instances(policy, shape.max_count),
+                    batch_instances(policy, shape.max_count, policy.rollback_batch_size))
+        needed = math.ceil((shape.max_count + batch) / per_instance)
+        if needed > self.instances.max_instances:
+            problems.add(
+                "max_instances", self.instances.max_instances,
+                f"at least {needed} for a rolling update of components[{spec.name}]: {shape.max_count} copies at "
+                f"its ceiling + a batch of {batch}, {per_instance} per {self.instances.instance_type} (or fewer "
+                "copies, a smaller batch, or deployment.strategy = 'blue_green' for SageMaker's own update)")
 
     def place_in_vpc(self, subnet_ids: Sequence[str], security_group_ids: Sequence[str]) -> None:
         """Run the endpoint's instances and every component's model in these subnets; the role gets the
