@@ -204,7 +204,39 @@ def platform_hosting_problems(cfg: Any) -> list[tuple[str, str]]:
         for model in cfg.llm.resolved_models():
             found += [(f"llm.models.{model.name}.{key}", message) for key, message in hosting_problems(
                 model.hosting, model.instance_type, tensor_parallel_degree=model.tensor_parallel_degree)]
-    return found
+    sections = [("stable_diffusion", sd)] if sd.enabled else []
+    sections += [(f"llm.models.{m.name}", m) for m in cfg.llm.resolved_models()] if cfg.llm.enabled else []
+    return found or [problem for where, section in sections for problem in _rolling_room_problems(cfg, where, section)]
+
+
+def _rolling_room_problems(cfg: Any, where: str, section: Any) -> list[tuple[str, str]]:
+    """A component update that rolls needs a free slot at the copy ceiling (the construct checks the same)."""
+    from dataclasses import fields
+
+    from ml_constructs.sagemaker.deployment import (
+        DEFAULT_ALARM_WINDOW_SECONDS,
+        DeploymentPolicy,
+        VariantShape,
+        component_rolling_room,
+        component_strategy,
+    )
+
+    hosting = section.hosting
+    resolved = resolve_component(hosting, section.instance_type) if hosting.uses_components else None
+    if resolved is None:
+        return []
+    policy = DeploymentPolicy(**{f.name: getattr(cfg.deployment, f.name) for f in fields(cfg.deployment)})
+    shape = VariantShape(resolved.min_copies, resolved.max_copies, True, DEFAULT_ALARM_WINDOW_SECONDS, units="copies")
+    if component_strategy(policy, shape) != "rolling":
+        return []
+    needed, batch = component_rolling_room(policy, shape, resolved.copies_per_instance)
+    if needed <= hosting.max_instances:
+        return []
+    return [(f"{where}.hosting.max_instances", (
+        f"got {hosting.max_instances}, allowed: at least {needed}: a rolling update starts a batch of {batch} "
+        f"new copies beside the {resolved.max_copies} at the copy ceiling, {resolved.copies_per_instance} per "
+        f"{section.instance_type} (or lower hosting.max_copies, deployment.batch_size, or set "
+        "deployment.strategy = 'blue_green' for SageMaker's own update)"))]
 
 
 @dataclass(frozen=True)

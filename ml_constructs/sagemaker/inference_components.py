@@ -27,7 +27,6 @@ Scaling and CloudWatch constructs for the policies.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal, Mapping, Sequence
 
@@ -46,8 +45,8 @@ from ml_constructs.sagemaker.deployment import (
     DEFAULT_ALARM_WINDOW_SECONDS,
     DeploymentPolicy,
     VariantShape,
-    batch_instances,
     check_component_policy,
+    component_rolling_room,
     component_strategy,
     resolve_component,
 )
@@ -422,9 +421,7 @@ class InferenceComponentEndpoint(Construct):
         per_instance = copies_per_instance(self.instance, spec) if self.instance is not None else None
         if not per_instance:
             return
-        batch = max(batch_instances(policy, shape.max_count),
-                    batch_instances(policy, shape.max_count, policy.rollback_batch_size))
-        needed = math.ceil((shape.max_count + batch) / per_instance)
+        needed, batch = component_rolling_room(policy, shape, per_instance)
         if needed > self.instances.max_instances:
             problems.add(
                 "max_instances", self.instances.max_instances,
