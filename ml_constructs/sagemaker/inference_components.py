@@ -166,7 +166,7 @@ class InferenceComponentEndpoint(Construct):
         log groups ``/aws/sagemaker/Endpoints/<endpoint>`` and
         ``/aws/sagemaker/InferenceComponents/<component>`` are created by the stack before SageMaker
         writes to them, so the names are known at synth; changing one replaces the resource.
-      logs: retention and removal of those log groups.
+      logs: retention and removal of those log groups (default :class:`EndpointLogs`: three months).
       deployment: how component updates roll (default: :class:`DeploymentPolicy` defaults, which
         an app-wide :class:`~ml_constructs.sagemaker.deployment_defaults.DeploymentDefaults` may
         replace); see :func:`ml_constructs.sagemaker.deployment.resolve_component`.
@@ -192,7 +192,7 @@ class InferenceComponentEndpoint(Construct):
         endpoint_name: str | None = None,
         model_latency_p99_ms: float = 60000.0,
         deployment: DeploymentPolicy | None = None,
-        logs: EndpointLogs = EndpointLogs(),
+        logs: EndpointLogs | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         problems = Problems()
@@ -207,7 +207,7 @@ class InferenceComponentEndpoint(Construct):
         self.instances = instances
         self.instance = instance
 
-        self._logs = logs
+        self._logs = logs = logs or EndpointLogs()
         name = endpoint_name or physical_name(self)
         self.log_group = owned_log_group(self, "Logs", ENDPOINT_LOG_PREFIX + name, logs)
         if role is None:
