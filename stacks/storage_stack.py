@@ -3,7 +3,15 @@
 Other stacks get the buckets through exports with stable names (not CDK's
 automatic cross-stack references, whose export names carry a hash). Stable
 names keep the cdk-nag finding ids of prefix grants predictable, so each can
-be acknowledged exactly where the grant is made.
+be acknowledged exactly where the grant is made. The buckets exist in every
+configuration, so these exports never go away while imported.
+
+What a configuration change can remove (the platform key with ``storage.encryption = "s3"``,
+the alert topic with ``alerts.topic_arn``, the private network) reaches other stacks as weak
+references (``Fn::GetStackOutput``): CloudFormation refuses to delete or change an export
+another stack imports, and the storage stack deploys first, so a strong reference would
+block the change. The ``KeyArn`` and ``AlertTopicArn`` exports stay while the key and topic
+exist, unchanged, because stacks deployed by earlier versions import them (docs/operations.md).
 """
 from __future__ import annotations
 
@@ -47,7 +55,8 @@ class ArtifactStorageStack(PlatformStack):
                 bucket.bucket_name, name=self._export(f"{name}BucketName")
             )
         if self.storage.key is not None:
-            self._imports["KeyArn"] = self.export_value(self.storage.key.key_arn, name=self._export("KeyArn"))
+            # Imported by stacks of earlier versions only; this version's stacks read it weakly (module doc).
+            self.export_value(self.storage.key.key_arn, name=self._export("KeyArn"))
         for field, location in vars(self.storage.locations).items():
             cdk.CfnOutput(self, _pascal(field) + "Url", value=location.s3_url, description=f"s3 URL of {field}")
         self._shared: dict[str, ArtifactLocations] = {}
@@ -78,7 +87,8 @@ class ArtifactStorageStack(PlatformStack):
             removal_policy=cdk.RemovalPolicy.RETAIN if retain_data else cdk.RemovalPolicy.DESTROY,
         )
         self.alert_topic_arn = self.alert_topic.topic.topic_arn
-        self._alert_import = self.export_value(self.alert_topic_arn, name=self._export("AlertTopicArn"))
+        # Imported by stacks of earlier versions only; this version's stacks read it weakly (module doc).
+        self.export_value(self.alert_topic_arn, name=self._export("AlertTopicArn"))
         cdk.CfnOutput(self, "AlertTopicArn", value=self.alert_topic_arn, description="SNS topic of every alarm")
 
     def platform_key_arn_for(self, consumer: cdk.Stack) -> str | None:
@@ -88,14 +98,18 @@ class ArtifactStorageStack(PlatformStack):
         if consumer is self:
             return self.storage.key.key_arn
         consumer.add_stack_dependency(self, "its log groups are encrypted with the platform key")
-        return self._imports["KeyArn"]
+        return self._weak_key_arn()
+
+    def _weak_key_arn(self) -> str:
+        # The L1 attribute: consume_reference takes a resource attribute, not the L2's physical-name token.
+        return cdk.Stack.consume_reference(self.storage.key.node.default_child.attr_arn, cdk.ReferenceStrength.WEAK)
 
     def alert_topic_arn_for(self, consumer: cdk.Stack) -> str:
-        """The alarm topic's ARN as ``consumer`` can reference it (a stable export, not a hashed one)."""
+        """The alarm topic's ARN as ``consumer`` can reference it: the configured ARN, or a weak reference."""
         if self.alert_topic is None or consumer is self:
             return self.alert_topic_arn
         consumer.add_stack_dependency(self, "its alarms notify the storage stack's alert topic")
-        return self._alert_import
+        return cdk.Stack.consume_reference(self.alert_topic.topic.node.default_child.ref, cdk.ReferenceStrength.WEAK)
 
     def _export(self, name: str) -> str:
         return f"{self.stack_name}-{name}"
@@ -112,7 +126,7 @@ class ArtifactStorageStack(PlatformStack):
         consumer.add_stack_dependency(self, "reads the artifact buckets' exports")
         scope = Construct(consumer, "ArtifactStorage")
         imported_key = (
-            kms.Key.from_key_arn(scope, "Key", self._imports["KeyArn"]) if "KeyArn" in self._imports else None
+            kms.Key.from_key_arn(scope, "Key", self._weak_key_arn()) if self.storage.key is not None else None
         )
         buckets = {
             name: s3.Bucket.from_bucket_attributes(

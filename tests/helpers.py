@@ -54,3 +54,19 @@ def log_groups_granted(template: dict[str, Any], statement: dict[str, Any]) -> l
     a resource that is not a log group of this template fails the lookup."""
     resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
     return sorted(template["Resources"][r["Fn::GetAtt"][0]]["Properties"]["LogGroupName"] for r in resources)
+
+
+def weak_reference(assembly: Any, producer: str, value: Any) -> dict[str, Any]:
+    """How another stack reads ``producer``'s ``value`` through a weak reference: ``Fn::GetStackOutput`` of
+    the un-exported output holding that value (the output's name carries a hash, hence the lookup)."""
+    template = assembly.get_stack_by_name(producer).template
+    (name,) = [k for k, o in template["Outputs"].items() if o["Value"] == value and "Export" not in o
+               and k.startswith("PublishOutput")]
+    return {"Fn::GetStackOutput": {"StackName": producer, "Region": {"Ref": "AWS::Region"}, "OutputName": name}}
+
+
+def platform_key_reference(assembly: Any, storage: str) -> dict[str, Any]:
+    """The platform key's ARN as the workload stacks read it from the storage stack ``storage``."""
+    template = assembly.get_stack_by_name(storage).template
+    (key_id,) = [k for k, r in template["Resources"].items() if r["Type"] == "AWS::KMS::Key" and k.startswith("ArtifactsKey")]
+    return weak_reference(assembly, storage, {"Fn::GetAtt": [key_id, "Arn"]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from config import ConfigError, load_config
-from tests.helpers import resources_of_type
+from tests.helpers import resources_of_type, weak_reference
 
 
 def _drives_scaling(template: dict, properties: dict) -> bool:
@@ -43,7 +43,8 @@ def test_every_prod_alarm_notifies_the_environment_topic_on_alarm_and_on_ok(plat
     stacks = {name.split("/")[0] for name in alarms}
     # Endpoints, training and compilation: every stack that has alarms.
     assert {"MlAccel-prod-StableDiffusion", "MlAccel-prod-MultiModel", "MlAccel-prod-Llm"} <= stacks
-    topic = {"Fn::ImportValue": "MlAccel-prod-Storage-AlertTopicArn"}
+    # A weak reference: configuring a topic later drops the storage stack's topic without an export in use.
+    topic = weak_reference(assembly, "MlAccel-prod-Storage", {"Ref": "AlertsTopicCF7C81C9"})
     for name, props in alarms.items():
         assert props["AlarmActions"] == [topic], name
         assert props["OKActions"] == [topic], name
@@ -131,3 +132,53 @@ def test_a_raw_alarm_keeps_its_own_actions_and_gains_the_topic(tmp_path):
     assert alarms["Own"]["Properties"]["AlarmActions"] == [
         "arn:aws:sns:us-east-1:123456789012:mine", "arn:aws:sns:us-east-1:123456789012:platform"]
     assert alarms["Bare"]["Properties"]["OKActions"] == ["arn:aws:sns:us-east-1:123456789012:platform"]
+
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+ALARM_ARN = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:MlAccel-prod-Llm-Errors"
+
+
+def _alarm_publishes(storage: dict, *, account: str = ACCOUNT, alarm_arn: str = ALARM_ARN, tls: bool = True,
+                     drop_allow: bool = False) -> tuple[str, str]:
+    """(topic policy decision for sns:Publish, key policy decision for kms:GenerateDataKey and kms:Decrypt)
+    when an alarm publishes to the environment's topic, as AWS evaluates the synthesized resource policies."""
+    from tests.policy_evaluation import Request, decide, resolve
+
+    (topic_id,) = resources_of_type(storage, "AWS::SNS::Topic")
+    (key_id, key), = resources_of_type(storage, "AWS::KMS::Key").items()
+    topic_arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:MlAccel-prod-Storage-AlertsTopic-1A2B3C"
+    refs = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com", topic_id: topic_arn,
+            f"{key_id}.Arn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"}
+    (policy,) = resources_of_type(storage, "AWS::SNS::TopicPolicy").values()
+    topic_policy = resolve(policy["Properties"]["PolicyDocument"], refs)
+    if drop_allow:
+        topic_policy["Statement"] = [s for s in topic_policy["Statement"] if s["Effect"] != "Allow"]
+    context = {"aws:SecureTransport": str(tls).lower(), "aws:SourceAccount": account, "aws:SourceArn": alarm_arn}
+    publish = Request("cloudwatch.amazonaws.com", "SNS:Publish", topic_arn, context)
+    key_policy = resolve(key["Properties"]["KeyPolicy"], refs)
+    # Publishing to an encrypted topic takes both KMS calls (SNS docs, "sns-key-management").
+    key_decisions = {decide(key_policy, Request("cloudwatch.amazonaws.com", action, refs[f"{key_id}.Arn"], context))
+                     for action in ("kms:GenerateDataKey", "kms:Decrypt")}
+    return decide(topic_policy, publish), "Allow" if key_decisions == {"Allow"} else "/".join(sorted(key_decisions))
+
+
+@pytest.mark.parametrize("env", ["prod", "dev"])  # prod: the platform key; dev: the topic's own key
+def test_an_alarm_of_this_account_may_publish_to_the_encrypted_topic_over_tls(platform_synth, env):
+    _, assembly = platform_synth(env)
+    storage = assembly.get_stack_by_name(f"MlAccel-{env}-Storage").template
+    assert _alarm_publishes(storage) == ("Allow", "Allow")
+
+
+def test_the_topic_refuses_other_accounts_alarms_plain_http_and_works_only_because_of_its_allow(platform_synth):
+    _, assembly = platform_synth("prod")
+    storage = assembly.get_stack_by_name("MlAccel-prod-Storage").template
+    other = "210987654321"
+    topic, key = _alarm_publishes(storage, account=other, alarm_arn=ALARM_ARN.replace(ACCOUNT, other))
+    assert (topic, key) == ("ImplicitDeny", "ImplicitDeny")
+    # A SourceAccount that matches with an alarm ARN of another region or a non-alarm source does not.
+    assert _alarm_publishes(storage, alarm_arn=ALARM_ARN.replace(REGION, "eu-west-1"))[0] == "ImplicitDeny"
+    assert _alarm_publishes(storage, alarm_arn=f"arn:aws:events:{REGION}:{ACCOUNT}:rule/x")[0] == "ImplicitDeny"
+    assert _alarm_publishes(storage, tls=False)[0] == "Deny"  # the explicit TLS Deny wins over the Allow
+    # The policy the review found (the TLS Deny alone) blocks every alarm: SNS's default policy is replaced.
+    assert _alarm_publishes(storage, drop_allow=True)[0] == "ImplicitDeny"

@@ -6,7 +6,7 @@ import pytest
 from config import ConfigError, load_config
 from ml_constructs.sagemaker import EndpointOptions, EndpointValidationError, InvocationScaling
 from ml_constructs.sagemaker.async_inference import AsyncInference
-from tests.helpers import policy_statements, resources_of_type
+from tests.helpers import platform_key_reference, policy_statements, resources_of_type
 from tests.sagemaker_fixtures import bare_stack, realtime, weights_location
 
 ASYNC = {"stable_diffusion__async_inference__enabled": "true"}
@@ -18,12 +18,17 @@ def prod_async(platform_synth):
     return assembly.get_stack_by_name("MlAccel-prod-StableDiffusion").template
 
 
-def test_results_and_failures_go_to_encrypted_prefixes_with_notifications(prod_async):
+@pytest.fixture(scope="module")
+def prod_key(platform_synth):
+    return platform_key_reference(platform_synth("prod", **ASYNC)[1], "MlAccel-prod-Storage")
+
+
+def test_results_and_failures_go_to_encrypted_prefixes_with_notifications(prod_async, prod_key):
     (config,) = resources_of_type(prod_async, "AWS::SageMaker::EndpointConfig").values()
     output = config["Properties"]["AsyncInferenceConfig"]["OutputConfig"]
     assert output["S3OutputPath"]["Fn::Join"][1][-1] == "/async-inference/responses/"
     assert output["S3FailurePath"]["Fn::Join"][1][-1] == "/async-inference/failures/"
-    assert output["KmsKeyId"] == {"Fn::ImportValue": "MlAccel-prod-Storage-KeyArn"}  # prod's customer managed key
+    assert output["KmsKeyId"] == prod_key  # prod's customer managed key
     topics = resources_of_type(prod_async, "AWS::SNS::Topic")
     assert {v["Ref"] for v in output["NotificationConfig"].values()} == set(topics) and len(topics) == 2
     assert all("KmsMasterKeyId" in t["Properties"] for t in topics.values())

@@ -100,3 +100,23 @@ def test_a_malformed_price_entry_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(prices, "PRICES_DIR", tmp_path)
     with pytest.raises(ValueError, match=r"\[sagemaker_hosting\] 'ml.m5.large': got \[0.1\]"):
         prices.load_prices("xx-test-1")
+
+
+def test_the_private_endpoint_network_counts_each_interface_endpoint_in_each_az():
+    # By hand: 6 interface endpoints (ECR API and registry, Logs, Monitoring, STS, SageMaker runtime) x 2 AZs x 0.01.
+    on = estimate(load_config("prod", overrides={"endpoint_network.private": "true"}))
+    assert (round(on.floor, 5), round(on.ceiling, 5)) == (round(131.933 + 0.12, 5), round(305.52836 + 0.12, 5))
+    (line,) = [line for line in on.lines if line.stack == "MlAccel-prod-Storage"]
+    assert line.item == "6 interface VPC endpoints in 2 AZs (endpoint_network.private)"
+
+
+def test_the_counted_endpoints_are_the_ones_the_storage_stack_creates(platform_synth):
+    from ml_constructs.sagemaker.network_endpoints import AVAILABILITY_ZONES, INTERFACE_ENDPOINTS
+    from tests.helpers import resources_of_type
+
+    _, assembly = platform_synth("dev", endpoint_network__private="true")
+    storage = assembly.get_stack_by_name("MlAccel-dev-Storage").template
+    interface = [r["Properties"] for r in resources_of_type(storage, "AWS::EC2::VPCEndpoint").values()
+                 if r["Properties"].get("VpcEndpointType") == "Interface"]
+    assert len(interface) == len(INTERFACE_ENDPOINTS)
+    assert {len(p["SubnetIds"]) for p in interface} == {AVAILABILITY_ZONES}

@@ -85,8 +85,14 @@ def expect_assume(fake: FakeSessions):
                                {"RoleArn": LOOKUP, "RoleSessionName": "drift-check"})
 
 
+def expect_status(fake: FakeSessions, stack: str, status: str = "UPDATE_COMPLETE"):
+    fake.cfn_stub.add_response("describe_stacks", {"Stacks": [{
+        "StackName": stack, "StackStatus": status, "CreationTime": "2026-11-30T00:00:00Z"}]}, {"StackName": stack})
+
+
 def expect_detection(fake: FakeSessions, stack: str, drift_status: str, detection_status="DETECTION_COMPLETE",
                      in_progress_polls=0, reason=None):
+    expect_status(fake, stack)
     fake.cfn_stub.add_response("detect_stack_drift", {"StackDriftDetectionId": f"id-{stack}"}, {"StackName": stack})
     base = {"StackId": f"arn:aws:cloudformation:eu-west-1:{ACCOUNT}:stack/{stack}/1", "StackDriftDetectionId":
             f"id-{stack}", "Timestamp": "2026-11-30T00:00:00Z"}
@@ -141,11 +147,46 @@ def test_a_stack_that_is_not_deployed_fails(tmp_path, capsys):
     write_assembly(tmp_path, ["MlAccel-prod-Training"])
     with FakeSessions() as fake:
         expect_assume(fake)
-        fake.cfn_stub.add_client_error("detect_stack_drift", "ValidationError",
+        fake.cfn_stub.add_client_error("describe_stacks", "ValidationError",
                                        "Stack with id MlAccel-prod-Training does not exist", 400,
                                        expected_params={"StackName": "MlAccel-prod-Training"})
         assert run(tmp_path, fake) == 1
     assert "MlAccel-prod-Training: NOT_DEPLOYED" in capsys.readouterr().out
+
+
+def test_a_stack_mid_update_is_skipped_with_a_message_and_the_others_are_checked(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    write_assembly(tmp_path, ["MlAccel-prod-Storage", "MlAccel-prod-Llm"])
+    summary = tmp_path / "summary.md"
+    with FakeSessions() as fake:
+        expect_assume(fake)
+        expect_status(fake, "MlAccel-prod-Llm", "UPDATE_IN_PROGRESS")  # no DetectStackDrift for it
+        expect_detection(fake, "MlAccel-prod-Storage", "IN_SYNC")
+        assert run(tmp_path, fake, "--summary", str(summary)) == 0
+    out = capsys.readouterr().out
+    assert ("drift_check: MlAccel-prod-Llm: SKIPPED - stack status UPDATE_IN_PROGRESS: drift detection runs on a "
+            "settled stack only") in out
+    assert "::warning title=Drift check: MlAccel-prod-Llm::SKIPPED" in out
+    assert "drift_check: 1 stack(s) in sync, 1 skipped mid-operation (MlAccel-prod-Llm)" in out
+    assert "| MlAccel-prod-Llm | SKIPPED |" in summary.read_text()
+
+
+def test_a_stack_that_starts_an_update_before_detection_is_skipped_and_other_errors_fail_in_one_line(tmp_path, capsys):
+    write_assembly(tmp_path, ["MlAccel-prod-Storage", "MlAccel-prod-Llm"])
+    with FakeSessions() as fake:
+        expect_assume(fake)
+        expect_status(fake, "MlAccel-prod-Llm")
+        fake.cfn_stub.add_client_error("detect_stack_drift", "ValidationError", "Stack is being updated", 400,
+                                       expected_params={"StackName": "MlAccel-prod-Llm"})
+        expect_status(fake, "MlAccel-prod-Llm", "UPDATE_ROLLBACK_IN_PROGRESS")
+        expect_status(fake, "MlAccel-prod-Storage")
+        fake.cfn_stub.add_client_error("detect_stack_drift", "AccessDenied", "not authorized", 403,
+                                       expected_params={"StackName": "MlAccel-prod-Storage"})
+        expect_status(fake, "MlAccel-prod-Storage")
+        assert run(tmp_path, fake) == 1
+    out = capsys.readouterr().out
+    assert "MlAccel-prod-Llm: SKIPPED - stack status UPDATE_ROLLBACK_IN_PROGRESS" in out
+    assert "MlAccel-prod-Storage: DETECTION_FAILED - AccessDenied: not authorized" in out
 
 
 def test_a_failed_detection_fails_with_its_reason(tmp_path, capsys):

@@ -14,7 +14,7 @@ from ml_constructs.packaging import parse_properties
 from ml_constructs.sagemaker import accelerator_count
 from stacks.stable_diffusion_stack import StableDiffusionStack
 from stacks.storage_stack import ArtifactStorageStack
-from tests.helpers import new_checked_app, policy_statements, resources_of_type
+from tests.helpers import new_checked_app, platform_key_reference, policy_statements, resources_of_type
 
 
 def only(template, resource_type):
@@ -66,7 +66,7 @@ def test_prod_stable_diffusion_endpoint_is_the_documented_one(prod):
         "ContainerStartupHealthCheckTimeoutInSeconds": 360, "InitialInstanceCount": 1, "InitialVariantWeight": 1,
         "InstanceType": "ml.inf2.xlarge", "ModelName": None, "VariantName": "AllTraffic", "VolumeSizeInGB": 400,
     }
-    assert config["KmsKeyId"] == {"Fn::ImportValue": "MlAccel-prod-Storage-KeyArn"}
+    assert config["KmsKeyId"] == platform_key_reference(prod[0], "MlAccel-prod-Storage")
     container = only(template, "AWS::SageMaker::Model")["PrimaryContainer"]
     (compile_id,) = [k for k, v in template["Resources"].items() if v["Type"] == "Custom::NeuronCompilation"]
     assert container["Environment"] == {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"}

@@ -8,7 +8,7 @@ import pytest
 
 from config import known_environments, load_config
 from stacks.platform import build_platform
-from tests.helpers import pinned, new_app
+from tests.helpers import new_app, pinned, platform_key_reference
 
 
 def synth_templates(env: str, outdir) -> dict[str, str]:
@@ -79,8 +79,9 @@ def test_every_prod_log_group_is_encrypted_with_the_platform_key(platform_synth)
         for stack in assembly.stacks for lid, r in stack.template["Resources"].items() if r["Type"] == "AWS::Logs::LogGroup"
     }
     assert len(groups) >= 9  # compile (job, handlers, flow logs) and training (jobs, pipeline, flow logs)
+    key = platform_key_reference(assembly, "MlAccel-prod-Storage")
     for name, props in groups.items():
-        assert props["KmsKeyId"] == {"Fn::ImportValue": "MlAccel-prod-Storage-KeyArn"}, name
+        assert props["KmsKeyId"] == key, name
     storage = assembly.get_stack_by_name("MlAccel-prod-Storage").template
     (key,) = [r for r in storage["Resources"].values() if r["Type"] == "AWS::KMS::Key"]
     logs = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "CloudWatchLogsOfThisAccount"]
@@ -107,6 +108,6 @@ def test_prod_endpoint_log_groups_exist_before_sagemaker_writes_with_retention_a
                      if r["Type"] == "AWS::SageMaker::Endpoint"]
         assert endpoints and sorted(groups) == sorted(f"/aws/sagemaker/Endpoints/{e}" for e in endpoints), stack
         for name, props in groups.items():
-            assert props["RetentionInDays"] == 90 and props["KmsKeyId"] == {
-                "Fn::ImportValue": "MlAccel-prod-Storage-KeyArn"}, name
+            assert props["RetentionInDays"] == 90, name
+            assert props["KmsKeyId"] == platform_key_reference(assembly, "MlAccel-prod-Storage"), name
             assert fnmatch(f"arn:aws:logs:eu-west-1:111111111111:log-group:{name}", pattern), (name, pattern)

@@ -119,7 +119,29 @@ def test_a_rolled_back_update_fails_naming_both_configs(aws, capsys):
     err = capsys.readouterr().err
     assert ("FAIL  sd-endpoint: active endpoint config sd-config-1, but the stack deployed sd-config-2: "
             "the update was rolled back") in err
+    assert ("The live config sd-config-1 and its models still exist: fix the cause and deploy again, or deploy the "
+            "previous commit so that the stack matches what runs (docs/operations.md#after-a-rolled-back-update)") in err
     assert "verify: 1 ok, 1 failure(s)" in err
+
+
+def test_a_rolled_back_endpoint_whose_live_config_cloudformation_deleted_names_what_to_recreate(aws, capsys):
+    # CloudFormation saw the update succeed and deleted what it replaced: the config and model that run again.
+    create_endpoint(aws.sagemaker, "sd-endpoint", "sd-config-1", ("sd-config-2",))
+    aws.sagemaker.delete_endpoint_config(EndpointConfigName="sd-config-1")
+    assert run(Args(no_invoke=True), clients=aws) == 1
+    err = capsys.readouterr().err
+    assert ("What runs no longer exists in SageMaker: endpoint config sd-config-1 (CloudFormation deletes what an "
+            "update replaced once it thinks the update succeeded); every later update of this endpoint fails with "
+            '"Could not find endpoint configuration" until you recreate endpoint config sd-config-1 under the same '
+            "name(s) with their previous settings, then fix the cause and deploy again "
+            "(docs/operations.md#after-a-rolled-back-update)") in err
+
+
+def test_a_rolled_back_endpoint_whose_live_model_is_gone_names_the_model(aws, capsys):
+    create_endpoint(aws.sagemaker, "sd-endpoint", "sd-config-1", ("sd-config-2",))
+    aws.sagemaker.delete_model(ModelName="sd-endpoint-model")
+    assert run(Args(no_invoke=True), clients=aws) == 1
+    assert "What runs no longer exists in SageMaker: model sd-endpoint-model (" in capsys.readouterr().err
 
 
 def test_a_missing_endpoint_or_stack_fails_with_the_reason(aws, capsys):
@@ -334,12 +356,24 @@ def test_a_failed_component_fails_with_its_reason(components, capsys):
             "(The container failed the ping health check)") in capsys.readouterr().err
 
 
-def test_a_rolled_back_component_update_fails_naming_both_models(components, capsys):
-    stub_component(components.sagemaker, model="sd-model-1")  # the stack deployed sd-model-2
+@pytest.mark.parametrize("model_exists", [True, False])
+def test_a_rolled_back_component_update_fails_naming_both_models(components, capsys, model_exists):
+    stubber = stub_component(components.sagemaker, model="sd-model-1")  # the stack deployed sd-model-2
+    if model_exists:
+        stubber.add_response("describe_model", {
+            "ModelName": "sd-model-1", "ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/sd-model-1",
+            "CreationTime": "2026-01-01T00:00:00Z"}, {"ModelName": "sd-model-1"})
+    else:
+        stubber.add_client_error("describe_model", "ValidationException", "Could not find model \"sd-model-1\".",
+                                 expected_params={"ModelName": "sd-model-1"})
     Stubber(components.runtime).activate()
     assert run(sd_only(), clients=components) == 1
+    err = capsys.readouterr().err
     assert (f"FAIL  sd-endpoint / {COMPONENT}: the component runs model sd-model-1, but the stack deployed sd-model-2: "
-            "the update was rolled back") in capsys.readouterr().err
+            "the update was rolled back") in err
+    assert ("the running model sd-model-1 still exists: fix the cause and deploy again" if model_exists else
+            "the running model sd-model-1 no longer exists (CloudFormation deleted it after the update): recreate it "
+            "under that name with its previous settings before the next deploy") in err
 
 
 def test_verify_reads_the_component_outputs_the_dev_synth_writes(platform_synth):

@@ -18,7 +18,7 @@ import pytest
 
 from config import known_environments
 from config.hosting import resolve_component
-from tests.helpers import resources_of_type
+from tests.helpers import platform_key_reference, resources_of_type
 
 ENVIRONMENTS = known_environments()
 
@@ -229,7 +229,8 @@ def test_stable_diffusion_endpoint_is_what_the_configuration_says(deployed):
         assert_variant(endpoint_config, sd, instance_type=sd.instance_type, count=sd.instance_count)
         assert_scaling(stack, sd.autoscaling, sd.instance_count)
     if cfg.storage.encryption == "kms":  # inf2 takes an endpoint-config key; prod's key encrypts the volume
-        assert endpoint_config["Properties"]["KmsKeyId"] == {"Fn::ImportValue": f"{cfg.stack_prefix}-{env}-Storage-KeyArn"}
+        key = platform_key_reference(assembly, f"{cfg.stack_prefix}-{env}-Storage")
+        assert endpoint_config["Properties"]["KmsKeyId"] == key
     else:
         assert "KmsKeyId" not in endpoint_config["Properties"]
 

@@ -19,15 +19,8 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from ml_constructs import nag
+from ml_constructs.sagemaker.network_endpoints import AVAILABILITY_ZONES, INTERFACE_ENDPOINTS
 
-INTERFACE_ENDPOINTS = {
-    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
-    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
-    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
-    "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
-    "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
-    "SageMakerRuntime": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_RUNTIME,
-}
 # What a model's execution role needs to attach the model to the VPC (SageMaker creates ENIs as the role).
 ENI_ACTIONS = (
     "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
@@ -41,7 +34,8 @@ class EndpointNetwork(Construct):
 
     Props
       cidr: the VPC's range. Default 10.40.0.0/16.
-      max_azs: AZs with a subnet each. Default 2 (SageMaker spreads instances over the subnets).
+      max_azs: AZs with a subnet each. Default 2 (SageMaker spreads instances over the subnets;
+        each interface endpoint is billed per AZ: ``network_endpoints``).
       log_key: encrypts the flow log group. Default: CloudWatch Logs' own encryption.
       removal_policy: of the flow log group. Default: DESTROY.
 
@@ -59,7 +53,7 @@ class EndpointNetwork(Construct):
         construct_id: str,
         *,
         cidr: str = "10.40.0.0/16",
-        max_azs: int = 2,
+        max_azs: int = AVAILABILITY_ZONES,
         log_key: kms.IKey | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.DESTROY,
     ) -> None:
@@ -101,7 +95,7 @@ class EndpointNetwork(Construct):
         self.endpoint_security_group.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), "HTTPS from the VPC")
         self.interface_endpoints = {
             name: self.vpc.add_interface_endpoint(
-                name, service=service, private_dns_enabled=True, open=False,
+                name, service=ec2.InterfaceVpcEndpointAwsService(service), private_dns_enabled=True, open=False,
                 security_groups=[self.endpoint_security_group],
             )
             for name, service in INTERFACE_ENDPOINTS.items()
