@@ -72,7 +72,8 @@ class EndpointOptions:
     key, no autoscaling, the default alarms, an endpoint name derived from the
     construct path (:func:`~ml_constructs.sagemaker.log_groups.physical_name`: its log
     group must exist before SageMaker writes, so the name is known at synth; changing
-    it replaces the endpoint), the endpoint's log group kept three months, network isolation off (the LMI handlers download from S3),
+    it replaces the endpoint), the endpoint's log group kept three months (``logs``),
+    network isolation off (the LMI handlers download from S3),
     ``DeploymentPolicy()`` updates (rolling where the variant always has 2+
     instances, else blue/green; rollback on the 5XX and latency alarms).
     ``deployment=None`` means that default, which an app-wide
@@ -269,7 +270,6 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
         )
         self.alarms["ModelErrors"] = alarm
         self._guard_with([alarm_name(self, "ModelErrors")])
-        assert self.deployment_policy is not None
         self.use_deployment(self.deployment_policy)
         return alarm
 
