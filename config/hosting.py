@@ -43,7 +43,8 @@ class HostingConfig:
         None, ge=1, le=1000, doc="Copy ceiling. None: as many as max_instances hold."
     )
     accelerators_per_copy: int | None = setting(
-        None, ge=1, le=64, doc="NumberOfAcceleratorDevicesRequired. None: every accelerator of the instance."
+        None, ge=1, le=64, doc="NumberOfAcceleratorDevicesRequired: accelerator devices per copy, GPUs or Inferentia2/Trainium chips "
+        "(2 NeuronCores each), not NeuronCores. None: every device of the instance (1 on ml.inf2.xlarge)."
     )
     memory_per_copy_mb: int | None = setting(
         None, ge=128, le=4194304, doc="MinMemoryRequiredInMb. None: half the instance's memory divided by copies "
@@ -112,7 +113,7 @@ def resolve_component(hosting: HostingConfig, instance_type: str) -> ResolvedCom
         instance = InstanceType.parse(instance_type)
     except UnknownInstanceType:
         return None
-    accelerators = instance.accelerator_count
+    accelerators = instance.accelerator_devices  # what NumberOfAcceleratorDevicesRequired counts
     memory_gib = instance.memory_gib
     if memory_gib is None or accelerators is None:
         return None
@@ -152,14 +153,15 @@ def hosting_problems(
     if instance.is_burstable:
         found.append(("instance_type", f"got {instance_type!r} with hosting.mode 'inference-components'; allowed: "
                       "a non-burstable instance type (ml.t* cannot autoscale)"))
-    accelerators = instance.accelerator_count
+    accelerators = instance.accelerator_devices
     if hosting.accelerators_per_copy is not None and accelerators is not None:
         if accelerators == 0:
             found.append(("hosting.accelerators_per_copy", f"got {hosting.accelerators_per_copy}, allowed: unset "
                           f"({instance_type} has no accelerators)"))
         elif hosting.accelerators_per_copy > accelerators:
             found.append(("hosting.accelerators_per_copy", f"got {hosting.accelerators_per_copy}, allowed: at most "
-                          f"{accelerators} (what one {instance_type} has; a copy runs on one instance)"))
+                          f"{accelerators} (the accelerator devices one {instance_type} has; a copy runs on one "
+                          "instance)"))
     memory_gib = instance.memory_gib
     if hosting.memory_per_copy_mb is not None and memory_gib is not None and (
             hosting.memory_per_copy_mb > memory_gib * 1024):
@@ -178,11 +180,14 @@ def hosting_problems(
             if hosting.max_copies is None and value > resolved.max_copies:
                 found.append((key, f"got {value}, allowed: at most {resolved.max_copies} (what max_instances = "
                               f"{hosting.max_instances} x {instance_type} hold)"))
+        per_device = instance.cores_per_device
         if (tensor_parallel_degree is not None and resolved.accelerators_per_copy is not None
-                and tensor_parallel_degree > resolved.accelerators_per_copy):
+                and tensor_parallel_degree > resolved.accelerators_per_copy * per_device):
+            needed = -(-tensor_parallel_degree // per_device)
             found.append(("hosting.accelerators_per_copy", (
-                f"got {resolved.accelerators_per_copy}, allowed: at least tensor_parallel_degree "
-                f"({tensor_parallel_degree}); a copy sees only its own accelerators")))
+                f"got {resolved.accelerators_per_copy}, allowed: at least {needed} (tensor_parallel_degree "
+                f"{tensor_parallel_degree}" + (f" NeuronCores, {per_device} per device" if per_device > 1 else "")
+                + "); a copy sees only its own accelerators")))
     return found
 
 
@@ -199,7 +204,39 @@ def platform_hosting_problems(cfg: Any) -> list[tuple[str, str]]:
         for model in cfg.llm.resolved_models():
             found += [(f"llm.models.{model.name}.{key}", message) for key, message in hosting_problems(
                 model.hosting, model.instance_type, tensor_parallel_degree=model.tensor_parallel_degree)]
-    return found
+    sections = [("stable_diffusion", sd)] if sd.enabled else []
+    sections += [(f"llm.models.{m.name}", m) for m in cfg.llm.resolved_models()] if cfg.llm.enabled else []
+    return found or [problem for where, section in sections for problem in _rolling_room_problems(cfg, where, section)]
+
+
+def _rolling_room_problems(cfg: Any, where: str, section: Any) -> list[tuple[str, str]]:
+    """A component update that rolls needs a free slot at the copy ceiling (the construct checks the same)."""
+    from dataclasses import fields
+
+    from ml_constructs.sagemaker.deployment import (
+        DEFAULT_ALARM_WINDOW_SECONDS,
+        DeploymentPolicy,
+        VariantShape,
+        component_rolling_room,
+        component_strategy,
+    )
+
+    hosting = section.hosting
+    resolved = resolve_component(hosting, section.instance_type) if hosting.uses_components else None
+    if resolved is None:
+        return []
+    policy = DeploymentPolicy(**{f.name: getattr(cfg.deployment, f.name) for f in fields(cfg.deployment)})
+    shape = VariantShape(resolved.min_copies, resolved.max_copies, True, DEFAULT_ALARM_WINDOW_SECONDS, units="copies")
+    if component_strategy(policy, shape) != "rolling":
+        return []
+    needed, batch = component_rolling_room(policy, shape, resolved.copies_per_instance)
+    if needed <= hosting.max_instances:
+        return []
+    return [(f"{where}.hosting.max_instances", (
+        f"got {hosting.max_instances}, allowed: at least {needed}: a rolling update starts a batch of {batch} "
+        f"new copies beside the {resolved.max_copies} at the copy ceiling, {resolved.copies_per_instance} per "
+        f"{section.instance_type} (or lower hosting.max_copies, deployment.batch_size, or set "
+        "deployment.strategy = 'blue_green' for SageMaker's own update)"))]
 
 
 @dataclass(frozen=True)

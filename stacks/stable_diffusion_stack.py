@@ -20,6 +20,7 @@ from config.stable_diffusion import StableDiffusionConfig
 from ml_constructs.neuron_compile import NeuronCompilation, compilation_props
 from ml_constructs.packaging import ModelPackageAsset, render_properties
 from ml_constructs.sagemaker import ContainerImage, ModelData, RealtimeEndpoint, grant_read_s3_url
+from ml_constructs.sagemaker.log_groups import MODEL_ERROR_TOKEN, LogTerm
 from stacks.component_hosting import async_inference, component_endpoint
 from stacks.inference_common import endpoint_options, variant_settings
 from stacks.base import PlatformStack
@@ -28,6 +29,18 @@ from stacks.storage_stack import ArtifactStorageStack
 PACKAGES = Path(__file__).resolve().parent.parent / "model_packages"
 PACKAGE_FOLDERS = {"no-code": "stable_diffusion_inf2_nocode", "byo-script": "stable_diffusion_inf2_byo"}
 EXPORTERS = {"optimum-neuron": "optimum-neuron", "no-code": "torch-neuronx", "byo-script": "torch-neuronx"}
+# The line each runtime's serving stack writes once per request the model failed (docs/stable-diffusion.md,
+# "Model-error alarms"). The model-error alarm is a rollback alarm: none of these failures is a 5XX on
+# `current` (the toolkit answers every handler exception with 400) or on seed no-code (DJL answers 424).
+MODEL_ERROR_LINES = {
+    "optimum-neuron": LogTerm(MODEL_ERROR_TOKEN, "code/inference.py logs it once per failed pipeline call; the "
+                              "Hugging Face inference toolkit answers every handler exception with 400"),
+    "byo-script": LogTerm(MODEL_ERROR_TOKEN, "model.py logs it once per failed pipeline call and answers 5XX"),
+    # djl-serving v0.24.0 engines/python/setup/djl_python/stable_diffusion_inf2.py, inference(): every exception
+    # is logged with this message and answered 424 by Output().error(); client errors reach it too.
+    "no-code": LogTerm("Neuron inference failed", "DJL Serving 0.24's built-in Stable Diffusion handler logs it "
+                       "for every request it answers with 424, client errors included"),
+}
 
 
 class StableDiffusionStack(PlatformStack):
@@ -121,6 +134,8 @@ class StableDiffusionStack(PlatformStack):
                     instance_type=config.instance_type, key=key, alarms=config.alarms, autoscaling=config.autoscaling
                 ),
             )
+        # A model that loads but fails its requests: an alarm, and a rollback of a guarded update.
+        self.endpoint.alarm_on_model_errors(MODEL_ERROR_LINES[mode])
         if mode != "optimum-neuron":
             grant_read_artifacts(self.endpoint.role)  # the compiled artifacts it serves, nothing else
         self.async_inference = async_inference(self, config, self.endpoint, locations)  # None unless enabled

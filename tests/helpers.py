@@ -49,6 +49,13 @@ def pinned(account: str, region: str) -> dict[str, str]:
             "training.ami_id": "ami-0123456789abcdef0"}
 
 
+def log_groups_granted(template: dict[str, Any], statement: dict[str, Any]) -> list[str]:
+    """``LogGroupName`` of each log group the statement's resources point at (``Fn::GetAtt [id, Arn]``);
+    a resource that is not a log group of this template fails the lookup."""
+    resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    return sorted(template["Resources"][r["Fn::GetAtt"][0]]["Properties"]["LogGroupName"] for r in resources)
+
+
 def weak_reference(assembly: Any, producer: str, value: Any) -> dict[str, Any]:
     """How another stack reads ``producer``'s ``value`` through a weak reference: ``Fn::GetStackOutput`` of
     the un-exported output holding that value (the output's name carries a hash, hence the lookup)."""

@@ -63,6 +63,14 @@ def test_backlog_per_instance_scales_down_to_zero_and_a_waiting_request_scales_o
     assert any(a["MetricName"] == "HasBacklogWithoutCapacity" and a["Threshold"] == 1 for a in alarms)
 
 
+def test_an_update_keeps_the_instance_count_the_backlog_scaling_reached(prod_async):
+    (endpoint,) = resources_of_type(prod_async, "AWS::SageMaker::Endpoint").values()
+    # Without it every update resets the variant to its initial count (scaled-in to zero: back to one).
+    assert endpoint["Properties"]["RetainAllVariantProperties"] is True
+    # 0 to 1 instances cannot roll (a batch is 5-50 % of 2 or more): blue/green, with the rollback alarms.
+    assert "BlueGreenUpdatePolicy" in endpoint["Properties"]["DeploymentConfig"]
+
+
 def test_cost_floor_of_an_async_stable_diffusion_is_zero():
     from ml_tools.cost import estimate
 

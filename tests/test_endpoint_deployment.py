@@ -166,7 +166,9 @@ def test_every_prod_endpoint_has_a_guarded_update_and_autoscaled_ones_keep_their
     assert len(endpoints) == 4
     for name, props in endpoints.items():
         rollback = props["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
-        assert [a["AlarmName"].rsplit("-", 1)[1] for a in rollback] == ["Errors5xx", "ModelLatencyP99"], name
+        # Stable Diffusion also rolls back on its model-error line (the toolkit answers model failures with 400).
+        expected = ["Errors5xx", "ModelLatencyP99"] + (["ModelErrors"] if "StableDiffusion" in name else [])
+        assert [a["AlarmName"].rsplit("-", 1)[1] for a in rollback] == expected, name
     mme = next(p for n, p in endpoints.items() if "MultiModel" in n)
     assert mme["DeploymentConfig"]["RollingUpdatePolicy"]["MaximumBatchSize"] == {"Type": "CAPACITY_PERCENT", "Value": 25}
     assert mme["RetainAllVariantProperties"] is True
@@ -270,15 +272,17 @@ def test_dev_stable_diffusion_components_scale_to_zero_and_have_no_guarded_updat
 
 def test_a_component_with_a_copy_floor_of_two_rolls_with_the_environment_policy(platform_synth):
     _, assembly = platform_synth(
-        "dev", stable_diffusion__hosting__min_instances="2", stable_diffusion__hosting__max_instances="2",
+        # 2 copies fill 2 ml.inf2.xlarge (one device each): the rolling batch needs a third instance.
+        "dev", stable_diffusion__hosting__min_instances="2", stable_diffusion__hosting__max_instances="3",
         stable_diffusion__hosting__min_copies="2", stable_diffusion__hosting__copies="2",
-        deployment__wait_interval_seconds="300", deployment__batch_unit="instances", deployment__batch_size="1")
+        stable_diffusion__hosting__max_copies="2", deployment__wait_interval_seconds="300", deployment__batch_unit="instances", deployment__batch_size="1")
     (component,) = [c for stack in assembly.stacks
                     for c in resources_of_type(stack.template, "AWS::SageMaker::InferenceComponent").values()]
     config = component["Properties"]["DeploymentConfig"]
     assert config["RollingUpdatePolicy"]["MaximumBatchSize"] == {"Type": "COPY_COUNT", "Value": 1}
     assert config["RollingUpdatePolicy"]["WaitIntervalInSeconds"] == 300
-    assert len(config["AutoRollbackConfiguration"]["Alarms"]) == 2
+    assert [a["AlarmName"].rsplit("-", 1)[1] for a in config["AutoRollbackConfiguration"]["Alarms"]] == [
+        "Errors5xx", "ModelLatencyP99", "ModelErrors"]
     # CloudFormation's resource schema accepts it (cfn-lint checks the InferenceComponent properties)
     from cfnlint.api import ManualArgs, lint_file
 
@@ -288,6 +292,17 @@ def test_a_component_with_a_copy_floor_of_two_rolls_with_the_environment_policy(
     findings = lint_file(Path(assembly.directory) / stack.template_file,
                          config=ManualArgs(regions=LINT_REGIONS, ignore_checks=sorted(IGNORED_RULES)))
     assert [str(f) for f in findings] == []
+
+
+def test_a_rolling_component_update_without_a_free_slot_is_a_configuration_error():
+    # The copies at their ceiling fill every instance (max_copies unset: all that max_instances hold): the first
+    # batch would wait for room until the update times out.
+    with pytest.raises(ConfigError) as err:
+        load_config("dev", overrides={
+            "stable_diffusion.hosting.min_instances": "2", "stable_diffusion.hosting.max_instances": "2",
+            "stable_diffusion.hosting.min_copies": "2", "stable_diffusion.hosting.copies": "2"})
+    assert ("stable_diffusion.hosting.max_instances: got 2, allowed: at least 3: a rolling update starts a batch "
+            "of 1 new copies beside the 2 at the copy ceiling, 1 per ml.inf2.xlarge") in str(err.value)
 
 
 def test_rolling_a_component_that_can_reach_zero_copies_is_a_configuration_error():

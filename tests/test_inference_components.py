@@ -15,7 +15,7 @@ from ml_constructs.sagemaker.inference_components import (
     InferenceComponentEndpoint,
     ManagedInstances,
 )
-from tests.helpers import new_checked_app, policy_statements, resources_of_type
+from tests.helpers import log_groups_granted, new_checked_app, policy_statements, resources_of_type
 from tests.sagemaker_fixtures import LMI, PACKAGE, bare_stack, weights_location
 
 
@@ -129,6 +129,11 @@ def test_role_reads_model_data_and_the_endpoint_config_waits_for_it(built):
          "max_copies: got 3, allowed: at most 1 (1 x ml.g5.12xlarge hold 1 copies each)"),
         (ManagedInstances("ml.g5.12xlarge"), {"tensor_parallel_degree": 8, "accelerators_per_copy": 4},
          "tensor_parallel_degree: got 8, allowed: at most accelerators_per_copy (4)"),
+        # Devices are Neuron chips: one inf2 device holds 2 NeuronCores, so tensor parallelism 4 needs 2 devices.
+        (ManagedInstances("ml.inf2.24xlarge"), {"tensor_parallel_degree": 4, "accelerators_per_copy": 1},
+         "tensor_parallel_degree: got 4, allowed: at most accelerators_per_copy (1 device(s) x 2 NeuronCores)"),
+        (ManagedInstances("ml.inf2.xlarge"), {"accelerators_per_copy": 2},
+         "accelerators_per_copy: got 2, allowed: at most 1 (ml.inf2.xlarge has 1 accelerator device(s)"),
         (ManagedInstances("ml.g5.12xlarge", min_instances=3, max_instances=2), {},
          "min_instances: got 3, allowed: at most max_instances (2)"),
         (ManagedInstances("ml.t3.large"), {"accelerators_per_copy": None}, "ml.t* cannot autoscale"),
@@ -157,11 +162,21 @@ def test_multi_model_prefix_is_rejected():
         _endpoint(stack, model_data=ModelData.multi_model_prefix(weights_location(stack)))
 
 
-def test_the_role_may_write_the_component_log_groups(built):
-    _, template = built
+def test_the_role_may_write_only_the_log_groups_the_stack_creates_first(built):
+    endpoint, template = built
     (statement,) = [s for s in policy_statements(template) if "logs:PutLogEvents" in s["Action"]]
-    tails = sorted(r["Fn::Join"][1][-1] for r in statement["Resource"])
-    assert tails == [":log-group:/aws/sagemaker/Endpoints/*:*", ":log-group:/aws/sagemaker/InferenceComponents/*:*"]
+    resources = template["Resources"]
+    endpoint_props = resources[cdk.Stack.of(endpoint).get_logical_id(endpoint.endpoint)]
+    (component,) = resources_of_type(template, "AWS::SageMaker::InferenceComponent").values()
+    endpoint_name = endpoint_props["Properties"]["EndpointName"]
+    component_name = component["Properties"]["InferenceComponentName"]
+    assert log_groups_granted(template, statement) == [
+        f"/aws/sagemaker/Endpoints/{endpoint_name}", f"/aws/sagemaker/InferenceComponents/{component_name}"]
+    # Created before SageMaker writes: the endpoint and the component wait for their groups.
+    groups = {r["Properties"]["LogGroupName"]: logical for logical, r in resources_of_type(template, "AWS::Logs::LogGroup").items()}
+    assert groups[f"/aws/sagemaker/Endpoints/{endpoint_name}"] in endpoint_props["DependsOn"]
+    assert groups[f"/aws/sagemaker/InferenceComponents/{component_name}"] in component["DependsOn"]
+    assert {r["Properties"]["RetentionInDays"] for r in resources_of_type(template, "AWS::Logs::LogGroup").values()} == {90}
 
 
 # --- guarded updates: the deployment policy as the component's own DeploymentConfig -------------------------
@@ -216,7 +231,8 @@ def test_copy_counts_and_the_blue_green_strategy():
             stack, f"Endpoint{policy.strategy}", components=[
                 _spec(stack, f"Opt{policy.strategy}", accelerators_per_copy=1, memory_per_copy_mb=16384, copies=4,
                       scaling=None)],
-            instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=1), deployment=policy)
+            # 4 copies fill one g5.12xlarge (4 GPUs): a rolling batch needs the second instance.
+            instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=2), deployment=policy)
 
     stack = bare_stack()
     rolling = four_copies(DeploymentPolicy(batch_unit="instances", batch_size=2, rollback_batch_size=1,
@@ -257,6 +273,35 @@ def test_a_policy_a_component_cannot_hold_fails_at_synth(policy, copies, scaling
     assert expected in str(err.value)
 
 
+@pytest.mark.parametrize("policy, copies, scaling, max_instances, needed", [
+    # 4 copies fill one g5.12xlarge (4 GPUs, 1 per copy): the first batch (25 % of 4 = 1 copy) has nowhere to go.
+    ({}, 4, None, 1, "at least 2 for a rolling update of components[Opt]: 4 copies at its ceiling + a batch of 1, "
+     "4 per ml.g5.12xlarge"),
+    # Autoscaled to 8 copies on 2 instances; a rollback batch of 50 % (4 copies) needs a third instance.
+    ({"rollback_batch_size": 50}, 2, CopyScaling(min_copies=2, max_copies=8), 2,
+     "at least 3 for a rolling update of components[Opt]: 8 copies at its ceiling + a batch of 4"),
+])
+def test_a_rolling_update_without_a_free_slot_fails_at_synth_naming_the_ceiling(policy, copies, scaling, max_instances,
+                                                                                needed):
+    from ml_constructs.sagemaker.deployment import DeploymentPolicy
+
+    stack = bare_stack()
+    with pytest.raises(EndpointValidationError) as err:
+        InferenceComponentEndpoint(
+            stack, "Endpoint", instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=max_instances),
+            components=[_spec(stack, accelerators_per_copy=1, memory_per_copy_mb=16384, copies=copies,
+                              scaling=scaling)],
+            deployment=DeploymentPolicy(**policy),
+        )
+    assert f"max_instances: got {max_instances}, allowed: {needed}" in str(err.value)
+    # SageMaker's own (unguarded) update needs no slot: blue_green is accepted on the same instances.
+    InferenceComponentEndpoint(
+        stack, "Other", instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=max_instances),
+        components=[_spec(stack, "Other", accelerators_per_copy=1, memory_per_copy_mb=16384, copies=copies,
+                          scaling=scaling)],
+        deployment=DeploymentPolicy(strategy="blue_green"))
+
+
 def test_the_environment_policy_reaches_a_component_endpoint():
     from ml_constructs.sagemaker.deployment import DeploymentPolicy
     from ml_constructs.sagemaker.deployment_defaults import DeploymentDefaults
@@ -264,7 +309,7 @@ def test_the_environment_policy_reaches_a_component_endpoint():
     app = new_checked_app()
     stack = bare_stack(app)
     endpoint = InferenceComponentEndpoint(
-        stack, "Endpoint", instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=1),
+        stack, "Endpoint", instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=2),
         components=[_spec(stack, accelerators_per_copy=1, memory_per_copy_mb=16384, copies=4, scaling=None)],
     )
     cdk.Aspects.of(app).add(DeploymentDefaults(DeploymentPolicy(batch_size=50, wait_interval_seconds=120)))

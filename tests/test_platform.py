@@ -86,3 +86,28 @@ def test_every_prod_log_group_is_encrypted_with_the_platform_key(platform_synth)
     (key,) = [r for r in storage["Resources"].values() if r["Type"] == "AWS::KMS::Key"]
     logs = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "CloudWatchLogsOfThisAccount"]
     assert logs and "kms:EncryptionContext:aws:logs:arn" in logs[0]["Condition"]["ArnLike"]
+
+
+def test_prod_endpoint_log_groups_exist_before_sagemaker_writes_with_retention_and_the_platform_key(platform_synth):
+    """SageMaker would create /aws/sagemaker/Endpoints/<name> itself, unencrypted and kept forever."""
+    from fnmatch import fnmatch
+
+    _, assembly = platform_synth("prod")
+    storage = assembly.get_stack_by_name("MlAccel-prod-Storage").template
+    (key,) = [r for r in storage["Resources"].values() if r["Type"] == "AWS::KMS::Key"]
+    (allow,) = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "CloudWatchLogsOfThisAccount"]
+    parts = allow["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]["Fn::Join"][1]
+    pattern = "".join(p if isinstance(p, str) else {"AWS::Partition": "aws", "AWS::Region": "eu-west-1",
+                                                      "AWS::AccountId": "111111111111"}[p["Ref"]] for p in parts)
+    for stack in ("MlAccel-prod-StableDiffusion", "MlAccel-prod-MultiModel", "MlAccel-prod-Llm"):
+        template = assembly.get_stack_by_name(stack).template
+        groups = {r["Properties"]["LogGroupName"]: r["Properties"] for r in template["Resources"].values()
+                  if r["Type"] == "AWS::Logs::LogGroup"
+                  and str(r["Properties"].get("LogGroupName", "")).startswith("/aws/sagemaker/Endpoints/")}
+        endpoints = [r["Properties"]["EndpointName"] for r in template["Resources"].values()
+                     if r["Type"] == "AWS::SageMaker::Endpoint"]
+        assert endpoints and sorted(groups) == sorted(f"/aws/sagemaker/Endpoints/{e}" for e in endpoints), stack
+        for name, props in groups.items():
+            assert props["RetentionInDays"] == 90, name
+            assert props["KmsKeyId"] == platform_key_reference(assembly, "MlAccel-prod-Storage"), name
+            assert fnmatch(f"arn:aws:logs:eu-west-1:111111111111:log-group:{name}", pattern), (name, pattern)

@@ -17,7 +17,7 @@ from ml_constructs.sagemaker import (
     MultiModelEndpoint,
     VariantSettings,
 )
-from tests.helpers import new_checked_app, resources_of_type
+from tests.helpers import log_groups_granted, new_checked_app, resources_of_type
 from tests.sagemaker_fixtures import bare_stack, realtime, weights_location
 
 
@@ -131,7 +131,9 @@ def test_default_role_is_least_privilege(built):
              for n in ("Errors5xx", "ModelLatencyP99")}
     described = {r["Fn::Join"][1][-1].split(":alarm:")[1] for r in by_action["cloudwatch:DescribeAlarms"]["Resource"]}
     assert described == names
-    assert ":log-group:/aws/sagemaker/Endpoints/*:*" in str(by_action["logs:PutLogEvents"]["Resource"])
+    # Logs: the endpoint's own group only, which the stack creates before the endpoint.
+    endpoint_name = tj["Resources"][stack.get_logical_id(endpoints["default"].endpoint)]["Properties"]["EndpointName"]
+    assert log_groups_granted(tj, by_action["logs:PutLogEvents"]) == [f"/aws/sagemaker/Endpoints/{endpoint_name}"]
     trust = tj["Resources"][stack.get_logical_id(role.node.default_child)]["Properties"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
     assert not any("ManagedPolicyArns" in r["Properties"] for r in resources_of_type(tj, "AWS::IAM::Role").values())
@@ -305,7 +307,7 @@ def test_named_endpoint_scopes_its_logs_and_network_isolation_is_optional():
     assert tj["Resources"][stack.get_logical_id(endpoint.model)]["Properties"]["EnableNetworkIsolation"] is True
     logs = [s for s in statements_of(tj, stack.get_logical_id(endpoint.role.node.default_child))
             if "logs:PutLogEvents" in s["Action"]]
-    assert str(logs[0]["Resource"]).endswith(":log-group:/aws/sagemaker/Endpoints/sd-prod:*']]}")
+    assert log_groups_granted(tj, logs[0]) == ["/aws/sagemaker/Endpoints/sd-prod"]
 
 
 def test_s3_object_and_literal_url_model_data_are_read_where_they_point():

@@ -48,3 +48,15 @@ def test_kinds_vcpus_and_burstable():
 def test_malformed_instance_types_are_rejected(bad):
     with pytest.raises(UnknownInstanceType, match="ml.<family>.<size>"):
         InstanceType.parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "neuron_cores", "devices"),
+    # Neuron docs (Inferentia2 / Trainium architecture): 2 NeuronCore-v2 per chip; AWS's SageMaker tooling
+    # counts accelerator devices as chips (trn1.32xlarge: 16 devices x 2 cores).
+    [("ml.inf2.xlarge", 2, 1), ("ml.inf2.8xlarge", 2, 1), ("ml.inf2.24xlarge", 12, 6), ("ml.inf2.48xlarge", 24, 12),
+     ("ml.trn1.2xlarge", 2, 1), ("ml.trn1.32xlarge", 32, 16), ("ml.g5.12xlarge", 4, 4), ("ml.m5.xlarge", 0, 0)],
+)
+def test_neuron_cores_and_accelerator_devices_are_kept_apart(instance_type, neuron_cores, devices):
+    instance = InstanceType.parse(instance_type)
+    assert (instance.accelerator_count, instance.accelerator_devices) == (neuron_cores, devices)

@@ -129,6 +129,8 @@ class AsyncInference(Construct):
             max_capacity=settings.max_instances,
             role=service_linked_role(self),
         )
+        # Without RetainAllVariantProperties every update resets the count the backlog policy reached.
+        endpoint.scaled_elsewhere(settings.min_instances, settings.max_instances)
         self.scalable_target.scale_to_track_metric(
             "BacklogPerInstance",
             target_value=settings.target_backlog_per_instance,

@@ -241,6 +241,17 @@ def component_strategy(policy: DeploymentPolicy, shape: VariantShape) -> Literal
     return None
 
 
+def component_rolling_room(policy: DeploymentPolicy, shape: VariantShape, copies_per_instance: int) -> tuple[int, int]:
+    """``(instances needed, copies per batch)`` for a rolling update of a component with ``shape`` copies.
+
+    A batch starts its new copies before the old ones stop: with the copies at their ceiling, the
+    instances must hold one batch more (the larger of the rolling and the rollback batch), or the
+    update waits for a slot until its timeout."""
+    batch = max(batch_instances(policy, shape.max_count),
+                batch_instances(policy, shape.max_count, policy.rollback_batch_size))
+    return math.ceil((shape.max_count + batch) / copies_per_instance), batch
+
+
 def check_component_policy(policy: DeploymentPolicy, shape: VariantShape) -> list[tuple[str, Any, str]]:
     """Every setting an inference component with ``shape`` (counted in copies) cannot hold."""
     if policy.strategy == "rolling" and shape.min_count < 2:

@@ -8,7 +8,7 @@ model data, and is not a dependency here), so the L1 ``CfnModel``,
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import aws_cdk as cdk
@@ -23,6 +23,15 @@ from ml_constructs.compliance import acknowledge_endpoint_config_key
 from ml_constructs.sagemaker.deployment import DeploymentPolicy, ResolvedDeployment, VariantShape, check_policy, resolve
 from ml_constructs.sagemaker.images import ContainerImage
 from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType, inference_ami_problem
+from ml_constructs.sagemaker.log_groups import (
+    ENDPOINT_LOG_PREFIX,
+    EndpointLogs,
+    LogTerm,
+    grant_log_writes,
+    log_term_alarm,
+    owned_log_group,
+    physical_name,
+)
 from ml_constructs.sagemaker.model_data import ModelData
 from ml_constructs.sagemaker.monitoring import ROLLBACK_ALARMS, EndpointAlarms, VariantMetrics, alarm_name, create_alarms
 from ml_constructs.sagemaker.scaling import InvocationScaling, attach_invocation_scaling
@@ -60,8 +69,11 @@ class EndpointOptions:
     """Optional parts shared by both endpoint kinds.
 
     Default settings: a least-privilege execution role, no endpoint-config KMS
-    key, no autoscaling, the default alarms, a CloudFormation-generated
-    endpoint name, network isolation off (the LMI handlers download from S3),
+    key, no autoscaling, the default alarms, an endpoint name derived from the
+    construct path (:func:`~ml_constructs.sagemaker.log_groups.physical_name`: its log
+    group must exist before SageMaker writes, so the name is known at synth; changing
+    it replaces the endpoint), the endpoint's log group kept three months (``logs``),
+    network isolation off (the LMI handlers download from S3),
     ``DeploymentPolicy()`` updates (rolling where the variant always has 2+
     instances, else blue/green; rollback on the 5XX and latency alarms).
     ``deployment=None`` means that default, which an app-wide
@@ -75,11 +87,13 @@ class EndpointOptions:
     endpoint_name: str | None = None
     network_isolation: bool = False
     deployment: DeploymentPolicy | None = None
+    logs: EndpointLogs = field(default_factory=EndpointLogs)
 
 
 class SageMakerEndpointBase(Construct, VariantMetrics):
-    """Creates ``role`` (unless given), ``model``, ``endpoint_config``, ``endpoint``,
-    ``scalable_target`` (with autoscaling), ``alarms`` and an output of the endpoint name."""
+    """Creates ``role`` (unless given), ``model``, ``endpoint_config``, ``endpoint``, ``log_group``
+    (``/aws/sagemaker/Endpoints/<name>``, created before the endpoint), ``scalable_target`` (with
+    autoscaling), ``alarms`` and an output of the endpoint name."""
 
     def __init__(
         self,
@@ -108,10 +122,14 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
 
         bound_image = image.bind(self)
         self.image_uri = bound_image.image_uri
+        self._alarm_settings = options.alarms
+        name = options.endpoint_name or physical_name(self)
+        self.log_group = owned_log_group(self, "Logs", ENDPOINT_LOG_PREFIX + name, options.logs)
         if options.role is None:
-            self.role: iam.IRole = create_execution_role(self, "ExecutionRole", endpoint_name=options.endpoint_name)
+            self.role: iam.IRole = create_execution_role(self, "ExecutionRole")
         else:
             self.role = options.role
+        grant_log_writes(self.role, self.log_group)
         model_data.grant_read(self.role)
         bound_image.grant_pull(self.role)
 
@@ -169,8 +187,10 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
             )
         self.endpoint = sagemaker.CfnEndpoint(
             self, "Endpoint", endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
-            endpoint_name=options.endpoint_name,
+            endpoint_name=name,
         )
+        # SageMaker writes to the group from the first instance on: it must exist, with its retention and key.
+        self.endpoint.node.add_dependency(self.log_group)
         self.endpoint_name = self.endpoint.attr_endpoint_name
         self.endpoint_arn = self.endpoint.ref  # Ref of AWS::SageMaker::Endpoint is its ARN
         self.variant_name = variant.variant_name
@@ -204,21 +224,54 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
             bake_seconds=min(window, 3600),
         )
         # Literal names, not the alarms' Refs: the alarms depend on the endpoint (their dimension).
-        self.rollback_alarm_names = [alarm_name(self, n) for n in ROLLBACK_ALARMS if n in self.alarms]
-        if self.rollback_alarm_names:
-            # SageMaker reads the rollback alarms' state with the model's execution role.
-            stack = cdk.Stack.of(self)
-            iam.Grant.add_to_principal(
-                grantee=self.role, actions=["cloudwatch:DescribeAlarms"],
-                resource_arns=[
-                    stack.format_arn(service="cloudwatch", resource="alarm", resource_name=n,
-                                     arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
-                    for n in self.rollback_alarm_names
-                ],
-            )
+        self.rollback_alarm_names: list[str] = []
+        self._guard_with([alarm_name(self, n) for n in ROLLBACK_ALARMS if n in self.alarms])
         self.deployment_is_default = options.deployment is None
         self.deployment: ResolvedDeployment | None = None
         self.use_deployment(options.deployment or DeploymentPolicy())
+
+    def _guard_with(self, names: Sequence[str]) -> None:
+        """Roll updates back on the alarms ``names`` too (call :meth:`use_deployment` after)."""
+        if not names:
+            return
+        self.rollback_alarm_names.extend(names)
+        # SageMaker reads the rollback alarms' state with the model's execution role.
+        stack = cdk.Stack.of(self)
+        iam.Grant.add_to_principal(
+            grantee=self.role, actions=["cloudwatch:DescribeAlarms"],
+            resource_arns=[
+                stack.format_arn(service="cloudwatch", resource="alarm", resource_name=n,
+                                 arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+                for n in names
+            ],
+        )
+
+    def scaled_elsewhere(self, min_count: int, max_count: int) -> None:
+        """The variant's instance count is autoscaled by another construct (asynchronous inference's
+        backlog scaling): updates keep the reached count (``RetainAllVariantProperties``) and the
+        deployment policy is checked against ``min_count``-``max_count`` instances."""
+        self.deployment_shape = replace(self.deployment_shape, min_count=min_count, max_count=max_count,
+                                        autoscaled=True)
+        self.use_deployment(self.deployment_policy)
+
+    def alarm_on_model_errors(self, term: LogTerm) -> cloudwatch.Alarm:
+        """An alarm on ``term`` in the endpoint's log group (a line the serving stack writes once per
+        request the model failed), also a rollback alarm of every guarded update.
+
+        For containers that answer model failures with a 4XX status (the 5XX alarm never moves).
+        Threshold and window are the 5XX alarm's (``EndpointAlarms``). Creates ``alarms["ModelErrors"]``.
+        """
+        settings = self._alarm_settings or EndpointAlarms()
+        alarm = log_term_alarm(
+            self, "ModelErrors", group=self.log_group, term=term, metric_name=self.endpoint.endpoint_name,
+            alarm_name=alarm_name(self, "ModelErrors"), threshold=settings.errors_5xx,
+            evaluation_periods=settings.evaluation_periods, period_seconds=settings.period_seconds,
+            what=f"SageMaker endpoint {self.endpoint.endpoint_name}",
+        )
+        self.alarms["ModelErrors"] = alarm
+        self._guard_with([alarm_name(self, "ModelErrors")])
+        self.use_deployment(self.deployment_policy)
+        return alarm
 
     def use_deployment(self, policy: DeploymentPolicy) -> ResolvedDeployment:
         """Set the endpoint's ``DeploymentConfig`` (and ``RetainAllVariantProperties`` when autoscaled).
@@ -229,6 +282,7 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
         for key, value, allowed in check_policy(policy, self.deployment_shape):
             problems.add(key, value, allowed)
         problems.raise_if_any(self.node.path)
+        self.deployment_policy = policy
         self.deployment = resolve(policy, self.deployment_shape, self.rollback_alarm_names)
         self.endpoint.deployment_config = self.deployment.config
         # Keeps the count the scaler reached; without it every update resets it to the initial count.

@@ -18,7 +18,8 @@ AcceleratorKind = Literal["neuron_core", "gpu"]
 
 _INSTANCE_TYPE = re.compile(r"^ml\.(?P<family>[a-z]+\d+[a-z\-]*)\.(?P<size>[a-z0-9]+)$")
 
-# (family, size) -> accelerators. NeuronCores for inf2/trn1 (2 per chip), GPUs otherwise.
+# (family, size) -> accelerators. NeuronCores for inf2/trn1 (2 per chip), GPUs otherwise: what
+# tensor parallelism counts (a Neuron model is sharded over NeuronCores).
 _ACCELERATORS: dict[str, tuple[AcceleratorKind, dict[str, int]]] = {
     "inf2": ("neuron_core", {"xlarge": 2, "8xlarge": 2, "24xlarge": 12, "48xlarge": 24}),
     "trn1": ("neuron_core", {"2xlarge": 2, "32xlarge": 32}),
@@ -37,6 +38,11 @@ _ACCELERATORS: dict[str, tuple[AcceleratorKind, dict[str, int]]] = {
     "g4dn": ("gpu", {"xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1, "12xlarge": 4}),
     "p3": ("gpu", {"2xlarge": 1, "8xlarge": 4, "16xlarge": 8}),
 }
+# NeuronCores per accelerator device (chip): 2 on Inferentia2 and Trainium1 (NeuronCore-v2; Neuron
+# docs, "Inferentia2 Architecture", "Trainium Architecture"). Inference components count *devices*
+# (``NumberOfAcceleratorDevicesRequired``): chips there, GPUs on p/g families (docs/sagemaker-endpoints.md,
+# "Inference components on Inferentia2 and Trainium").
+_NEURON_CORES_PER_DEVICE: dict[str, int] = {"inf2": 2, "trn1": 2, "trn1n": 2}
 # GPU family -> memory of one GPU in GiB (NVIDIA's datasheets, as the EC2 instance-type pages list them):
 # A100 40 GB (p4d), A100 80 GB (p4de), H100 80 GB (p5), H200 141 GB (p5e, p5en), A10G 24 GB (g5),
 # L4 24 GB (g6), L40S 48 GB (g6e), T4 16 GB (g4dn), V100 16 GB (p3).
@@ -169,6 +175,21 @@ class InstanceType:
             return 0
         known = _ACCELERATORS.get(self.family)
         return known[1].get(self.size) if known else None
+
+    @property
+    def cores_per_device(self) -> int:
+        """NeuronCores per Neuron chip (2 on inf2/trn1); 1 for a GPU (one device, one unit of parallelism)."""
+        return _NEURON_CORES_PER_DEVICE.get(self.family, 1)
+
+    @property
+    def accelerator_devices(self) -> int | None:
+        """Accelerator devices: Neuron chips (inf2/trn1) or GPUs; 0 for CPU instances; None when not catalogued.
+
+        What ``NumberOfAcceleratorDevicesRequired`` of an inference component counts
+        (ml.inf2.xlarge: 1 device with 2 NeuronCores; ml.trn1.32xlarge: 16 devices, 32 NeuronCores).
+        """
+        count = self.accelerator_count
+        return None if count is None else count // self.cores_per_device
 
     @property
     def gpu_memory_gib(self) -> int | None:
