@@ -447,6 +447,7 @@ def test_default_image_is_built_from_the_current_profile_with_the_runtime_inside
     (image,) = manifest["dockerImages"].values()
     current = load_profile("training", "current")
     assert image["source"]["dockerBuildArgs"] == {"BASE_IMAGE": current.settings["base_image"]}
+    assert image["source"]["platform"] == "linux/amd64"  # trn1 hosts, whatever machine builds it
     staged = Path(assembly.directory) / image["source"]["directory"]
     # The build context is the profile folder with the runtime copied in (not a dangling link).
     assert (staged / "Dockerfile").read_text() == current.dockerfile.read_text()
