@@ -17,8 +17,8 @@ from xla_helpers import free_port, run, torchrun
 BUCKET = "training-checkpoints"
 # A model small enough for a CPU; the loop, the optimizer step, the sampler and the
 # checkpoints are the reference's own.
-TINY = ["--vocab", "64", "--seq-len", "8", "--embed-dim", "32", "--hidden", "64", "--layers", "1",
-        "--batch-size", "16", "--samples", "512", "--lr", "3e-3", "--log-every", "1"]
+TINY = ["--vocab", "64", "--seq-len", "1", "--embed-dim", "32", "--hidden", "64", "--layers", "1",
+        "--batch-size", "16", "--samples", "512", "--lr", "1e-2", "--log-every", "1"]
 PROGRAM = ["-m", "trainium_runtime.train_reference", "train"]
 LOSS = re.compile(r"^step (\d+) loss ([0-9.]+)$", re.M)
 
