@@ -1,7 +1,6 @@
 """Helpers of the torch-xla contract tests (see conftest.py for why they look like this)."""
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
