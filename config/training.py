@@ -142,7 +142,12 @@ class TrainingConfig:
     cross_node_busbw_floor_gbps: float = setting(
         0.0, ge=0, doc="Cross-node all-reduce bus bandwidth the cluster must reach (0: off; set from a healthy run)."
     )
-    hang_alarm_minutes: int = setting(60, ge=10, le=1440, doc="No training step for this long raises the hang alarm.")
+    hang_alarm_minutes: int = setting(
+        60, ge=10, le=1440,
+        doc="A run whose program reported a step and then completed none for this long is stopped on all its "
+        "nodes and retried on new hosts (the main node's watchdog); the stopped-runs alarm counts it. "
+        "Programs that never report progress are never stopped by it (docs/training.md, Hangs).",
+    )
     checkpoint_every_steps: int = setting(500, ge=1, doc="Steps between checkpoints (a late failure costs less).")
     compile_steps: int = setting(5, ge=1, le=100, doc="Steps neuron_parallel_compile traces (4-5 suffice, W4).")
     shared_memory_gib: int = setting(64, ge=1, le=256, doc="/dev/shm of each container (data loader workers).")

@@ -14,6 +14,14 @@ definition's type first (``batch:DescribeJobDefinitions``), since Batch accepts 
 Every job is tagged ``ShareIdentifier`` and ``RunId`` (``--env RUN_ID=...`` or the job name),
 propagated to its ECS tasks, so Batch split cost allocation can attribute its cost.
 Prints the submitted job as JSON.
+
+Refused before any host starts, in one line naming the value and the limit: a node count
+above what the queue's compute environment holds (its ``maxvCpus`` over the instance's
+vCPUs), an ahead-of-time compile whose node count differs from the training's (the
+compiled graphs carry the collective replica groups of one topology; ``--training-nodes``
+names the training's when it is not the definition's), and a program of the image's
+runtime (``-m trainium_runtime.<module>`` or a path under ``/opt/runtime/trainium_runtime/``)
+that does not exist.
 """
 from __future__ import annotations
 
@@ -23,12 +31,18 @@ import re
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 SHARE_PATTERN = re.compile(r"[A-Za-z0-9]{1,255}")
 JOB_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_NODES = 256
+# What the training image holds under /opt/runtime/trainium_runtime (the Dockerfile copies it).
+RUNTIME = Path(__file__).resolve().parents[1] / "ml_constructs" / "trainium_batch" / "runtime"
+IMAGE_RUNTIME = "/opt/runtime/trainium_runtime/"
+# vCPUs of the Trainium instance types (EC2 instance type pages).
+INSTANCE_VCPUS = {"trn1.32xlarge": 128, "trn1n.32xlarge": 128, "trn1.2xlarge": 8}
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -37,6 +51,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--job-definition", required=True, help="job definition name[:revision] or ARN")
     parser.add_argument("--share", required=True, help="share identifier of your team (letters and digits)")
     parser.add_argument("--nodes", type=int, help=f"nodes of a multi-node job (1-{MAX_NODES})")
+    parser.add_argument("--training-nodes", type=int,
+                        help="compile only: the node count the training will run with (default: the definition's)")
     parser.add_argument("--job-name", help="default: <share>-<UTC time>")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra environment, repeatable")
     parser.add_argument("--command", help="override the container command (one shell-quoted string)")
@@ -58,6 +74,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                 problems.append("--command: got an empty command")
         except ValueError as exc:
             problems.append(f"--command: cannot split {args.command!r}: {exc}")
+        else:
+            problem = program_problem(shlex.split(args.command))
+            if problem:
+                problems.append(f"--command: {problem}")
     for item in args.env:
         key, sep, _ = item.partition("=")
         if not sep or not ENV_NAME_PATTERN.fullmatch(key) or key.startswith("AWS_BATCH"):
@@ -65,6 +85,26 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if problems:
         parser.error("; ".join(problems))
     return args
+
+
+def program_problem(command: Sequence[str]) -> str | None:
+    """Why the runtime program after ``--`` does not exist in the image, or None (also for programs of your own)."""
+    if "--" not in command:
+        return None
+    program = list(command[command.index("--") + 1:])
+    if program[:1] == ["-m"] and len(program) > 1 and program[1].startswith("trainium_runtime."):
+        module = program[1].removeprefix("trainium_runtime.")
+        if not (RUNTIME / f"{module.replace('.', '/')}.py").is_file():
+            known = ", ".join(sorted(p.stem for p in RUNTIME.glob("*.py") if not p.stem.startswith("_")))
+            return f"program -m {program[1]} does not exist in the training image; its runtime has: {known}"
+    elif program and program[0].startswith(IMAGE_RUNTIME):
+        if not (RUNTIME / program[0].removeprefix(IMAGE_RUNTIME)).is_file():
+            return f"program {program[0]} does not exist in the training image ({IMAGE_RUNTIME} holds ml_constructs/trainium_batch/runtime)"
+    return None
+
+
+def is_compile(command: Sequence[str] | None) -> bool:
+    return bool(command) and "trainium_runtime.entrypoint" in command and "compile" in command
 
 
 class SubmitError(Exception):
@@ -82,6 +122,56 @@ def definition_type(client: Any, job_definition: str) -> str:
 
         raise SubmitError(f"--job-definition: {job_definition!r} not found (or not ACTIVE); {TRAINING_STACK_HINT}")
     return max(found, key=lambda d: d.get("revision", 0))["type"]
+
+
+def node_capacity(client: Any, queue: str) -> tuple[int, str] | None:
+    """``(nodes, why)``: how many nodes the queue's compute environments hold, or None when unknown."""
+    queues = client.describe_job_queues(jobQueues=[queue])["jobQueues"]
+    if not queues:
+        raise SubmitError(f"--queue: {queue!r} not found")
+    arns = [entry["computeEnvironment"] for entry in queues[0].get("computeEnvironmentOrder", [])]
+    best: tuple[int, str] | None = None
+    for environment in client.describe_compute_environments(computeEnvironments=arns)["computeEnvironments"] if arns else []:
+        resources = environment.get("computeResources") or {}
+        vcpus = [INSTANCE_VCPUS[t] for t in resources.get("instanceTypes", []) if t in INSTANCE_VCPUS]
+        if "maxvCpus" not in resources or not vcpus:
+            continue
+        nodes = resources["maxvCpus"] // max(vcpus)
+        why = (f"compute environment {environment['computeEnvironmentName']} holds at most {nodes} nodes "
+               f"(maxvCpus {resources['maxvCpus']} / {max(vcpus)} vCPUs per {resources['instanceTypes'][0]})")
+        if best is None or nodes > best[0]:
+            best = (nodes, why)
+    return best
+
+
+def definition_nodes(client: Any, job_definition: str) -> int | None:
+    found = client.describe_job_definitions(jobDefinitions=[job_definition])["jobDefinitions"] if (
+        job_definition.startswith("arn:") or ":" in job_definition) else client.describe_job_definitions(
+        jobDefinitionName=job_definition, status="ACTIVE")["jobDefinitions"]
+    if not found:
+        return None
+    return (max(found, key=lambda d: d.get("revision", 0)).get("nodeProperties") or {}).get("numNodes")
+
+
+def topology_problems(args: argparse.Namespace, client: Any) -> list[str]:
+    """A node count the compute environment cannot hold; a compile for another topology than training's."""
+    problems = []
+    command = shlex.split(args.command) if args.command else None
+    nodes = args.nodes if args.nodes is not None else definition_nodes(client, args.job_definition)
+    if nodes is not None:
+        capacity = node_capacity(client, args.queue)
+        if capacity is not None and nodes > capacity[0]:
+            problems.append(f"--nodes: got {nodes}, but {capacity[1]}: the job would wait RUNNABLE forever")
+    if is_compile(command) and args.nodes is not None:
+        training = args.training_nodes if args.training_nodes is not None else definition_nodes(client, args.job_definition)
+        if training is not None and training != args.nodes:
+            problems.append(f"--nodes: got {args.nodes} for an ahead-of-time compile, but training runs on {training} "
+                            "nodes: the compiled graphs hold the collective replica groups of one topology (a cache "
+                            f"miss on any other); compile with --nodes {training}, or pass --training-nodes {args.nodes} "
+                            "and train with that many")
+    elif args.training_nodes is not None and not is_compile(command):
+        problems.append("--training-nodes: only for an ahead-of-time compile (--command \"... entrypoint compile ...\")")
+    return problems
 
 
 def build_request(args: argparse.Namespace, now: float | None = None, *, multi_node: bool | None = None) -> dict[str, Any]:
@@ -130,6 +220,9 @@ def main(argv: Sequence[str] | None = None, client: Any = None) -> int:
         client = boto3.client("batch", region_name=args.region)
     try:
         multi_node = definition_type(client, args.job_definition) == "multinode"
+        problems = topology_problems(args, client) if multi_node else []
+        if problems:
+            raise SubmitError("; ".join(problems))
         request = build_request(args, multi_node=multi_node)
     except SubmitError as exc:
         print(f"submit-training-job: {exc}", file=sys.stderr)  # the prefix every tool's one-line errors carry

@@ -120,6 +120,7 @@ class TrainingStack(PlatformStack):
                 single_node_timeout=cdk.Duration.seconds(training.single_node_timeout_seconds),
                 rendezvous_timeout_seconds=training.rendezvous_timeout_seconds,
                 barrier_timeout_seconds=training.barrier_timeout_seconds,
+                hang_after_seconds=training.hang_alarm_minutes * 60,
                 intra_node_busbw_floor_gbps=training.intra_node_busbw_floor_gbps,
                 cross_node_busbw_floor_gbps=training.cross_node_busbw_floor_gbps,
                 cluster_tag_value=self.stack_name,
@@ -155,7 +156,6 @@ class TrainingStack(PlatformStack):
             job_queue_arns=[self.queue.job_queue.job_queue_arn, self.single_node_queue.job_queue.job_queue_arn],
             job_log_group=self.jobs.log_group,
             state_machine=self.pipeline.state_machine,
-            hang_after=cdk.Duration.minutes(training.hang_alarm_minutes),
         )
         outputs = {
             "JobQueueArn": self.queue.job_queue.job_queue_arn,

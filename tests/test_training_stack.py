@@ -124,6 +124,22 @@ def test_efa_security_group_allows_all_traffic_from_and_to_itself(prod_template)
     assert any(e["IpProtocol"] == "-1" and e["DestinationSecurityGroupId"] == ref and e["GroupId"] == ref for e in egress)
 
 
+def test_hosts_install_the_efa_driver_at_boot_where_the_ami_has_none(prod_template):
+    user_data = efa_launch_template(prod_template)["LaunchTemplateData"]["UserData"]["Fn::Base64"]
+    # Batch accepts launch-template user data only as MIME multi-part.
+    assert user_data.startswith("MIME-Version: 1.0\nContent-Type: multipart/mixed;")
+    assert "Content-Type: text/x-shellscript" in user_data
+    assert "if ls /dev/infiniband/uverbs*" in user_data  # an AMI that has EFA is left alone
+    assert "gpg --verify aws-efa-installer-latest.tar.gz.sig" in user_data
+    assert "./efa_installer.sh -y --minimal" in user_data
+
+
+def test_the_training_job_stops_a_run_that_stopped_progressing(prod_template):
+    _, node_range = training_container(prod_template)
+    env = {e["Name"]: e["Value"] for e in node_range["Container"]["Environment"]}
+    assert env["HANG_AFTER_SECONDS"] == "3600"  # hang_alarm_minutes, 60 by default
+
+
 def test_launch_template_requires_imdsv2_and_encrypts_a_gp3_root_volume(prod_template):
     data = efa_launch_template(prod_template)["LaunchTemplateData"]
     assert data["MetadataOptions"]["HttpTokens"] == "required"
@@ -325,9 +341,14 @@ def test_operations_alarms_and_dashboard(prod_template):
     alarms = [r["Properties"] for r in resources_of_type(prod_template, "AWS::CloudWatch::Alarm").values()
               if "MetricName" in r["Properties"]]
     by_metric = {a["MetricName"]: a for a in alarms}
-    hang = by_metric["TrainingStepsCompleted"]
-    assert hang["Namespace"] == "MlAccel/Training" and hang["ComparisonOperator"] == "LessThanThreshold"
-    assert hang["EvaluationPeriods"] * hang["Period"] == 3600 and hang["TreatMissingData"] == "notBreaching"
+    # No alarm on steps summed over runs (one healthy run would hide a hung one): the jobs stop
+    # a hung run themselves and the alarm counts the watchdog's lines.
+    assert "TrainingStepsCompleted" not in by_metric
+    hang = by_metric["TrainingRunsStoppedAsHung"]
+    assert hang["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and hang["Threshold"] == 1
+    (metric_filter,) = [r["Properties"] for r in resources_of_type(prod_template, "AWS::Logs::MetricFilter").values()]
+    assert metric_filter["FilterPattern"] == '"TRAINING STALLED"'
+    assert metric_filter["MetricTransformations"][0]["MetricName"] == "TrainingRunsStoppedAsHung"
     assert by_metric["MatchedEvents"]["Threshold"] == 1
     rules = [r["Properties"] for r in resources_of_type(prod_template, "AWS::Events::Rule").values()
              if r["Properties"].get("EventPattern", {}).get("source") == ["aws.batch"]]
@@ -335,7 +356,8 @@ def test_operations_alarms_and_dashboard(prod_template):
     assert all(len(r["EventPattern"]["detail"]["jobQueue"]) == 2 for r in rules)
     (dashboard,) = resources_of_type(prod_template, "AWS::CloudWatch::Dashboard").values()
     body = json.dumps(dashboard["Properties"]["DashboardBody"])
-    for title in ("Training heartbeat", "Jobs entering each state", "Pipeline executions", "Newest job errors"):
+    assert "SEARCH(" in body and "RunId" in body  # steps per run on the dashboard
+    for title in ("Training steps per run", "Jobs entering each state", "Pipeline executions", "Newest job errors"):
         assert title in body
 
 
@@ -447,6 +469,7 @@ def test_default_image_is_built_from_the_current_profile_with_the_runtime_inside
     (image,) = manifest["dockerImages"].values()
     current = load_profile("training", "current")
     assert image["source"]["dockerBuildArgs"] == {"BASE_IMAGE": current.settings["base_image"]}
+    assert image["source"]["platform"] == "linux/amd64"  # trn1 hosts, whatever machine builds it
     staged = Path(assembly.directory) / image["source"]["directory"]
     # The build context is the profile folder with the runtime copied in (not a dangling link).
     assert (staged / "Dockerfile").read_text() == current.dockerfile.read_text()

@@ -81,7 +81,7 @@ def test_multi_node_compile_on_the_training_topology(batch):
     command = "python3 -m trainium_runtime.entrypoint compile --steps 5"
     submit_training_job.main(
         ["--queue", "training", "--job-definition", "train-mnp", "--share", "teamA", "--nodes", "8", "--command", command,
-         "--env", "RUN_ID=llm-exp-42"],
+         "--training-nodes", "8", "--env", "RUN_ID=llm-exp-42"],
         client=batch,
     )
     (request,) = batch.sent
@@ -157,3 +157,73 @@ def test_runs_as_a_module_from_the_repository_root():
         [sys.executable, "-m", "ml_tools.submit_training_job", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and "--share" in result.stdout and "--nodes" in result.stdout
+
+
+# ---- refused before any host starts (botocore Stubber: moto drops nodeProperties and
+# computeResources from its Describe answers) ---------------------------------------------
+
+def stubbed(*, num_nodes=4, max_vcpus=512, submit=False, compile_check=False):
+    from botocore.stub import Stubber
+
+    client = boto3.client("batch", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+    definition = {"jobDefinitionName": "train-mnp", "jobDefinitionArn": "arn:aws:batch:us-east-1:1:job-definition/train-mnp:3",
+                  "revision": 3, "type": "multinode", "nodeProperties": {"numNodes": num_nodes, "mainNode": 0,
+                                                                         "nodeRangeProperties": []}}
+    stub.add_response("describe_job_definitions", {"jobDefinitions": [definition]})  # the definition's type
+    stub.add_response("describe_job_queues", {"jobQueues": [{
+        "jobQueueName": "training", "jobQueueArn": "arn:aws:batch:us-east-1:1:job-queue/training", "state": "ENABLED",
+        "priority": 1, "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": "arn:ce/trn1"}]}]})
+    stub.add_response("describe_compute_environments", {"computeEnvironments": [{
+        "computeEnvironmentName": "trn1-cluster", "computeEnvironmentArn": "arn:ce/trn1", "ecsClusterArn": "arn:ecs",
+        "computeResources": {"type": "EC2", "minvCpus": 0, "maxvCpus": max_vcpus, "instanceTypes": ["trn1.32xlarge"],
+                             "subnets": ["subnet-1"]}}]})
+    if compile_check:  # the training's node count, from the definition
+        stub.add_response("describe_job_definitions", {"jobDefinitions": [definition]})
+    if submit:
+        stub.add_response("submit_job", {"jobName": "j", "jobId": "id-1"})
+    stub.activate()
+    return client
+
+
+def submit(client, *extra):
+    return submit_training_job.main(
+        ["--queue", "training", "--job-definition", "train-mnp", "--share", "teamA", *extra], client=client)
+
+
+def test_more_nodes_than_the_compute_environment_holds_is_refused(capsys):
+    assert submit(stubbed(max_vcpus=512), "--nodes", "8") == 2
+    assert capsys.readouterr().err.strip() == (
+        "submit-training-job: --nodes: got 8, but compute environment trn1-cluster holds at most 4 nodes "
+        "(maxvCpus 512 / 128 vCPUs per trn1.32xlarge): the job would wait RUNNABLE forever")
+
+
+def test_a_compile_for_another_topology_than_training_is_refused(capsys):
+    compile_command = "python3 -m trainium_runtime.entrypoint compile --steps 5"
+    assert submit(stubbed(num_nodes=4, max_vcpus=2048, compile_check=True), "--nodes", "8", "--command", compile_command) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--nodes: got 8 for an ahead-of-time compile, but training runs on 4 nodes" in err
+
+
+def test_a_compile_for_the_declared_training_topology_is_submitted(capsys):
+    compile_command = "python3 -m trainium_runtime.entrypoint compile --steps 5"
+    client = stubbed(num_nodes=4, max_vcpus=2048, submit=True)
+    assert submit(client, "--nodes", "8", "--training-nodes", "8", "--command", compile_command) == 0
+
+
+@pytest.mark.parametrize("program, message", [
+    ("-m trainium_runtime.train_refrence train", "program -m trainium_runtime.train_refrence does not exist in the training image"),
+    ("/opt/runtime/trainium_runtime/missing.py", "program /opt/runtime/trainium_runtime/missing.py does not exist"),
+])
+def test_a_runtime_program_that_does_not_exist_is_refused(program, message, capsys):
+    with pytest.raises(SystemExit):
+        submit_training_job.parse_args(["--queue", "q", "--job-definition", "d", "--share", "teamA",
+                                        "--command", f"python3 -m trainium_runtime.entrypoint train -- {program}"])
+    err = capsys.readouterr().err
+    assert message in err and "train_reference" in err or "holds ml_constructs" in err
+
+
+def test_an_existing_runtime_program_and_your_own_are_accepted():
+    for program in ("-m trainium_runtime.train_reference train", "/opt/app/train.py"):
+        submit_training_job.parse_args(["--queue", "q", "--job-definition", "d", "--share", "teamA",
+                                        "--command", f"python3 -m trainium_runtime.entrypoint train -- {program}"])

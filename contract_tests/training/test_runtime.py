@@ -130,7 +130,8 @@ def test_worker_node_rendezvous_at_the_main_node():
     rdzv = rendezvous_from_env(batch_env(4, 2), local_address=lambda: pytest.fail("workers need no own address"))
     assert torchrun_command(rdzv, ["-m", "train"]) == [
         "torchrun", "--nproc_per_node=32", "--nnodes=4", "--node_rank=2",
-        "--master_addr=10.0.0.5", "--master_port=29500", "--rdzv-conf=timeout=300", "-m", "train",
+        "--master_addr=10.0.0.5", "--master_port=29500", "--rdzv-conf=timeout=300",
+        "-m", "trainium_runtime.worker", "-m", "train",
     ]
     env = launch_environment(rdzv, {"FI_PROVIDER": "efa"})
     assert env["NEURON_RT_ROOT_COMM_ID"] == "10.0.0.5:62182" and env["FI_PROVIDER"] == "efa"
@@ -176,26 +177,36 @@ def test_torchrun_needs_a_program():
 class FakeHost:
     """Devices and commands of one host, as the pre-flight checks see them."""
 
-    def __init__(self, neuron=16, uverbs=8, failing=()):
+    # Stand-ins for what exists only on a trn1 host: /dev/neuron* (Neuron driver), the
+    # /dev/infiniband/uverbs* of its EFA interfaces, fi_info's answer ("provider: efa" per
+    # interface; libfabric's fi_info(1) man page) and nccom-test's (Neuron docs,
+    # tools/neuron-sys-tools/nccom-test.rst).
+    def __init__(self, neuron=16, uverbs=8, failing=(), fi_info="/opt/amazon/efa/bin/fi_info"):
         self.paths = [f"/dev/neuron{i}" for i in range(neuron)] + [f"/dev/infiniband/uverbs{i}" for i in range(uverbs)]
         self.failing = set(failing)
         self.commands = []
+        self.fi_info = fi_info
+
+    def which(self, name):
+        return self.fi_info if name == "fi_info" else None
 
     def glob(self, pattern):
         return [p for p in self.paths if p.startswith(pattern.rstrip("*"))]
 
     def run(self, command):
         self.commands.append(list(command))
-        name = command[-1] if command[0] == "nccom-test" else command[0]
+        tool = command[0].rsplit("/", 1)[-1]
+        name = command[-1] if tool == "nccom-test" else tool
         if name in self.failing:
             return subprocess.CompletedProcess(command, 1, "", f"{name} broke")
-        return subprocess.CompletedProcess(command, 0, "provider: efa\n" if command[0] == "fi_info" else "", "")
+        return subprocess.CompletedProcess(command, 0, "provider: efa\n" if tool == "fi_info" else "", "")
 
 
 def test_healthy_node_passes_every_check():
     host = FakeHost()
-    assert Preflight(16, 8, 32).problems(host.run, host.glob) == []
-    assert ["fi_info", "-p", "efa"] in host.commands
+    assert Preflight(16, 8, 32).problems(host.run, host.glob, host.which) == []
+    # fi_info is found in the EFA installer's folder even where PATH lacks it
+    assert ["/opt/amazon/efa/bin/fi_info", "-p", "efa"] in host.commands
     assert [c[-1] for c in host.commands if c[0] == "nccom-test"] == ["allr", "allg", "redsct"]
     assert all(c[1:3] == ["-r", "32"] for c in host.commands if c[0] == "nccom-test")
 
@@ -203,22 +214,24 @@ def test_healthy_node_passes_every_check():
 @pytest.mark.parametrize(
     "host, message",
     [
-        (FakeHost(neuron=15), "expected 16 Neuron devices, found 15"),
-        (FakeHost(uverbs=7), "expected 8 EFA devices, found 7"),
-        (FakeHost(failing={"fi_info"}), "libfabric has no EFA provider"),
+        (FakeHost(neuron=15), "expected 16 Neuron devices, found 15 (missing /dev/neuron15): check the Neuron driver"),
+        (FakeHost(uverbs=6), "expected 8 EFA devices, found 6 (missing /dev/infiniband/uverbs6, /dev/infiniband/uverbs7)"
+                             ": check the EFA driver on the host (aws-efa-installer"),
+        (FakeHost(failing={"fi_info"}), "libfabric has no efa provider (/opt/amazon/efa/bin/fi_info -p efa): exit 1"),
+        (FakeHost(fi_info=None), "fi_info is neither on PATH nor in /opt/amazon/efa/bin: the image lacks the EFA tools"),
         (FakeHost(failing={"python3"}), "tensor check on a NeuronCore failed"),
         (FakeHost(failing={"allg"}), "nccom-test allg over 32 NeuronCores failed: exit 1: allg broke"),
     ],
 )
 def test_each_failed_check_is_reported(host, message):
-    problems = Preflight(16, 8, 32).problems(host.run, host.glob)
+    problems = Preflight(16, 8, 32).problems(host.run, host.glob, host.which)
     assert len(problems) == 1 and message in problems[0]
 
 
 def test_single_node_checks_skip_efa_and_collectives():
     host = FakeHost(uverbs=0)
     checks = Preflight.from_env({"NEURON_DEVICE_COUNT": "16", "EFA_DEVICE_COUNT": "8"}, efa=False, collectives=False)
-    assert checks.problems(host.run, host.glob) == []
+    assert checks.problems(host.run, host.glob, host.which) == []
     assert [c[0] for c in host.commands] == ["python3"]
 
 

@@ -3,6 +3,7 @@ exit-code mapping, taking a bad host out of service, the heartbeat, resume after
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import threading
@@ -16,10 +17,10 @@ from trainium_runtime import entrypoint
 from trainium_runtime.barrier import BarrierResult, gather, report
 from trainium_runtime.checkpoints import CheckpointStore
 from trainium_runtime.collective_check import bus_bandwidth_gbps, expected_sum, verdict
-from trainium_runtime.heartbeat import METRIC_NAME, Heartbeat, write_step
+from trainium_runtime.heartbeat import METRIC_NAME, Heartbeat, Watchdog, watchdog_from_env, write_step
 from trainium_runtime.preflight import Preflight, average_bus_bandwidth
 from trainium_runtime.quarantine import take_out_of_service
-from trainium_runtime.supervise import Outcome, retryable_reason, supervise
+from trainium_runtime.supervise import Outcome, Transcript, classify, read_error_file, retryable_reason, supervise
 
 # ---- the pre-flight barrier over real sockets ------------------------------------
 
@@ -86,15 +87,28 @@ def test_a_child_without_a_main_node_gives_up_at_its_timeout():
 RETRY = 75
 
 
+# Log lines as their sources print them (docs/training.md, "Failures and retries", cites each).
+TDRV_TIMEOUT = ("2023-Jan-09 20:27:41.0593 15042:15042 ERROR  TDRV:exec_consume_infer_status_notifications "
+                "(FATAL-RT-UNDEFINED-STATE) inference timeout (600000 ms) on Neuron Device 0 NC 0, waiting for "
+                "execution completion notification")  # torch-neuronx training troubleshooting guide
+COLLECTIVES_HANG = ("(FATAL-RT-UNDEFINED-STATE) missing collectives status on Neuron Device 0 NC 0, model model.neff "
+                    "- suspected hang in collectives operation 0 out of 32")  # Neuron runtime 2.20.11.0 release notes
+HBM_ERROR = ("(FATAL-RT-UNDEFINED-STATE) encountered uncorrectable memory error on Neuron Device 0, execution results "
+             "may be invalid.  Please terminate or start/stop this instance to recover from bad hardware.")  # same notes
+EFA_PEER = ("libfabric:451707:1708520807::efa:cq:efa_rdm_txe_handle_error():737<warn> err: 5, message: Invalid address "
+            "My EFA addr: fi_addr_efa://[fe80::13:c2ff:fe6f:f03d]:0:1072483550 My host id: i-0db7083f3fcbebb65 "
+            "Peer EFA addr: fi_addr_efa://[fe80::b8:aff:fe44:425]:0:947699476 Peer host id: i-0ce6d3d57139f053c")  # aws-ofi-nccl#346
+
+
 @pytest.mark.parametrize(
     "line, reason",
     [
         ("torch.distributed.elastic.rendezvous.api.RendezvousTimeoutError: timed out", "rendezvous"),
         ("torch.distributed.DistNetworkError: Connection reset by peer", "rendezvous"),
-        ("RuntimeError: [1] is setting up NCCL communicator... Connection reset by peer", "peer lost"),
-        ("fi_getinfo failed: No data available", "EFA"),
-        ("2024-Mar-01 NCCOM:ERROR bootstrap failure", "Neuron collectives"),
-        ("ERROR NRT: nrt_execute status=5 timeout", "Neuron runtime"),
+        (TDRV_TIMEOUT, "Neuron runtime timeout"),
+        (COLLECTIVES_HANG, "Neuron runtime timeout"),
+        (HBM_ERROR, "Neuron device error"),
+        (EFA_PEER, "EFA"),
         ("COLLECTIVE CHECK FAILED on rank 3: bus bandwidth 0.4 GB/s is below the floor", "collective check"),
     ],
 )
@@ -104,10 +118,60 @@ def test_infrastructure_failures_in_torchruns_output_are_retryable(line, reason)
 
 @pytest.mark.parametrize(
     "line",
-    ["ZeroDivisionError: division by zero", "KeyError: 'labels'", "torch.OutOfMemoryError: CUDA out of memory"],
+    [
+        "ZeroDivisionError: division by zero", "KeyError: 'labels'", "torch.OutOfMemoryError: CUDA out of memory",
+        # What the surviving ranks print when one rank died of a bug: says nothing about the hosts.
+        "RuntimeError: [1] is setting up NCCL communicator... Connection reset by peer",
+        "ConnectionResetError: [Errno 104] Connection reset by peer", "BrokenPipeError: [Errno 32] Broken pipe",
+    ],
 )
-def test_program_bugs_are_not_retryable(line):
+def test_program_bugs_and_generic_socket_errors_are_not_retryable(line):
     assert retryable_reason(line) is None
+
+
+ROOT_CAUSE = [
+    "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n",
+    "Root Cause (first observed failure):\n",
+    "[0]:\n",
+    "  rank      : 1 (local_rank: 1)\n",
+    "  exitcode  : 1 (pid: 3296201)\n",
+    "  error_file: /tmp/torchelastic_x/none_3/attempt_0/1/error.json\n",
+]
+
+
+def transcript(*lines: str) -> Transcript:
+    t = Transcript()
+    for line in lines:
+        t.feed(line)
+    return t
+
+
+def test_the_failing_ranks_python_exception_wins_over_the_survivors_timeouts():
+    # Rank 1 raised; the other ranks' collectives then timed out in the Neuron runtime.
+    seen = transcript(COLLECTIVES_HANG, *ROOT_CAUSE)
+    assert seen.error_file == "/tmp/torchelastic_x/none_3/attempt_0/1/error.json"
+    read = {seen.error_file: "KeyError: 'labels'\nTraceback ... File \"train.py\", line 9"}.get
+    assert classify(seen, read) == (None, "KeyError: 'labels'\nTraceback ... File \"train.py\", line 9")
+
+
+def test_an_exception_from_xla_execution_after_a_neuron_fatal_line_is_the_runtimes_fault():
+    seen = transcript(TDRV_TIMEOUT, *ROOT_CAUSE)
+    error = "RuntimeError: Bad StatusOr access: INTERNAL: nrt_execute status=5\n  File \".../torch_xla/core/xla_model.py\""
+    assert classify(seen, {seen.error_file: error}.get) == ("Neuron runtime timeout", error)
+
+
+def test_without_an_error_file_the_output_decides():
+    lines = [*ROOT_CAUSE[:-1], "  error_file: <N/A>\n"]
+    assert classify(transcript(EFA_PEER, *lines), read_error_file) == ("EFA", None)
+    assert classify(transcript("Connection reset by peer", *lines), read_error_file) == (None, None)
+
+
+def test_the_error_file_is_read_in_torchs_format(tmp_path):
+    path = tmp_path / "error.json"
+    path.write_text(json.dumps({"message": {"message": "ValueError: bad", "extraInfo": {
+        "py_callstack": "Traceback (most recent call last): ...", "timestamp": "1700000000"}}}))
+    assert read_error_file(str(path)) == "ValueError: bad\nTraceback (most recent call last): ..."
+    assert read_error_file(str(tmp_path / "missing.json")) is None and read_error_file("<N/A>") is None
 
 
 def child(code: str) -> list[str]:
@@ -193,7 +257,7 @@ def test_failed_cross_node_check_is_retryable_and_training_never_starts(monkeypa
     assert len(rec.commands) == 1
 
 
-@pytest.mark.parametrize("outcome, code", [(Outcome(1, "peer lost"), 75), (Outcome(1), 1), (Outcome(0), 0)])
+@pytest.mark.parametrize("outcome, code", [(Outcome(1, "EFA"), 75), (Outcome(1), 1), (Outcome(0), 0)])
 def test_training_exit_is_mapped(monkeypatch, outcome, code):
     rec = Recorder(outcomes=[Outcome(0), outcome])
     assert entrypoint.main(["train"], {**NODE_ENV, "AWS_BATCH_JOB_NODE_INDEX": "0"}, rec.services(monkeypatch)) == code
@@ -241,10 +305,67 @@ def test_heartbeat_publishes_steps_completed_since_the_last_beat(tmp_path):
         assert beat.publish_once() == 0  # first reading is the baseline (a resumed run starts high)
         write_step(progress, 55)
         assert beat.publish_once() == 15
-        assert beat.publish_once() == 0  # stalled: this is what the hang alarm sees
+        assert beat.publish_once() == 0  # stalled
         metrics = cloudwatch.list_metrics(Namespace="MlAccel/Training", MetricName=METRIC_NAME)["Metrics"]
         dimensions = {tuple((d["Name"], d["Value"]) for d in m["Dimensions"]) for m in metrics}
-        assert dimensions == {(), (("RunId", "run-1"),)}
+        # One series per run only: a sum over runs would let a healthy run hide a hung one.
+        assert dimensions == {(("RunId", "run-1"),)}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_watchdog_stops_a_run_whose_steps_stopped(tmp_path):
+    clock, stopped = Clock(), []
+    progress = tmp_path / "progress"
+    dog = Watchdog(progress, 600, stopped.append, clock=clock)
+    write_step(progress, 10)
+    assert not dog.check()
+    clock.now = 500
+    write_step(progress, 11)  # progress resets the clock
+    assert not dog.check()
+    clock.now = 1099
+    assert not dog.check() and stopped == []
+    clock.now = 1101
+    assert dog.check() and dog.check()  # stays stalled; stop is called once
+    assert stopped == ["TRAINING STALLED: no training step completed for 601 s after step 11 (HANG_AFTER_SECONDS=600)"]
+
+
+def test_a_program_that_never_reports_progress_is_never_called_hung(tmp_path):
+    clock, stopped = Clock(), []
+    dog = Watchdog(tmp_path / "progress", 600, stopped.append, clock=clock)
+    clock.now = 10 ** 6  # days of compiling or a program without progress reports
+    assert not dog.check() and stopped == []
+
+
+def test_no_hang_after_setting_means_no_watchdog(tmp_path):
+    assert watchdog_from_env({}, lambda reason: None) is None
+    assert watchdog_from_env({"HANG_AFTER_SECONDS": "3600", "PROGRESS_FILE": str(tmp_path / "p")}, print) is not None
+
+
+def test_a_stalled_run_is_stopped_and_the_main_node_exits_for_a_retry(tmp_path, monkeypatch):
+    # The real supervisor and watchdog around a program that reports two steps, then hangs.
+    monkeypatch.setattr(entrypoint, "STOP_GRACE_SECONDS", 2)
+    progress = tmp_path / "progress"
+    program = ("import time, pathlib; p = pathlib.Path(%r)\n"
+               "for step in (1, 2):\n    p.write_text(str(step)); time.sleep(0.2)\n"
+               "time.sleep(600)\n" % str(progress))
+    env = {"RETRYABLE_EXIT_CODE": "75", "HANG_AFTER_SECONDS": "1", "PROGRESS_FILE": str(progress), "RUN_ID": "run-1"}
+    services = entrypoint.Services(
+        run=lambda command: subprocess.CompletedProcess(command, 0, "", ""),
+        heartbeat=lambda env, run_id: None,
+        watchdog=lambda env, stop: Watchdog(progress, 1.0, stop, poll=0.2),
+    )
+    monkeypatch.setattr(entrypoint, "plan", lambda argv, env, local_address: entrypoint.Plan(
+        "train", Preflight(0, 0, 0, collectives=False), [sys.executable, "-c", program], env, None))
+    started = __import__("time").monotonic()
+    assert entrypoint.main(["train"], env, services) == 75
+    assert __import__("time").monotonic() - started < 60  # not the program's 600 s
 
 
 def test_a_lost_data_point_never_stops_training(tmp_path):

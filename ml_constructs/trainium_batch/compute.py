@@ -15,7 +15,8 @@ from ml_constructs.trainium_batch.instances import TrainiumInstance
 from ml_constructs.trainium_batch.launch_template import EfaLaunchTemplate
 from ml_constructs.trainium_batch.network import ClusterNetwork
 
-# ECS-optimized AL2023 with the Neuron driver, runtime and EFA (Batch has no Neuron image type).
+# ECS-optimized AL2023 with the Neuron driver and tools (Batch has no Neuron image type); it has no
+# EFA software: the launch template's user data installs the EFA driver (launch_template.py).
 # Read it once to pin ``ami_id``; the stacks never resolve it at deploy (docs/training.md).
 NEURON_AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/neuron/recommended/image_id"
 AMI_ID = re.compile(r"ami-[0-9a-f]{8}([0-9a-f]{9})?")

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 import aws_cdk as cdk
 from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
@@ -27,13 +28,21 @@ def training_image(
     ``None`` builds ``profile``'s Dockerfile (``runtime_profiles/training/<name>/``) as an
     asset, ``FROM`` the profile's ``settings.base_image`` (a build arg). An ECR URI is
     imported as a repository so the execution role gets pull rights on exactly that
-    repository. An end-of-life profile adds a synth warning on ``scope`` either way (an
-    image someone pushed was built on the profile that ``runtime`` names).
+    repository. The asset is built for linux/amd64 (trn1 hosts), whatever machine builds it.
+    An end-of-life profile adds a synth warning on ``scope`` either way (an image someone
+    pushed was built on the profile that ``runtime`` names), and so does a supported profile
+    that is the last of its line (``settings.last_of_line``: no newer image will follow).
     """
     if profile.end_of_life:
         cdk.Annotations.of(scope).add_warning_v2(
             "mlaccel:training-runtime-end-of-life",
             f"training runtime profile {profile.key} ({profile.image}) is end-of-life: {profile.end_of_life}",
+        )
+    last_of_line = profile.settings.get("last_of_line")
+    if last_of_line:
+        cdk.Annotations.of(scope).add_warning_v2(
+            "mlaccel:training-runtime-last-of-line",
+            f"training runtime profile {profile.key} ({profile.image}) is the last of its line: {last_of_line}",
         )
     if image_uri is None:
         if profile.dockerfile is None:
@@ -43,6 +52,7 @@ def training_image(
             build_args={"BASE_IMAGE": profile.settings["base_image"]},
             exclude=IMAGE_ASSET_EXCLUDE,
             follow_symlinks=cdk.SymlinkFollowMode.ALWAYS,
+            platform=ecr_assets.Platform.LINUX_AMD64,
         )
         return image, True
     problem = image_uri_problem(image_uri)

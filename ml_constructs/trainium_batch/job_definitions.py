@@ -62,6 +62,7 @@ class TrainingJobSettings:
     single_node_timeout: cdk.Duration = field(default_factory=lambda: cdk.Duration.hours(6))
     rendezvous_timeout_seconds: int = 300
     barrier_timeout_seconds: int = 900
+    hang_after_seconds: int = 3600  # a run that reported progress and then stopped this long is stopped
     intra_node_busbw_floor_gbps: float = 0.0
     cross_node_busbw_floor_gbps: float = 0.0
     cluster_tag_value: str = ""  # "" : failed hosts are not terminated (no permission either)
@@ -148,6 +149,7 @@ class TrainiumJobDefinitions(Construct):
             "NCCOM_BUSBW_FLOOR_GBPS": str(settings.intra_node_busbw_floor_gbps),
             "CROSS_NODE_BUSBW_FLOOR_GBPS": str(settings.cross_node_busbw_floor_gbps),
             "METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "HANG_AFTER_SECONDS": str(settings.hang_after_seconds),
             "QUARANTINE_FAILED_HOSTS": "true" if settings.cluster_tag_value else "false",
             # boto3 in the container (heartbeat metric, quarantine, checkpoints) takes its region from here:
             # Batch containers get no region variable of their own.

@@ -1,4 +1,4 @@
-"""Launch template for Trainium hosts: one EFA interface per network card."""
+"""Launch template for Trainium hosts: one EFA interface per network card, the EFA driver in user data."""
 from __future__ import annotations
 
 import aws_cdk as cdk
@@ -6,6 +6,42 @@ from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 from ml_constructs.trainium_batch.instances import TrainiumInstance
+
+
+# The ECS-optimized AL2023 Neuron AMI installs the Neuron driver and tools but no EFA software
+# (aws/amazon-ecs-ami al2023.pkr.hcl: the al2023neu build has no EFA step), and a container
+# with EFA devices in its job definition fails to start when /dev/infiniband/uverbs* are
+# missing. Like AWS's Neuron-on-Batch sample (aws-neuron-samples torch-neuronx/training/
+# aws-batch), the hosts install it at boot: the minimal install (kernel module and rdma-core;
+# the training image brings its own libfabric), verified with the installer's GPG key, and
+# only where the devices are not there already, so an AMI that does carry EFA is left alone.
+# Batch accepts launch-template user data only as a MIME multi-part document.
+USER_DATA_BOUNDARY = "==TRAINIUM-EFA=="
+EFA_USER_DATA = f"""MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="{USER_DATA_BOUNDARY}"
+
+--{USER_DATA_BOUNDARY}
+Content-Type: text/x-shellscript; charset="us-ascii"
+
+#!/bin/bash
+set -euxo pipefail
+if ls /dev/infiniband/uverbs* >/dev/null 2>&1; then
+  echo "EFA devices present: not installing aws-efa-installer"
+  exit 0
+fi
+work=$(mktemp -d)
+cd "$work"
+curl -fsSLO https://efa-installer.amazonaws.com/aws-efa-installer-latest.tar.gz
+curl -fsSLO https://efa-installer.amazonaws.com/aws-efa-installer-latest.tar.gz.sig
+curl -fsSLO https://efa-installer.amazonaws.com/aws-efa-installer.key
+gpg --import aws-efa-installer.key
+gpg --verify aws-efa-installer-latest.tar.gz.sig aws-efa-installer-latest.tar.gz
+tar -xf aws-efa-installer-latest.tar.gz
+cd aws-efa-installer
+./efa_installer.sh -y --minimal
+ls /dev/infiniband/uverbs*
+--{USER_DATA_BOUNDARY}--
+"""
 
 
 def efa_network_interfaces(
@@ -32,6 +68,8 @@ class EfaLaunchTemplate(Construct):
       - one EFA interface per network card (8 on trn1.32xlarge, 16 on trn1n.32xlarge), each
         in ``security_group``; there are no template-level security groups, because EC2 does
         not allow both;
+      - user data (MIME multi-part, as Batch requires) that installs the EFA driver
+        (``aws-efa-installer --minimal``) where the AMI has no EFA devices (``EFA_USER_DATA``);
       - IMDSv2 required (hop limit 2 so containers behind the ECS bridge can still reach it);
       - an encrypted gp3 root volume of ``root_volume_gib``;
       - optionally a targeted On-Demand Capacity Reservation.
@@ -69,6 +107,7 @@ class EfaLaunchTemplate(Construct):
                 )
             ],
             network_interfaces=efa_network_interfaces(instance, security_group.security_group_id),
+            user_data=cdk.Fn.base64(EFA_USER_DATA),
             capacity_reservation_specification=(
                 ec2.CfnLaunchTemplate.CapacityReservationSpecificationProperty(
                     capacity_reservation_target=ec2.CfnLaunchTemplate.CapacityReservationTargetProperty(

@@ -1,4 +1,4 @@
-"""Operations for the Trainium cluster: a hang alarm, a failed-job alarm and a dashboard."""
+"""Operations for the Trainium cluster: stopped hung runs, failed jobs, and a dashboard."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -11,9 +11,10 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from ml_constructs.trainium_batch.job_definitions import METRICS_NAMESPACE
-from ml_constructs.trainium_batch.runtime.heartbeat import METRIC_NAME
+from ml_constructs.trainium_batch.runtime.heartbeat import METRIC_NAME, RUN_DIMENSION, STALLED_MARKER
 
 HEARTBEAT_PERIOD = cdk.Duration.minutes(5)
+STOPPED_RUNS_METRIC = "TrainingRunsStoppedAsHung"
 # Batch publishes no queue metrics of its own: the dashboard counts state changes instead.
 QUEUE_STATES = ("RUNNABLE", "RUNNING", "SUCCEEDED")
 
@@ -22,15 +23,17 @@ class TrainingMonitoring(Construct):
     """Alarms and a dashboard for training jobs (alarm actions are the app's to add).
 
     Creates:
-      - ``hang_alarm``: training steps completed (the runtime's heartbeat in
-        ``MlAccel/Training``) stayed 0 for ``hang_after``; no data (no training running)
-        is not a hang. Compiling at the start of a run also publishes 0: keep
-        ``hang_after`` above the longest first-step compile;
+      - ``hang_alarm``: a run was stopped as hung. The stopping is the job's own (the main
+        node's watchdog, ``trainium_runtime.heartbeat.Watchdog``, per run, on the job
+        definition's ``HANG_AFTER_SECONDS``): an alarm over a metric summed across runs could
+        not tell one hung run beside a healthy one, and an alarm action cannot know which
+        job to stop. A metric filter on the jobs' log group counts the watchdog's
+        ``TRAINING STALLED`` lines; the alarm fires on any;
       - ``failed_jobs_rule``: an EventBridge rule matching ``Batch Job State Change`` to
         ``FAILED`` for jobs of ``job_queue_arns``, and ``failed_jobs_alarm`` when it matched;
       - ``state_rules``: one EventBridge rule per job state in ``QUEUE_STATES`` (Batch has no
         queue metrics; these rules' ``MatchedEvents`` count jobs entering each state);
-      - ``dashboard``: heartbeat, jobs entering RUNNABLE/RUNNING/SUCCEEDED/FAILED, pipeline
+      - ``dashboard``: steps per run (one line per ``RunId``), jobs entering RUNNABLE/RUNNING/SUCCEEDED/FAILED, pipeline
         executions, and the newest error lines of the jobs' log group (where a failed node's
         log stream is named).
 
@@ -45,22 +48,34 @@ class TrainingMonitoring(Construct):
         job_queue_arns: Sequence[str],
         job_log_group: logs.ILogGroup,
         state_machine: sfn.IStateMachine,
-        hang_after: cdk.Duration = cdk.Duration.hours(1),
     ) -> None:
         super().__init__(scope, construct_id)
-        periods = max(1, int(hang_after.to_minutes() // HEARTBEAT_PERIOD.to_minutes()))
-        steps = cloudwatch.Metric(
-            namespace=METRICS_NAMESPACE, metric_name=METRIC_NAME, statistic="Sum", period=HEARTBEAT_PERIOD,
+        logs.MetricFilter(
+            self,
+            "StoppedRuns",
+            log_group=job_log_group,
+            metric_namespace=METRICS_NAMESPACE,
+            metric_name=STOPPED_RUNS_METRIC,
+            filter_pattern=logs.FilterPattern.literal(f'"{STALLED_MARKER}"'),
+            metric_value="1",
         )
-        self.hang_alarm = steps.create_alarm(
+        stopped = cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE, metric_name=STOPPED_RUNS_METRIC, statistic="Sum", period=HEARTBEAT_PERIOD,
+        )
+        self.hang_alarm = stopped.create_alarm(
             self,
             "HangAlarm",
-            alarm_description=f"No training step completed for {hang_after.to_minutes():g} min while a job runs: "
-            "a hung collective or a stalled node (docs/training.md, Operations).",
-            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            alarm_description="A training run stopped making progress and was stopped for a retry on new hosts "
+            "(the job's log names the run and its last step; docs/training.md, Hangs).",
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             threshold=1,
-            evaluation_periods=periods,
+            evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        steps = cloudwatch.MathExpression(
+            expression=f"SEARCH('{{{METRICS_NAMESPACE},{RUN_DIMENSION}}} MetricName=\"{METRIC_NAME}\"', 'Sum', 300)",
+            label="",
+            period=HEARTBEAT_PERIOD,
         )
         self.failed_jobs_rule = self._state_rule("FailedJobs", "FAILED", job_queue_arns)
         failed = self._matched(self.failed_jobs_rule)
@@ -76,7 +91,7 @@ class TrainingMonitoring(Construct):
         )
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard")
         self.dashboard.add_widgets(
-            cloudwatch.GraphWidget(title="Training heartbeat (steps / 5 min)", left=[steps], width=12),
+            cloudwatch.GraphWidget(title="Training steps per run (steps / 5 min)", left=[steps, stopped], width=12),
             cloudwatch.GraphWidget(
                 title="Jobs entering each state (both queues)",
                 left=[self._matched(rule).with_(label=state) for state, rule in self.state_rules.items()]

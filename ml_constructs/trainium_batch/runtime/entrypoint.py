@@ -9,7 +9,8 @@ PROGRAM is what ``python3`` would run (``-m module args`` or ``script.py args``)
 Exit codes (the job definitions' retry rules act on them; docs/training.md has the table):
 0 success; ``RETRYABLE_EXIT_CODE`` (default 75) when a retry on other hosts can help (a node
 failed pre-flight, a node never reached the barrier, the cross-node collective check failed,
-torchrun's rendezvous timed out, a peer was lost, EFA or the Neuron collectives failed);
+torchrun's rendezvous timed out, the Neuron runtime timed out or reported a device error,
+libfabric's EFA provider lost a peer, or the watchdog stopped a run whose progress stopped);
 2 for an inconsistent Batch environment (fix the job definition); anything else is the
 program's own exit code (a bug: not retried).
 """
@@ -18,13 +19,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from . import barrier as barrier_module
 from .checkpoints import run_id_from_env
-from .heartbeat import Heartbeat, heartbeat_from_env
+from .heartbeat import Heartbeat, Watchdog, heartbeat_from_env, watchdog_from_env
 from .launcher import (
     LaunchError,
     Rendezvous,
@@ -71,6 +74,29 @@ class Services:
     quarantine: Callable[[str], Any] = take_out_of_service
     supervise: Callable[..., Outcome] = supervise
     heartbeat: Callable[[dict[str, str], str], Heartbeat | None] = heartbeat_from_env
+    watchdog: Callable[[dict[str, str], Callable[[str], None]], Watchdog | None] = watchdog_from_env
+
+
+STOP_GRACE_SECONDS = 60  # SIGTERM, then SIGKILL: a hung rank may ignore the first
+
+
+class RunStopper:
+    """Stops the supervised child on the watchdog's word (SIGTERM, SIGKILL after a grace period)."""
+
+    def __init__(self) -> None:
+        self.child: subprocess.Popen | None = None
+
+    def attach(self, child: subprocess.Popen) -> None:
+        self.child = child
+
+    def __call__(self, reason: str) -> None:
+        child = self.child
+        if child is None or child.poll() is not None:
+            return
+        child.terminate()
+        timer = threading.Timer(STOP_GRACE_SECONDS, lambda: child.poll() is None and child.kill())
+        timer.daemon = True
+        timer.start()
 
 
 def plan(argv: Sequence[str], env: Mapping[str, str], local_address: Callable[[], str]) -> Plan:
@@ -151,21 +177,30 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if outcome.returncode != 0:
             LOG.error("cross-node collective check failed (exit %d): retrying on other hosts", outcome.returncode)
             return retryable
-    heartbeat = None
+    heartbeat = watchdog = None
+    stopper = RunStopper()
     if job.mode == "train" and (job.rendezvous is None or job.rendezvous.is_main):
         try:
             heartbeat = services.heartbeat(job.env, run_id_from_env(job.env))
         except ValueError as exc:
             LOG.warning("no heartbeat: %s", exc)
+        watchdog = services.watchdog(job.env, stopper)
     LOG.info("pre-flight passed; running %s", " ".join(job.command))
     sys.stdout.flush()
-    if heartbeat is not None:
-        heartbeat.start()
+    for started in (heartbeat, watchdog):
+        if started is not None:
+            started.start()
     try:
-        outcome = services.supervise(job.command, job.env)
+        extra = {"on_start": stopper.attach} if watchdog is not None else {}
+        outcome = services.supervise(job.command, job.env, **extra)
     finally:
-        if heartbeat is not None:
-            heartbeat.stop()
+        for started in (heartbeat, watchdog):
+            if started is not None:
+                started.stop()
+    if watchdog is not None and watchdog.stalled:
+        LOG.error("%s; exiting with %d for a retry on other hosts (resuming from the newest checkpoint)",
+                  watchdog.stalled, retryable)
+        return retryable
     code = outcome.exit_code(retryable)
     if outcome.returncode != 0:
         why = f"retryable: {outcome.retryable_reason}" if code == retryable else "not retryable"

@@ -1,21 +1,34 @@
-"""A training heartbeat: steps completed per minute, as a CloudWatch metric an alarm watches.
+"""Training progress: a per-run heartbeat metric, and a watchdog that ends a run that stopped.
 
 A hung collective does not crash anything: every rank waits, the job holds its nodes
-until the Batch timeout (days). Global rank 0 writes the number of its last completed
-step to ``PROGRESS_FILE``; the main node's entrypoint publishes how many steps were
-completed since the last publication, once per ``period``, while training runs.
-Zero for long enough is a hang; no data at all means no training is running
-(the alarm treats missing data as fine).
+until the Batch timeout (days). Progress reporting is opt-in: the program's global rank 0
+writes the number of its last completed step to ``PROGRESS_FILE`` (the reference
+program does; :func:`write_step`). On the main node the entrypoint then
+
+* publishes how many steps were completed since the last publication, once per
+  ``period``, as ``TrainingStepsCompleted`` with the run's id as the ``RunId`` dimension
+  (one time series per run: one healthy run never hides a hung one);
+* runs :class:`Watchdog`: once the program has reported a first step, no new step for
+  ``HANG_AFTER_SECONDS`` stops torchrun, and the main node exits with the retryable code
+  (Batch ends a multi-node job when its main node exits and stops the other nodes), so
+  the next attempt resumes from the newest checkpoint on other hosts.
+
+A program that never writes the file is never called hung (it has the job's timeout only);
+neither is a run still compiling its first step.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 LOG = logging.getLogger("trainium_runtime.heartbeat")
 METRIC_NAME = "TrainingStepsCompleted"
+RUN_DIMENSION = "RunId"
+# What the watchdog logs when it stops a run; the stack counts these lines (a metric filter).
+STALLED_MARKER = "TRAINING STALLED"
 
 
 def read_step(path: Path) -> int | None:
@@ -33,7 +46,7 @@ def write_step(path: Path, step: int) -> None:
 
 
 class Heartbeat:
-    """Publishes ``TrainingStepsCompleted`` (without dimensions, and per ``RunId``) every ``period`` s."""
+    """Publishes ``TrainingStepsCompleted`` per ``RunId`` every ``period`` s."""
 
     def __init__(
         self, cloudwatch: Any, namespace: str, run_id: str, progress_file: Path, period: float = 60.0
@@ -56,7 +69,7 @@ class Heartbeat:
         try:
             self._cloudwatch.put_metric_data(
                 Namespace=self._namespace,
-                MetricData=[datum, {**datum, "Dimensions": [{"Name": "RunId", "Value": self._run_id}]}],
+                MetricData=[{**datum, "Dimensions": [{"Name": RUN_DIMENSION, "Value": self._run_id}]}],
             )
         except Exception as exc:  # noqa: BLE001 - a lost data point must never stop training
             LOG.warning("heartbeat: could not publish: %s", exc)
@@ -89,3 +102,63 @@ def heartbeat_from_env(env: dict[str, str], run_id: str, client: Callable[[], An
         cloudwatch = client()
     path = Path(env.get("PROGRESS_FILE", "/tmp/trainium-progress"))
     return Heartbeat(cloudwatch, namespace, run_id, path, float(env.get("HEARTBEAT_PERIOD_SECONDS", "60")))
+
+
+class Watchdog:
+    """Calls ``stop`` once when a run that reported progress completes no step for ``hang_after`` s.
+
+    ``check`` is called periodically (``start`` runs it on a thread every ``poll`` s).
+    Before the program's first report the watchdog is unarmed: compiling the first graphs
+    or loading data takes as long as it takes.
+    """
+
+    def __init__(self, progress_file: Path, hang_after: float, stop: Callable[[str], None], *,
+                 poll: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._progress, self._hang_after, self._stop_run = progress_file, hang_after, stop
+        self._poll, self._clock = poll, clock
+        self._step: int | None = None
+        self._since = clock()
+        self.stalled: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
+
+    def check(self) -> bool:
+        """True once the run is stalled (and ``stop`` has been called)."""
+        if self.stalled is not None:
+            return True
+        step, now = read_step(self._progress), self._clock()
+        if step is None:
+            return False  # not reporting (yet): unarmed
+        if step != self._step:
+            self._step, self._since = step, now
+            return False
+        if now - self._since < self._hang_after:
+            return False
+        self.stalled = (f"{STALLED_MARKER}: no training step completed for {now - self._since:.0f} s "
+                        f"after step {step} (HANG_AFTER_SECONDS={self._hang_after:g})")
+        LOG.error("%s: stopping the run", self.stalled)
+        self._stop_run(self.stalled)
+        return True
+
+    def start(self) -> "Watchdog":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._poll):
+            if self.check():
+                return
+
+
+def watchdog_from_env(env: dict[str, str], stop: Callable[[str], None]) -> Watchdog | None:
+    """The main node's watchdog, or None when the job definition sets no ``HANG_AFTER_SECONDS``."""
+    raw = env.get("HANG_AFTER_SECONDS")
+    if not raw:
+        return None
+    path = Path(env.get("PROGRESS_FILE", "/tmp/trainium-progress"))
+    return Watchdog(path, float(raw), stop, poll=min(30.0, float(raw) / 4))

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 RENDEZVOUS_PORT = 29500
+# Every rank runs the program through this wrapper, which records its exception in torchrun's
+# per-rank error file (trainium_runtime.worker).
+WORKER = ("-m", "trainium_runtime.worker")
 NEURON_COMM_PORT = 62182
 SOCKET_IFNAME = "eth0"
 # torchrun's static rendezvous waits 600 s for every node by default
@@ -83,7 +86,7 @@ def rendezvous_from_env(env: Mapping[str, str], local_address: Callable[[], str]
 
 
 def torchrun_command(rendezvous: Rendezvous, program: Sequence[str]) -> list[str]:
-    """``torchrun`` with a static rendezvous on the main node, then ``program``."""
+    """``torchrun`` with a static rendezvous on the main node, then ``program`` under the worker wrapper."""
     if not program:
         raise LaunchError("no training program given")
     return [
@@ -94,6 +97,7 @@ def torchrun_command(rendezvous: Rendezvous, program: Sequence[str]) -> list[str
         f"--master_addr={rendezvous.main_address}",
         f"--master_port={RENDEZVOUS_PORT}",
         f"--rdzv-conf=timeout={rendezvous.timeout_seconds}",
+        *WORKER,
         *program,
     ]
 

@@ -8,7 +8,9 @@ or crash the whole multi-node job hours later. The entrypoint exits with
 from __future__ import annotations
 
 import glob
+import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
@@ -28,6 +30,10 @@ TENSOR_CHECK = (
 # each with --check (nccom-test verifies the results, not only the timing). The all-reduce's
 # "Avg bus bandwidth" line is compared with a floor (Neuron docs, tools/neuron-sys-tools/nccom-test.rst).
 COLLECTIVES = ("allr", "allg", "redsct")
+# Where the EFA installer puts fi_info. The image's PATH includes it (the profile's
+# Dockerfile adds it; the base image adds only /opt/aws/neuron/bin), and the probe falls
+# back to it so an image built elsewhere does not fail every host with exit 127.
+EFA_BIN = "/opt/amazon/efa/bin"
 _BUSBW = re.compile(r"Avg bus bandwidth:\s*([0-9.]+)\s*GB/s")
 
 
@@ -67,14 +73,17 @@ class Preflight:
             busbw_floor_gbps=float(env.get("NCCOM_BUSBW_FLOOR_GBPS", "0")),
         )
 
-    def problems(self, run: Runner | None = None, find: Globber | None = None) -> list[str]:
+    def problems(self, run: Runner | None = None, find: Globber | None = None,
+                 which: Callable[[str], str | None] | None = None) -> list[str]:
         """Every failed check, in order; empty when the node is healthy."""
         run = run or run_command
         find = find or glob.glob
+        which = which or find_tool
         found = []
         devices = sorted(find("/dev/neuron*"))
         if len(devices) != self.neuron_devices:
-            found.append(f"expected {self.neuron_devices} Neuron devices, found {len(devices)}: {devices}")
+            found.append(_device_problem("Neuron", "/dev/neuron", self.neuron_devices, devices,
+                                         "the Neuron driver (aws-neuronx-dkms) on the host, and the job definition's devices"))
             return found  # nothing else can work without the devices
         result = run(["python3", "-c", TENSOR_CHECK])
         if result.returncode != 0:
@@ -82,10 +91,15 @@ class Preflight:
         if self.efa_devices:
             uverbs = sorted(find("/dev/infiniband/uverbs*"))
             if len(uverbs) != self.efa_devices:
-                found.append(f"expected {self.efa_devices} EFA devices, found {len(uverbs)}: {uverbs}")
-            result = run(["fi_info", "-p", "efa"])
-            if result.returncode != 0 or "provider: efa" not in result.stdout:
-                found.append(f"libfabric has no EFA provider (fi_info -p efa): {_tail(result)}")
+                found.append(_device_problem("EFA", "/dev/infiniband/uverbs", self.efa_devices, uverbs,
+                                             "the EFA driver on the host (aws-efa-installer, the launch template's user data)"))
+            fi_info = which("fi_info")
+            if fi_info is None:
+                found.append(f"fi_info is neither on PATH nor in {EFA_BIN}: the image lacks the EFA tools")
+            else:
+                result = run([fi_info, "-p", "efa"])
+                if result.returncode != 0 or "provider: efa" not in result.stdout:
+                    found.append(f"libfabric has no efa provider ({fi_info} -p efa): {_tail(result)}")
         if self.collectives:
             for operation in COLLECTIVES:
                 command = ["nccom-test", "-r", str(self.neuron_cores), "-b", "8", "-e", "64M", "-f", "4", "--check", operation]
@@ -100,6 +114,26 @@ class Preflight:
                             f"{self.busbw_floor_gbps} GB/s (NCCOM_BUSBW_FLOOR_GBPS)"
                         )
         return found
+
+
+def find_tool(name: str) -> str | None:
+    """``name`` on PATH, else in the EFA installer's folder; None when neither has it."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidate = os.path.join(EFA_BIN, name)
+    return candidate if os.access(candidate, os.X_OK) else None
+
+
+def _device_problem(kind: str, prefix: str, expected: int, present: list[str], owner: str) -> str:
+    """Which of ``prefix0 .. prefix<expected-1>`` are missing (or extra), and what provides them."""
+    wanted = {f"{prefix}{i}" for i in range(expected)}
+    missing = sorted(wanted - set(present), key=lambda d: int(d[len(prefix):]))
+    extra = sorted(set(present) - wanted)
+    detail = f"missing {', '.join(missing)}" if missing else "none missing"
+    if extra:
+        detail += f"; unexpected {', '.join(extra)}"
+    return f"expected {expected} {kind} devices, found {len(present)} ({detail}): check {owner}"
 
 
 def _tail(result: "subprocess.CompletedProcess[str]") -> str:

@@ -1,7 +1,14 @@
-"""Reference PyTorch/XLA training on Trainium: DDP, ``mark_step`` placement, ``MpDeviceLoader``.
+"""Reference PyTorch/XLA training on Trainium: data parallel, ``mark_step`` placement, ``MpDeviceLoader``.
 
-A small text encoder + MLP (W4's model family) trained with distributed data
-parallel over every NeuronCore of every node, checkpointing through
+A small text encoder + MLP (W4's model family) trained data parallel over every
+NeuronCore of every node the way the Neuron SDK's PyTorch/XLA guide does it: one
+process per NeuronCore under ``torchrun``, the ``xla`` process group, and
+``xm.optimizer_step``, which all-reduces the gradients across every rank
+(``xm.reduce_gradients``) before the optimizer step. Not
+``torch.nn.parallel.DistributedDataParallel``: the torch-neuronx release notes list
+DDP/FSDP as unsupported. World size and rank come from ``torch_xla.runtime``
+(``world_size()``, ``global_ordinal()``); ``xm.xrt_world_size``/``xm.get_ordinal``
+were removed in torch-xla 2.7 (the ``current`` image has 2.9). Checkpointing goes through
 :mod:`trainium_runtime.checkpoints` so a retried job resumes where it stopped.
 The data here is synthetic with static shapes and a fixed batch size (what
 ``neuron_parallel_compile`` needs to trace every graph); replace
@@ -25,19 +32,22 @@ from typing import Any, Sequence
 from .checkpoints import CheckpointStore, run_id_from_env, should_checkpoint
 from .heartbeat import write_step
 
-VOCAB, SEQ_LEN, EMBED_DIM, HIDDEN, CLASSES = 32000, 128, 512, 2048, 16
+CLASSES = 16
 STATE_FILE = "state.pt"
 
 
-def build_model(torch: Any) -> Any:
+def build_model(torch: Any, args: argparse.Namespace) -> Any:
+    """The model of ``args``' size (``--vocab --embed-dim --hidden --layers``; one size per run)."""
     class TextEncoderMlp(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.embed = torch.nn.Embedding(VOCAB, EMBED_DIM)
-            layer = torch.nn.TransformerEncoderLayer(EMBED_DIM, nhead=8, dim_feedforward=HIDDEN, batch_first=True)
-            self.encoder = torch.nn.TransformerEncoder(layer, num_layers=4)
+            self.embed = torch.nn.Embedding(args.vocab, args.embed_dim)
+            layer = torch.nn.TransformerEncoderLayer(
+                args.embed_dim, nhead=8, dim_feedforward=args.hidden, batch_first=True
+            )
+            self.encoder = torch.nn.TransformerEncoder(layer, num_layers=args.layers)
             self.head = torch.nn.Sequential(
-                torch.nn.Linear(EMBED_DIM, HIDDEN), torch.nn.GELU(), torch.nn.Linear(HIDDEN, CLASSES)
+                torch.nn.Linear(args.embed_dim, args.hidden), torch.nn.GELU(), torch.nn.Linear(args.hidden, CLASSES)
             )
 
         def encode(self, tokens: Any) -> Any:
@@ -49,9 +59,9 @@ def build_model(torch: Any) -> Any:
     return TextEncoderMlp()
 
 
-def make_dataset(torch: Any, samples: int, seed: int) -> Any:
+def make_dataset(torch: Any, args: argparse.Namespace, seed: int) -> Any:
     generator = torch.Generator().manual_seed(seed)
-    tokens = torch.randint(0, VOCAB, (samples, SEQ_LEN), generator=generator)
+    tokens = torch.randint(0, args.vocab, (args.samples, args.seq_len), generator=generator)
     labels = tokens[:, 0] % CLASSES
     return torch.utils.data.TensorDataset(tokens, labels)
 
@@ -68,17 +78,18 @@ def train(args: argparse.Namespace) -> None:
     import torch_xla.core.xla_model as xm
     import torch_xla.distributed.parallel_loader as pl
     import torch_xla.distributed.xla_backend  # noqa: F401  registers the "xla" process group backend
+    import torch_xla.runtime as xr
 
     dist.init_process_group("xla")
+    torch.manual_seed(0)  # every rank starts from the same weights (no DDP broadcast)
     device = xm.xla_device()
-    model = build_model(torch).to(device)
+    model = build_model(torch, args).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     store = store_from_env()
     start_step = resume(torch, store, model, optimizer)
-    model = torch.nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=True)
-    dataset = make_dataset(torch, args.samples, seed=0)
+    dataset = make_dataset(torch, args, seed=0)
     sampler = torch.utils.data.distributed.DistributedSampler(
-        dataset, num_replicas=xm.xrt_world_size(), rank=xm.get_ordinal(), shuffle=True, drop_last=True
+        dataset, num_replicas=xr.world_size(), rank=xr.global_ordinal(), shuffle=True, drop_last=True
     )
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True)
     device_loader = pl.MpDeviceLoader(loader, device)
@@ -93,14 +104,18 @@ def train(args: argparse.Namespace) -> None:
             optimizer.zero_grad()
             loss = loss_fn(model(tokens), labels)
             loss.backward()
-            xm.mark_step()  # cut the graph after forward + backward
-            optimizer.step()  # DDP already all-reduced the gradients during backward
-            xm.mark_step()  # and after the optimizer step: two static graphs, compiled once
+            # All-reduce the gradients over every rank, then step (the Neuron guide's
+            # data parallelism); the MpDeviceLoader cuts the graph after each step.
+            xm.optimizer_step(optimizer)
             step += 1
+            if args.log_every and step % args.log_every == 0:
+                loss_value = float(loss.detach().cpu())  # a sync point: only every log_every steps
+                if progress is not None:
+                    print(f"step {step} loss {loss_value:.4f}", flush=True)
             if progress is not None:
                 write_step(progress, step)
             if should_checkpoint(step, every) or step == args.max_steps:
-                save(torch, xm, store, step, model.module, optimizer)
+                save(torch, xm, store, step, model, optimizer)
             if step >= args.max_steps:
                 break
 
@@ -134,7 +149,7 @@ def evaluate_or_embed(mode: str, args: argparse.Namespace) -> None:
     import torch_xla.core.xla_model as xm
 
     device = xm.xla_device()
-    model = build_model(torch).to(device)
+    model = build_model(torch, args).to(device)
     store = store_from_env()
     checkpoint = store.latest()
     if checkpoint is None:
@@ -143,7 +158,7 @@ def evaluate_or_embed(mode: str, args: argparse.Namespace) -> None:
         state = torch.load(store.download(checkpoint, Path(tmp))[STATE_FILE], map_location="cpu")
     model.load_state_dict(state["model"])
     model.eval()
-    dataset = make_dataset(torch, args.samples, seed=1)
+    dataset = make_dataset(torch, args, seed=1)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, drop_last=True)
     results: list[Any] = []
     with torch.no_grad():
@@ -176,6 +191,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="per NeuronCore; fixed so shapes stay static")
     parser.add_argument("--samples", type=int, default=65536)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--vocab", type=int, default=32000)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--embed-dim", type=int, default=512, help="a multiple of 8 (attention heads)")
+    parser.add_argument("--hidden", type=int, default=2048)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--log-every", type=int, default=100, help="print the loss every N steps (0: never)")
     args = parser.parse_args(argv)
     if args.mode == "train":
         train(args)
