@@ -46,7 +46,6 @@ import copy
 import gc
 import hashlib
 import json
-import os
 import shlex
 import sys
 import tempfile
@@ -231,15 +230,19 @@ def example_inputs(pipe: Any, height: int, width: int, dtype: torch.dtype) -> di
     }
 
 
+# What decides whether the artifacts load where they are served: the compiler, the Neuron
+# torch bridge and (runtime "current") optimum-neuron, as installed in the job's image.
+VERSIONED_PACKAGES = ("torch", "diffusers", "transformers", "torch-neuronx", "neuronx-cc", "optimum-neuron")
+
+
 def versions() -> dict[str, str | None]:
+    """Installed versions (importlib.metadata) of VERSIONED_PACKAGES; None where one is absent."""
     found: dict[str, str | None] = {}
-    for dist in ("torch", "diffusers", "transformers", "torch-neuronx", "neuronx-cc"):
+    for dist in VERSIONED_PACKAGES:
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             found[dist] = None
-    # The Neuron SDK release is not importable; the job image states it.
-    found["neuron_sdk"] = os.environ.get("NEURON_SDK_VERSION")
     return found
 
 
