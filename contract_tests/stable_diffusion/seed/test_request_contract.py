@@ -136,6 +136,8 @@ def test_without_the_compiled_default_size_no_code_fails_every_request_that_name
     ({"prompt": "cat", "parameters": {"guidance_scale": 1, "num_inference_steps": 1}}, "dynamic batching is disabled"),
     ({"prompt": "cat", "parameters": {"height": 32, "num_inference_steps": 1}}, "compiled for inputs"),
     (b"{oops", "Expecting property name"),
+    ({"parameters": {"num_inference_steps": 1}}, "'prompt'"),
+    ({"prompt": "cat", "parameters": {"sampler": "ddim", "num_inference_steps": 1}}, "unexpected keyword argument 'sampler'"),
 ])
 def test_no_code_answers_what_it_cannot_serve_with_424(compiled, monkeypatch, payload, error):
     """DJL 0.24's handler passes every parameter to diffusers 0.16's __call__ and answers any failure
@@ -143,3 +145,13 @@ def test_no_code_answers_what_it_cannot_serve_with_424(compiled, monkeypatch, pa
     out, signatures = compiled
     result = ask_no_code(no_code(out, signatures, monkeypatch), payload)
     assert result.code == 424 and error in result.content[0]["error"]
+
+
+@pytest.mark.parametrize(("prompt", "steps"), [("", 1), ("cat cat cat cat cat", 1), ("cat", 0)])
+def test_no_code_serves_what_the_contract_refuses_elsewhere(compiled, monkeypatch, prompt, steps):
+    """No check in DJL's handler: an empty prompt renders unguided by text, a long one is cut to the
+    tokenizer's length (16 here) with only a warning, 0 steps decodes the starting noise; invoke-sd
+    refuses all three before sending."""
+    out, signatures = compiled
+    result = ask_no_code(no_code(out, signatures, monkeypatch), {"prompt": prompt, "parameters": {"num_inference_steps": steps}})
+    assert result.code == 200 and png(result.content[0]).size == (COMPILED, COMPILED)
