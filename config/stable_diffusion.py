@@ -63,7 +63,7 @@ class StableDiffusionConfig:
     serving_mode: Literal["optimum-neuron", "no-code", "byo-script"] | None = setting(
         None,
         doc="None: the runtime profile's first mode. current: optimum-neuron "
-        "(model_packages/stable_diffusion_optimum_neuron). seed: no-code (DJL Serving's handler, "
+        "(model_packages/stable_diffusion_compile/optimum_serving). seed: no-code (DJL Serving's handler, "
         "model_packages/stable_diffusion_inf2_nocode) or byo-script (model_packages/stable_diffusion_inf2_byo).",
     )
     compile: NeuronCompileConfig = setting(
