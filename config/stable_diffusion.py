@@ -63,7 +63,7 @@ class StableDiffusionConfig:
     serving_mode: Literal["optimum-neuron", "no-code", "byo-script"] | None = setting(
         None,
         doc="None: the runtime profile's first mode. current: optimum-neuron "
-        "(model_packages/stable_diffusion_optimum_neuron). seed: no-code (DJL Serving's handler, "
+        "(model_packages/stable_diffusion_compile/optimum_serving). seed: no-code (DJL Serving's handler, "
         "model_packages/stable_diffusion_inf2_nocode) or byo-script (model_packages/stable_diffusion_inf2_byo).",
     )
     compile: NeuronCompileConfig = setting(
@@ -168,6 +168,16 @@ class StableDiffusionConfig:
             found.append(("compile.image", f"got {self.compile.image!r} (Neuron SDK {neuron_sdk_of(self.compile.image)}), "
                           f"allowed: an image with Neuron SDK {profile.neuron_sdk}, the serving image's "
                           f"({self.serving_image}); artifacts compiled by one SDK do not load on another"))
+        if self.mode == "no-code" and self.compile.enabled and self.compile.height != self.compile.width:
+            found.append(("compile.height", f"got {self.compile.height} with compile.width {self.compile.width}, allowed "
+                          "with serving_mode 'no-code': equal to compile.width; DJL 0.24's handler sends no size, so "
+                          "diffusers renders the pipeline's one default size, which the compile sets to the compiled "
+                          "size only when it is square (or use serving_mode 'byo-script')"))
+        if self.endpoint_enabled and self.compile.enabled and not self.compile.wait_for_completion:
+            found.append(("compile.wait_for_completion", "got false with endpoint_enabled true, allowed: true; the "
+                          "endpoint would start on an empty artifacts prefix and fail (on a first deploy the rollback "
+                          "deletes the compile queue, ending the compile). Two steps instead: deploy with "
+                          "endpoint_enabled=false, then with endpoint_enabled=true once the compile finished"))
         if not self.endpoint_enabled and not self.compile.enabled:
             found.append(("endpoint_enabled", "got false with compile.enabled false, allowed: true; the stack "
                           "would deploy nothing"))

@@ -63,6 +63,7 @@ def submit_and_wait(
     endpoint_name: str,
     payload: Any,
     input_prefix: str,
+    accept: str = "image/png",
     timeout_s: float = DEFAULT_TIMEOUT_S,
     poll_s: float = POLL_S,
     sleep: Callable[[float], None] = time.sleep,
@@ -77,7 +78,7 @@ def submit_and_wait(
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(payload).encode(), ContentType="application/json")
     try:
         answer = runtime.invoke_endpoint_async(EndpointName=endpoint_name, InputLocation=f"s3://{bucket}/{key}",
-                                               ContentType="application/json", Accept="image/png, application/json")
+                                               ContentType="application/json", Accept=accept)
     except ClientError as err:
         error = err.response.get("Error", {})
         raise EndpointError(f"{endpoint_name}: {error.get('Code', 'error')}: {error.get('Message', err)}") from err
@@ -101,8 +102,8 @@ def submit_and_wait(
         sleep(poll_s)
 
 
-def run_async(args: Any, payload: Any, decode: Callable[[str, bytes], bytes], *, runtime: Any = None, s3: Any = None,
-              sagemaker: Any = None, **wait: Any) -> int:
+def run_async(args: Any, payload: Any, decode: Callable[[str, bytes], bytes], *, accept: str = "image/png",
+              runtime: Any = None, s3: Any = None, sagemaker: Any = None, **wait: Any) -> int:
     """The ``invoke-sd --async`` flow; ``decode`` turns (content type, body) into image bytes."""
     import boto3
 
@@ -111,16 +112,13 @@ def run_async(args: Any, payload: Any, decode: Callable[[str, bytes], bytes], *,
     prefix = args.input_location or request_prefix(sagemaker or boto3.client("sagemaker", region_name=args.region),
                                                    args.endpoint_name)
     content_type, body, waited = submit_and_wait(runtime=runtime, s3=s3, endpoint_name=args.endpoint_name,
-                                                 payload=payload, input_prefix=prefix,
+                                                 payload=payload, input_prefix=prefix, accept=accept,
                                                  timeout_s=args.timeout, **wait)
     try:
         data = decode(content_type, body)
-    except ValueError:
-        try:
-            data = decode("application/json", body)  # S3 may not keep the model's content type
-        except ValueError as err:
-            print(f"invoke-sd: {err}", file=sys.stderr)
-            return 1
+    except ValueError as err:
+        print(f"invoke-sd: {err}", file=sys.stderr)
+        return 1
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(data)

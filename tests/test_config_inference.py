@@ -168,6 +168,14 @@ SEED = {"stable_diffusion.runtime": "seed"}
          "allowed: an image with Neuron SDK 2.14.1"),
         ({"stable_diffusion.endpoint_enabled": "false", "stable_diffusion.compile.enabled": "false"},
          "stable_diffusion.endpoint_enabled: got false with compile.enabled false"),
+        ({"stable_diffusion.compile.wait_for_completion": "false"},
+         "stable_diffusion.compile.wait_for_completion: got false with endpoint_enabled true, allowed: true; the "
+         "endpoint would start on an empty artifacts prefix and fail (on a first deploy the rollback deletes the "
+         "compile queue, ending the compile). Two steps instead: deploy with endpoint_enabled=false, then with "
+         "endpoint_enabled=true once the compile finished"),
+        (SEED | {"stable_diffusion.compile.height": "768"},
+         "stable_diffusion.compile.height: got 768 with compile.width 512, allowed with serving_mode 'no-code': "
+         "equal to compile.width"),
         ({"stable_diffusion.runtime": "legacy"}, "stable_diffusion.runtime: got 'legacy'"),
         ({"stable_diffusion.compile.compiler_args.unet": "--target=inf2 -O3"},
          "stable_diffusion.compile.compiler_args: got non-default flags with serving_mode 'optimum-neuron'"),
@@ -177,6 +185,15 @@ def test_runtime_contract_violations_are_config_errors(overrides, message):
     with pytest.raises(ConfigError) as exc:
         load_config("dev", overrides=overrides)
     assert message in str(exc.value) and "(from " in str(exc.value)
+
+
+def test_the_two_step_first_deploy_and_a_non_square_bring_your_own_size_are_accepted():
+    first = load_config("dev", overrides={"stable_diffusion.endpoint_enabled": "false",
+                                          "stable_diffusion.compile.wait_for_completion": "false"})
+    assert first.stable_diffusion.compile.wait_for_completion is False
+    byo = load_config("dev", overrides=SEED | {"stable_diffusion.serving_mode": "byo-script",
+                                               "stable_diffusion.compile.height": "768"})
+    assert (byo.stable_diffusion.compile.height, byo.stable_diffusion.compile.width) == (768, 512)
 
 
 def test_prod_refuses_unpinned_hub_weights():

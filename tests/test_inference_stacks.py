@@ -87,6 +87,11 @@ def test_prod_compiles_staged_weights_only(prod):
     assert compile_resource["Properties"]["Compile"]["ModelId"] == {"Fn::Join": ["", [
         "s3://", {"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketName"}, "/weights/stable-diffusion-2-1-base/"]]}
     assert compile_resource["Properties"]["Compile"]["Revision"] == ""
+    # The job's script turns the hub off for an s3:// model (tests/test_neuron_compile_job_entrypoint.py
+    # runs it), and the optimum-neuron export skips the hub compile cache (its contract test).
+    (job,) = [v for v in template["Resources"].values() if v["Type"] == "AWS::Batch::JobDefinition"]
+    script = job["Properties"]["ContainerProperties"]["Command"][-1]
+    assert 'case "$MODEL_ID" in s3://*) export HF_HUB_OFFLINE=1 ;; esac' in script
 
 
 def test_seed_profile_still_serves_the_djl_no_code_package(platform_synth):

@@ -102,7 +102,7 @@ def test_job_definition_runs_the_compile_package_on_the_neuron_device(default):
         {"ContainerPath": "/dev/neuron0", "HostPath": "/dev/neuron0", "Permissions": ["read", "write", "mknod"]}
     ]
     assert {r["Type"]: r["Value"] for r in container["ResourceRequirements"]} == {"VCPU": "32", "MEMORY": "122880"}
-    assert container["Command"][:2] == ["bash", "-c"] and "exec python3 compile.py" in container["Command"][2]
+    assert container["Command"][:2] == ["bash", "-c"] and "python3 compile.py \"${args[@]}\" || status=$?" in container["Command"][2]
     # djl-inference's entrypoint runs `eval "$@"`: the script travels as one shell-quoted word.
     assert container["Command"][2].startswith("'# Runs inside the Neuron")
     image = json.dumps(container["Image"])

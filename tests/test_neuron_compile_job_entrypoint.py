@@ -3,15 +3,21 @@
 It is what runs inside the Neuron container: fetch the compile package by its
 asset key, unpack it, call compile.py with the contract's arguments. A stand-in
 compile.py records its arguments and uploads like the real one (manifest last).
-The container's own entrypoint is reproduced too: Docker's plain exec, DJL
-Serving's `eval "$@"`, and the SageMaker inference images' shlex re-split.
+The container's own entrypoint is reproduced too: an init that runs the command and
+returns its status (tini's way; with no entrypoint at all the script is PID 1 and the
+container ends with it), DJL Serving's `eval "$@"`, the SageMaker inference images' shlex
+re-split, and the Hugging Face Neuron inference image's, which re-splits, runs the command,
+then blocks in `tail -f /dev/null` (aws/deep-learning-containers
+huggingface/build_artifacts/inference/neuron-entrypoint.py).
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -35,7 +41,9 @@ if args.model_id == "fail/please":
     sys.exit(3)
 bucket, _, prefix = args.upload_url[len("s3://"):].partition("/")
 s3 = boto3.client("s3")
-s3.put_object(Bucket=bucket, Key=prefix + "args.json", Body=json.dumps(vars(args)).encode())
+import os
+s3.put_object(Bucket=bucket, Key=prefix + "args.json",
+              Body=json.dumps(vars(args) | {"hf_hub_offline": os.environ.get("HF_HUB_OFFLINE")}).encode())
 s3.put_object(Bucket=bucket, Key=prefix + "manifest.json", Body=b"{}")
 """
 
@@ -69,19 +77,29 @@ def aws_env(endpoint: str) -> dict[str, str]:
             "AWS_DEFAULT_REGION": "us-east-1"}
 
 
+# The Hugging Face Neuron inference image's entrypoint for a command other than "serve" (its
+# neuron-monitor start left out): the command, re-split, then a wait that never ends.
+HF_NEURON_ENTRYPOINT = (
+    "import shlex, subprocess, sys\n"
+    "subprocess.check_call(shlex.split(' '.join(sys.argv[1:])))\n"
+    "subprocess.call(['tail', '-f', '/dev/null'])  # prevent docker exit\n"
+)
+
 # What each image family's ENTRYPOINT does with the job's command.
 ENTRYPOINTS = {
-    "exec": ("my-registry.example.com/neuron-compile:sdk2.20.1", []),
+    "init-wait": ("my-registry.example.com/neuron-compile:sdk2.20.1", [
+        sys.executable, "-c", "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"]),
     "djl-eval": ("djl-inference:0.30.0-neuronx-sdk2.20.1", ["bash", "-c", 'set -e; eval "$@"', "dockerd-entrypoint.sh"]),
     "sagemaker-shlex": (
         "pytorch-inference-neuronx:2.1.2-neuronx-py310-sdk2.20.2-ubuntu20.04",
         [sys.executable, "-c", "import shlex, subprocess, sys; subprocess.check_call(shlex.split(' '.join(sys.argv[1:])))"],
     ),
+    "hf-neuron-blocks": ("huggingface-pytorch-inference-neuronx:2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04",
+                         [sys.executable, "-c", HF_NEURON_ENTRYPOINT]),
 }
 
 
-def run_job(s3_server: str, package: dict[str, str], tmp_path: Path, *, style: str = "djl-eval",
-            command: list[str] | None = None, **inputs: str) -> subprocess.CompletedProcess:
+def job_env(s3_server: str, package: dict[str, str], tmp_path: Path, inputs: dict[str, str]) -> dict[str, str]:
     env = {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
         **aws_env(s3_server), **package,
@@ -90,8 +108,24 @@ def run_job(s3_server: str, package: dict[str, str], tmp_path: Path, *, style: s
         "UPLOAD_URL": f"s3://{OUT}/neuron-artifacts/{inputs.get('hash', 'h1')}/",
     }
     env.update({k: v for k, v in inputs.items() if k != "hash"})
+    return env
+
+
+def run_job(s3_server: str, package: dict[str, str], tmp_path: Path, *, style: str = "djl-eval",
+            command: list[str] | None = None, timeout: float = 120, **inputs: str) -> subprocess.CompletedProcess:
+    """The container: its entrypoint with the job's command, in a session of its own so that whatever
+    it leaves running is ended here (and only that)."""
     image, wrapper = ENTRYPOINTS[style]
-    return subprocess.run([*wrapper, *(command or job_command(image))], check=False, env=env, capture_output=True, text=True, timeout=120)
+    argv = [*wrapper, *(command or job_command(image))]
+    proc = subprocess.Popen(argv, env=job_env(s3_server, package, tmp_path, inputs), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
 
 def uploaded(s3_server: str, key: str) -> bytes:
@@ -144,7 +178,7 @@ def test_entrypoint_passes_a_revision_when_one_is_set(s3_server, package, tmp_pa
 
 
 def test_a_failing_compile_fails_the_job_with_its_exit_code_and_message(s3_server, package, tmp_path):
-    result = run_job(s3_server, package, tmp_path, style="exec", hash="h3", MODEL_ID="fail/please")
+    result = run_job(s3_server, package, tmp_path, style="init-wait", hash="h3", MODEL_ID="fail/please")
     assert result.returncode == 3
     assert "out of host memory while tracing the UNet" in result.stderr
 
@@ -153,3 +187,37 @@ def test_a_missing_package_fails_the_job_before_compiling(s3_server, package, tm
     result = run_job(s3_server, package, tmp_path, hash="h4", SCRIPT_KEY="missing.gz")
     assert result.returncode != 0
     assert "compiling" not in result.stdout
+
+
+def test_the_hf_neuron_entrypoint_alone_never_ends():
+    """The reproduction holds: a command that succeeds leaves the container waiting."""
+    proc = subprocess.Popen([sys.executable, "-c", HF_NEURON_ENTRYPOINT, "true"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=3)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def test_a_finished_compile_ends_the_job_behind_the_hf_neuron_entrypoint(s3_server, package, tmp_path):
+    start = time.monotonic()
+    result = run_job(s3_server, package, tmp_path, style="hf-neuron-blocks", hash="h8", timeout=60)
+    assert result.returncode == 0, result.stderr  # the job SUCCEEDS, not killed at its timeout
+    assert time.monotonic() - start < 30
+    assert uploaded(s3_server, "neuron-artifacts/h8/manifest.json") == b"{}"
+
+
+def test_a_failed_compile_fails_the_job_behind_the_hf_neuron_entrypoint(s3_server, package, tmp_path):
+    result = run_job(s3_server, package, tmp_path, style="hf-neuron-blocks", hash="h9", timeout=60,
+                     MODEL_ID="fail/please")
+    assert result.returncode != 0
+    assert "out of host memory while tracing the UNet" in result.stderr
+
+
+@pytest.mark.parametrize(("model_id", "offline"), [("s3://weights/sd21/abc/", "1"), ("stabilityai/stable-diffusion-2-1-base", None)])
+def test_staged_weights_compile_with_the_hub_offline(s3_server, package, tmp_path, model_id, offline):
+    result = run_job(s3_server, package, tmp_path, hash=f"h10-{offline}", MODEL_ID=model_id)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(uploaded(s3_server, f"neuron-artifacts/h10-{offline}/args.json"))["hf_hub_offline"] == offline

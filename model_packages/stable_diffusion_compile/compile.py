@@ -24,7 +24,9 @@ one (downloaded first). Output (the contract with the serving packages):
     DIR/compiled_model/vae_decoder.pt
     DIR/compiled_model/vae_post_quant_conv.pt
     DIR/model_index.json, scheduler/, tokenizer/, text_encoder/config.json, unet/config.json,
-    vae/config.json                             the pipeline's configuration
+    vae/config.json                             the pipeline's configuration; for a square size the
+                                                UNet's sample_size is the compiled one, so a
+                                                request without a size renders that size
     DIR/<component>/*.safetensors               the weights too, unless --no-pipeline-weights:
                                                 DJL 0.22-0.25's built-in handler calls
                                                 from_pretrained on DIR before swapping in
@@ -46,7 +48,6 @@ import copy
 import gc
 import hashlib
 import json
-import os
 import shlex
 import sys
 import tempfile
@@ -215,6 +216,17 @@ def write_pipeline_files(pipe: Any, out: Path, *, weights: bool) -> None:
         raise CompileError(f"weights written although --no-pipeline-weights was given: {leftovers}")
 
 
+def native_size(pipe: Any, height: int, width: int) -> None:
+    """Make the compiled size the saved pipeline's own: DJL 0.24's no-code handler passes only the
+    request's parameters, and diffusers 0.16 renders ``unet.config.sample_size * vae_scale_factor``
+    pixels when the request names no size, which fails on graphs traced for another size. The
+    config holds one number, so only a square size can be the default (the config refuses other
+    sizes with serving_mode no-code); model.py always passes the compiled size itself."""
+    scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    if height == width:
+        pipe.unet.register_to_config(sample_size=height // scale)
+
+
 def example_inputs(pipe: Any, height: int, width: int, dtype: torch.dtype) -> dict[str, tuple]:
     scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
     latent = (1, pipe.vae.config.latent_channels, height // scale, width // scale)
@@ -231,15 +243,19 @@ def example_inputs(pipe: Any, height: int, width: int, dtype: torch.dtype) -> di
     }
 
 
+# What decides whether the artifacts load where they are served: the compiler, the Neuron
+# torch bridge and (runtime "current") optimum-neuron, as installed in the job's image.
+VERSIONED_PACKAGES = ("torch", "diffusers", "transformers", "torch-neuronx", "neuronx-cc", "optimum-neuron")
+
+
 def versions() -> dict[str, str | None]:
+    """Installed versions (importlib.metadata) of VERSIONED_PACKAGES; None where one is absent."""
     found: dict[str, str | None] = {}
-    for dist in ("torch", "diffusers", "transformers", "torch-neuronx", "neuronx-cc"):
+    for dist in VERSIONED_PACKAGES:
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             found[dist] = None
-    # The Neuron SDK release is not importable; the job image states it.
-    found["neuron_sdk"] = os.environ.get("NEURON_SDK_VERSION")
     return found
 
 
@@ -275,6 +291,7 @@ def compile_pipeline(args: argparse.Namespace, tracer: Tracer, *, s3_client: Any
         pipe = StableDiffusionPipeline.from_pretrained(
             source, revision=args.revision, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False
         )
+        native_size(pipe, args.height, args.width)
         write_pipeline_files(pipe, out, weights=not args.no_pipeline_weights)
         inputs = example_inputs(pipe, args.height, args.width, dtype)
         components = {

@@ -20,17 +20,26 @@ Request (``application/json``)::
      "guidance_scale": 7.5, "negative_prompt": "", "seed": 42, "height": 512, "width": 512}}
 
 ``parameters`` is optional. Steps 1-150 (default ``option.num_inference_steps``, else
-50); ``guidance_scale`` 1-30 (default 7.5); ``height``/``width``, if given, must equal
-the compiled size (the graphs have fixed shapes). Response: the image as PNG bytes,
-``content-type: image/png`` (the same as DJL's built-in Stable Diffusion handler, so
-clients work with both package variants). Bad requests get HTTP 400 with
-``{"error": "..."}``.
+50); ``guidance_scale`` above 1 and at most 30 (default 7.5: at 1 or below diffusers turns
+classifier-free guidance off and the UNet gets a batch of 1, which DataParallel over two cores
+with dynamic batching off refuses); ``height``/``width``, if given, must equal the compiled size
+(the graphs have fixed shapes); prompt and negative prompt at most the tokenizer's length (77
+CLIP tokens with the start and end tokens; diffusers would silently cut the rest). Response: the
+image as PNG bytes, ``content-type: image/png`` (the same as DJL's built-in Stable Diffusion
+handler, so clients work with both package variants).
+
+Errors: a bad request gets HTTP 400 with ``{"error": "..."}``. A model failure on a valid request
+gets HTTP 500 (``Output.set_code``: DJL Serving 0.24 sends the Output's code as the HTTP status,
+InferenceRequestHandler.sendOutput), so the endpoint's 5XX alarms see it, and logs exactly one
+line ``ml_platform.model_error <type>: <message>`` (the stack's metric filter counts it). Left to
+DJL, an exception from ``handle`` would be a 424 (djl_python_engine.py: ``Output().error``).
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,6 +47,8 @@ from djl_python import Input, Output
 
 COMPILED_DIR = "compiled_model"
 COMPILED_FILES = ("text_encoder.pt", "unet.pt", "vae_decoder.pt", "vae_post_quant_conv.pt")
+MODEL_ERROR_TOKEN = "ml_platform.model_error"
+logger = logging.getLogger("ml_platform.stable_diffusion")
 
 
 class BadRequest(ValueError):
@@ -151,7 +162,16 @@ def _frozen(config: dict[str, Any]) -> Any:
     return FrozenDict(config)
 
 
-def parse_request(body: bytes, manifest: dict[str, Any], default_steps: int) -> tuple[str, dict[str, Any]]:
+def _check_length(name: str, text: str, tokenizer: Any) -> None:
+    limit = tokenizer.model_max_length
+    count = len(tokenizer(text).input_ids)  # with the start and end tokens, as the pipeline encodes it
+    if count > limit:
+        raise BadRequest(f"{name}: {count} tokens, allowed: at most {limit} (the text encoder's length; "
+                         "the pipeline would silently cut the rest)")
+
+
+def parse_request(body: bytes, manifest: dict[str, Any], default_steps: int,
+                  tokenizer: Any = None) -> tuple[str, dict[str, Any]]:
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -168,14 +188,20 @@ def parse_request(body: bytes, manifest: dict[str, Any], default_steps: int) -> 
     if not _is_int(steps) or not 1 <= steps <= 150:
         raise BadRequest(f"num_inference_steps: got {json.dumps(steps)}, allowed: an integer from 1 to 150")
     guidance = params.get("guidance_scale", 7.5)
-    if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or not 1 <= guidance <= 30:
-        raise BadRequest(f"guidance_scale: got {json.dumps(guidance)}, allowed: a number from 1 to 30")
+    if not isinstance(guidance, (int, float)) or isinstance(guidance, bool) or not 1 < guidance <= 30:
+        raise BadRequest(f"guidance_scale: got {json.dumps(guidance)}, allowed: a number above 1 and at most 30 "
+                         "(the UNet runs one guidance half per NeuronCore)")
     for side in ("height", "width"):
         if side in params and params[side] != manifest[side]:
-            raise BadRequest(f"{side}: got {json.dumps(params[side])}, this endpoint was compiled for {manifest[side]}")
+            raise BadRequest(f"{side}: got {json.dumps(params[side])}, allowed: {manifest[side]} (this endpoint was "
+                             f"compiled for {manifest['height']}x{manifest['width']})")
     negative = params.get("negative_prompt")
     if negative is not None and not isinstance(negative, str):
         raise BadRequest("negative_prompt must be text")
+    if tokenizer is not None:
+        _check_length("prompt", payload["prompt"], tokenizer)
+        if negative:
+            _check_length("negative_prompt", negative, tokenizer)
     seed = params.get("seed")
     if seed is not None and (not _is_int(seed) or seed < 0):
         raise BadRequest(f"seed: got {json.dumps(seed)}, allowed: an integer >= 0")
@@ -209,16 +235,23 @@ class Service:
         if inputs.is_empty():
             return None
         try:
-            prompt, kwargs = parse_request(inputs.get_as_bytes(), self.manifest, self.default_steps)
+            prompt, kwargs = parse_request(inputs.get_as_bytes(), self.manifest, self.default_steps, self.pipe.tokenizer)
         except BadRequest as err:
-            return (
-                Output().set_code(400).set_message("Bad Request")
-                .add_property("content-type", "application/json").add_as_json({"error": str(err)})
-            )
-        image = self.pipe(prompt, **kwargs).images[0]
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
+            return _error(400, "Bad Request", str(err))
+        try:
+            image = self.pipe(prompt, **kwargs).images[0]
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+        except Exception as err:  # noqa: BLE001 - a valid request the model could not serve
+            reason = f"{type(err).__name__}: {err}".replace("\n", " ")
+            logger.error("%s %s", MODEL_ERROR_TOKEN, reason)
+            return _error(500, "Internal Server Error", f"the model failed: {reason}")
         return Output().add_property("content-type", "image/png").add(buffer.getvalue())
+
+
+def _error(code: int, message: str, error: str) -> Output:
+    return (Output().set_code(code).set_message(message)
+            .add_property("content-type", "application/json").add_as_json({"error": error}))
 
 
 _service = Service()

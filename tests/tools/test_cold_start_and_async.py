@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
 
@@ -47,7 +46,7 @@ def _stubbed_runtime(no_capacity_answers: int, *, then_png: bool = True, code: s
     if then_png:
         stub.add_response("invoke_endpoint", {"Body": StreamingBody(io.BytesIO(PNG), len(PNG)), "ContentType": "image/png"},
                           expected_params={"EndpointName": "sd", "ContentType": "application/json",
-                                           "Accept": "image/png, application/json", "Body": ANY,
+                                           "Accept": "image/png", "Body": ANY,
                                            "InferenceComponentName": "sd-component"})
     stub.activate()
     return client, stub
@@ -129,19 +128,26 @@ def test_async_submits_the_request_to_s3_and_saves_the_image(aws, tmp_path, caps
     aws["s3"].create_bucket(Bucket="models")
     _async_endpoint(aws["sagemaker"])
     backend = sagemakerruntime_backends["123456789012"]["us-east-1"]
-    backend.async_results_queue.append((False, json.dumps({"image": base64.b64encode(PNG).decode()})))
+    backend.async_results_queue.append((False, "placeholder"))  # moto stores text: the PNG replaces it below
     sent = []
     aws["sagemaker-runtime"].meta.events.register(
         "before-parameter-build.sagemaker-runtime.InvokeEndpointAsync", lambda params, **_: sent.append(dict(params)))
+
+    def model_answers_png(parsed, **_):  # what the model writes for Accept: image/png
+        bucket, key = parsed["OutputLocation"][5:].split("/", 1)
+        aws["s3"].put_object(Bucket=bucket, Key=key, Body=PNG)
+
+    aws["sagemaker-runtime"].meta.events.register("after-call.sagemaker-runtime.InvokeEndpointAsync", model_answers_png)
     args = argparse.Namespace(endpoint_name="sd", region="us-east-1", prompt="a lighthouse", steps=20,
                               guidance_scale=7.5, negative_prompt=None, seed=3, height=None, width=None,
                               output=tmp_path / "out.png", use_async=True, input_location=None, timeout=60.0)
     from ml_tools.invoke_async import run_async
 
-    assert run_async(args, invoke_sd.request_body(args), invoke_sd.image_bytes, runtime=aws["sagemaker-runtime"],
+    assert run_async(args, invoke_sd.request_body(args), invoke_sd.stored_image_bytes, runtime=aws["sagemaker-runtime"],
                      s3=aws["s3"], sagemaker=aws["sagemaker"]) == 0
     assert (tmp_path / "out.png").read_bytes() == PNG
     (call,) = sent
+    assert call["Accept"] == "image/png"
     assert call["InputLocation"].startswith("s3://models/async-inference/requests/")
     bucket, key = call["InputLocation"][5:].split("/", 1)
     body = json.loads(aws["s3"].get_object(Bucket=bucket, Key=key)["Body"].read())

@@ -96,7 +96,7 @@ def test_sd_client_saves_the_png(tmp_path: Path):
         stub.add_response(
             "invoke_endpoint",
             {"Body": StreamingBody(io.BytesIO(PNG), len(PNG)), "ContentType": "image/png"},
-            {"EndpointName": "sd21", "ContentType": "application/json", "Accept": "image/png, application/json",
+            {"EndpointName": "sd21", "ContentType": "application/json", "Accept": "image/png",
              "Body": json.dumps({"prompt": "a cat", "parameters": {"num_inference_steps": 20, "guidance_scale": 7.5,
                                                                    "seed": 3}})},
         )
@@ -143,12 +143,16 @@ def test_the_load_test_client_does_not_retry():
     assert run.stdout.strip().splitlines()[-1] == "{'total_max_attempts': 1, 'mode': 'standard'}"
 
 
-def test_sd_client_reports_an_answer_without_image():
+def test_sd_client_reports_an_answer_that_is_not_a_png():
     from ml_tools.invoke_sd import image_bytes
 
-    assert image_bytes("application/json", json.dumps({"images": ["aGk="]}).encode()) == b"hi"
-    with pytest.raises(ValueError, match="answered application/json without an image"):
+    assert image_bytes("image/png", PNG) == PNG
+    with pytest.raises(ValueError, match=r"expected image/png, the endpoint answered application/json: b'\{\"error"):
         image_bytes("application/json", b'{"error": "bad"}')
+    with pytest.raises(ValueError, match="answered image/png, application/json"):  # an echoed Accept list
+        image_bytes("image/png, application/json", PNG)
+    with pytest.raises(ValueError, match="answered image/png: b'not a png'"):
+        image_bytes("image/png", b"not a png")
 
 
 def shares(pattern: str, draws: int = 20_000, models: int = 1000) -> tuple[Counter, Counter]:

@@ -6,7 +6,11 @@ dtype or shape fails. On CPU the trace itself is ``torch.jit.trace`` (``strict=F
 outputs survive, as they do with ``torch_neuronx.trace``); this module records each graph's
 input signature at trace time and wraps the loaded file in :class:`NeuronGraph`, which
 enforces it and exposes no parameters. ``DataParallel`` splits the batch the way
-``torch_neuronx.DataParallel`` does (dim 0, one chunk per core) so batch-1 graphs see batch 1.
+``torch_neuronx.DataParallel`` does (dim 0, one chunk per core) so batch-1 graphs see batch 1, and
+with dynamic batching off refuses any other batch: "If dynamic batching is not enabled, the batch
+size at compilation-time must be equal to the batch size at inference-time divided by the number
+of NeuronCores being used ... input.shape[dim] / len(device_ids) == compilation_input.shape[dim]"
+(Neuron docs, PyTorch NeuronX DataParallel API, ``torch_neuronx.DataParallel``).
 """
 from __future__ import annotations
 
@@ -66,5 +70,10 @@ class DataParallel(torch.nn.Module):
         self.module, self.device_ids = module, device_ids
 
     def forward(self, *inputs: torch.Tensor) -> Any:
+        compiled = self.module.signature[0][0][0] if isinstance(self.module, NeuronGraph) else 1
+        if inputs[0].shape[0] != compiled * len(self.device_ids):
+            raise RuntimeError(f"DataParallel: dynamic batching is disabled and input.shape[0] / len(device_ids) "
+                               f"!= compilation_input.shape[0] ({inputs[0].shape[0]} / {len(self.device_ids)} != "
+                               f"{compiled})")
         chunks = [self.module(*parts) for parts in zip(*(t.chunk(len(self.device_ids)) for t in inputs), strict=True)]
         return tuple(torch.cat([c[i] for c in chunks]) for i in range(len(chunks[0])))
