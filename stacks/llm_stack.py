@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 
+import aws_cdk as cdk
 from constructs import Construct
 
 from config.llm import LlmConfig, LlmModel, construct_id_for
 from config.sagemaker_endpoint import AlarmsConfig
 from ml_constructs.sagemaker import ContainerImage, InferenceComponentEndpoint, ModelData, RealtimeEndpoint
+from ml_constructs.sagemaker.instances import HOSTING_REGIONS
 from runtime_profiles import RuntimeProfile
 from stacks.component_hosting import component_endpoint
 from stacks.base import PlatformStack
@@ -28,7 +30,8 @@ def lmi_environment(model: LlmModel) -> dict[str, str]:
         "tensor_parallel_degree": model.tensor_parallel_degree,
         "dtype": model.dtype,
         "max_rolling_batch_size": model.max_batch_size,
-        # Prompt plus generated tokens: vLLM refuses (HTTP 400) a prompt longer than this.
+        # The model's context. vLLM 0.15.1 refuses a request whose prompt plus requested max_tokens
+        # exceed it, before the cap below applies (docs/llm.md, "What the endpoint answers").
         "max_model_len": model.max_model_len,
         # A server-wide limit on the tokens one request generates: vLLM cuts a larger max_tokens to it.
         "override_generation_config": json.dumps({"max_new_tokens": model.max_new_tokens}),
@@ -74,6 +77,19 @@ class LlmStack(PlatformStack):
         self.endpoints: dict[str, RealtimeEndpoint | InferenceComponentEndpoint] = {}
         for model in config.resolved_models():
             self.endpoints[model.name] = self._serve(model)
+            self._check_region(model)
+
+    def _check_region(self, model: LlmModel) -> None:
+        """An environment-agnostic synth cannot check the region (config does when it is pinned):
+        a template rule refuses the deploy in a region where SageMaker does not host the instance type."""
+        regions = HOSTING_REGIONS.get(model.instance_type)
+        if regions is None or not cdk.Token.is_unresolved(self.region):
+            return
+        cdk.CfnRule(self, f"{construct_id_for(model.name)}InstanceTypeInThisRegion", assertions=[cdk.CfnRuleAssertion(
+            assert_=cdk.Fn.condition_contains(sorted(regions), cdk.Aws.REGION),
+            assert_description=f"llm.models.{model.name}.instance_type {model.instance_type} is hosted by SageMaker "
+            f"only in {', '.join(sorted(regions))}: deploy there or choose another instance type (docs/llm.md)",
+        )])
 
     def _serve(self, model: LlmModel) -> RealtimeEndpoint | InferenceComponentEndpoint:
         scope = Construct(self, construct_id_for(model.name))
