@@ -24,6 +24,7 @@ the inference AMI suits the instance, extra LMI options are ones that LMI versio
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -374,3 +375,43 @@ def _resolve(name: str, override: LlmModelSettings | None, runtime: str, profile
     if any(k not in given for k in REQUIRED_FOR_NEW):
         return None  # reported by LlmConfig.problems
     return LlmModel(name=name, **given)
+
+
+# ---- What each runtime profile's container reads (rendered by stacks/llm_stack.py) ----------------
+
+
+def lmi_environment(model: LlmModel) -> dict[str, str]:
+    """The current profile's serving configuration: LMI options as ``OPTION_<KEY>`` variables.
+
+    LMI's own vLLM handler loads the weights SageMaker placed in /opt/ml/model, so no
+    model id is set (djl-serving v0.36.0 serving/docs/lmi/deployment_guide/configurations.md).
+    """
+    options: dict[str, object] = {
+        "tensor_parallel_degree": model.tensor_parallel_degree,
+        "dtype": model.dtype,
+        "max_rolling_batch_size": model.max_batch_size,
+        # The model's context. vLLM 0.15.1 refuses a request whose prompt plus requested max_tokens
+        # exceed it, before the cap below applies (docs/llm.md, "What the endpoint answers").
+        "max_model_len": model.max_model_len,
+        # A server-wide limit on the tokens one request generates: vLLM cuts a larger max_tokens to it.
+        "override_generation_config": json.dumps({"max_new_tokens": model.max_new_tokens}),
+        # LMI's own load timeout (default 1800 s) must not end before SageMaker's health check does.
+        "model_loading_timeout": model.container_startup_health_check_timeout_seconds,
+    }
+    if model.quantize is not None:
+        options["quantize"] = model.quantize
+    options.update(model.serving_options)
+    return {f"OPTION_{key.upper()}": str(value) for key, value in options.items()}
+
+
+def deepspeed_environment(model: LlmModel) -> dict[str, str]:
+    """The seed profile's configuration: DJL Serving 0.19 reads the degree and load timeout, model.py the rest."""
+    return {
+        "TENSOR_PARALLEL_DEGREE": str(model.tensor_parallel_degree),
+        "MODEL_DTYPE": model.dtype,
+        "MAX_NEW_TOKENS": str(model.max_new_tokens),
+        "MAX_BATCH_SIZE": str(model.max_batch_size),
+        # DJL 0.19 gives up loading after 240 s unless told otherwise (PyEnv.java getModelLoadingTimeout,
+        # 0.19.0-dlc); loading BLOOM-176B takes longer, and SageMaker waits the health check's 2400 s.
+        "MODEL_LOADING_TIMEOUT": str(model.container_startup_health_check_timeout_seconds),
+    }

@@ -81,6 +81,12 @@ def token_counter(path: Path | None) -> Callable[[str], int] | str:
     return lambda prompt: len(tokenizer.encode(prompt).ids)  # with special tokens, as vLLM's default
 
 
+def over_context(prompt_tokens: int, max_new_tokens: int, context: int) -> bool:
+    """Whether vLLM refuses the request: prompt plus requested tokens beyond max_model_len
+    (contract_tests/llm/test_vllm_limits.py checks this against vLLM 0.15.1's own validation)."""
+    return prompt_tokens + max_new_tokens > context
+
+
 def limit_problems(args: argparse.Namespace) -> list[str]:
     """Prompts that cannot fit the context with --max-new-tokens, named with the limit (nothing is sent)."""
     context, wanted = context_length(args), args.max_new_tokens
@@ -96,7 +102,7 @@ def limit_problems(args: argparse.Namespace) -> list[str]:
     found = []
     for number, prompt in enumerate(args.prompts, start=1):
         tokens = count(prompt)
-        if tokens + wanted > context:
+        if over_context(tokens, wanted, context):
             found.append(f"prompt {number}: {tokens} {unit} + --max-new-tokens {wanted} = {tokens + wanted}, over "
                          f"the model's context of {context} tokens (the endpoint's max_model_len); allowed: "
                          f"--max-new-tokens at most {max(context - tokens, 0)}, or a prompt of at most "

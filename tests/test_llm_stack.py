@@ -179,7 +179,11 @@ def test_seed_environment_is_what_djl_0_19_and_the_handler_read(seed):
         environment = model_of(template, prefix)["PrimaryContainer"]["Environment"]
         # TENSOR_PARALLEL_DEGREE: DJL Serving 0.19 reads it when serving.properties has none
         # (djl-serving 0.19.0-dlc engines/python/src/main/java/ai/djl/python/engine/PyEnv.java).
-        assert set(environment) == {"TENSOR_PARALLEL_DEGREE", "MODEL_DTYPE", "MAX_NEW_TOKENS", "MAX_BATCH_SIZE"}
+        # MODEL_LOADING_TIMEOUT: DJL 0.19's Python worker load timeout, 240 s unless set (PyEnv.java
+        # getModelLoadingTimeout; serving/docs/configurations.md), raised to SageMaker's 2400 s health check.
+        assert set(environment) == {"TENSOR_PARALLEL_DEGREE", "MODEL_DTYPE", "MAX_NEW_TOKENS", "MAX_BATCH_SIZE",
+                                    "MODEL_LOADING_TIMEOUT"}
+        assert environment["MODEL_LOADING_TIMEOUT"] == "2400"
         settings = handler.Settings.from_env(environment, {"dtype": "fp16"})
         assert (str(settings.tensor_parallel_degree), settings.dtype) == (degree, dtype)
         assert handler.Limits.from_env(environment) == handler.Limits(tokens, batch)
