@@ -2,9 +2,10 @@
 
 ``runtime`` picks the container stack (``runtime_profiles/llm/``): ``current`` is LMI with
 vLLM and the container's own handler; ``seed`` is the documented DJL Serving 0.19 DeepSpeed
-stack with this project's handler (end-of-life). The defaults of a model's precision differ
-by profile (``RUNTIME_DEFAULTS``): vLLM has no DeepSpeed INT8, so BLOOM-176B is served from
-an 8-bit pre-quantized checkpoint there.
+stack with this project's handler (end-of-life). The defaults differ by profile
+(``RUNTIME_DEFAULTS``): vLLM has no DeepSpeed INT8, so on ``current`` BLOOM-176B is served
+from the published bigscience/bloom checkpoint in bf16 on ``ml.p4de.24xlarge`` (8 x A100
+80 GB), where the seed runs DeepSpeed INT8 on ``ml.p4d.24xlarge``.
 
 ``models`` is a table keyed by model name. The built-in models (``BUILTIN_MODELS``, with the
 catalogue facts in ``MODEL_CATALOGUE``) are always in it with their documented values; an
@@ -17,11 +18,13 @@ Checked at synth (docs/llm.md): the weights fit the GPUs the model is sharded ov
 (config/llm_fit.py), the tensor parallel degree divides the attention heads and does not
 exceed the GPUs, the image's accelerator matches the instance, ``max_new_tokens`` can be
 generated within the 60-second invocation limit, prompt plus new tokens fit the context,
-the inference AMI suits the instance, and extra LMI options are ones that LMI version knows.
+the inference AMI suits the instance, extra LMI options are ones that LMI version knows, and
+(with a pinned region) SageMaker hosts the instance type there (``hosting_region_problems``).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -32,7 +35,9 @@ from config.runtime import image_tag_problems, profile_for, runtime_setting
 from config.sagemaker_endpoint import IMAGE_TAG_PATTERN, INSTANCE_TYPE_PATTERN
 from config.hosting import HostingConfig
 from config.typed import setting
-from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType, variant_problems
+from ml_constructs.sagemaker.instances import (
+    InstanceType, UnknownInstanceType, hosting_region_problem, variant_problems,
+)
 from runtime_profiles import RuntimeProfile, profile_names
 
 Dtype = Literal["int8", "fp16", "bf16", "fp32"]
@@ -42,7 +47,7 @@ OPTION_KEY_PATTERN = r"[a-z][a-z0-9_]{0,63}"
 # LMI options the stack renders from the model's own keys: not settable through serving_options.
 RENDERED_OPTIONS = {
     "tensor_parallel_degree": "tensor_parallel_degree", "dtype": "dtype", "quantize": "quantize",
-    "max_rolling_batch_size": "max_batch_size", "max_model_len": "max_input_tokens + max_new_tokens",
+    "max_rolling_batch_size": "max_batch_size", "max_model_len": "context_length",
     "model_loading_timeout": "container_startup_health_check_timeout_seconds",
     "override_generation_config": "max_new_tokens",
 }
@@ -96,11 +101,13 @@ class LlmModel:
     def precision(self) -> Precision:
         return Precision(self.dtype, self.prequantized_bits, self.quantize)
 
+    hosting: HostingConfig = HostingConfig()
+
     @property
     def max_model_len(self) -> int:
-        """Prompt plus generated tokens of one sequence: what LMI's max_model_len bounds."""
-        return self.max_input_tokens + self.max_new_tokens
-    hosting: HostingConfig = HostingConfig()
+        """LMI's max_model_len: the model's whole context. vLLM refuses (before any cap applies) a
+        request whose prompt plus requested tokens exceed it, so a lower value only refuses more."""
+        return self.context_length
 
 
 # Throughput assumptions: the reported DeepSpeed runs generated 4 x 256 tokens per request
@@ -139,7 +146,12 @@ BUILTIN_MODELS: dict[str, LlmModel] = {
 RUNTIME_DEFAULTS: dict[str, dict[str, dict[str, object]]] = {
     # Another checkpoint (8-bit, pre-quantized) than the seed's, so its own prefix: switching runtimes
     # never serves one runtime's files (or DJL's engine=DeepSpeed serving.properties) to the other.
-    "current": {"bloom-176b": {"dtype": "fp16", "prequantized_bits": 8, "weights_prefix": "bloom-176b-w8a16/"}},
+    # The stock bigscience/bloom checkpoint in bf16 (its training precision) needs 328 GiB: it fits the
+    # 8 x 80 GB of a p4de, not the 8 x 40 GB of a p4d (docs/llm.md, "Fit"). Its own prefix: the seed
+    # stages model.py and an engine=DeepSpeed serving.properties with its copy of the weights, which
+    # LMI must never read.
+    "current": {"bloom-176b": {"dtype": "bf16", "instance_type": "ml.p4de.24xlarge",
+                               "weights_prefix": "bloom-176b-bf16/"}},
 }
 
 
@@ -163,7 +175,10 @@ class LlmModelSettings:
     attention_heads: int | None = setting(None, ge=1, le=4096, doc="Catalogue: attention heads.")
     context_length: int | None = setting(None, ge=16, le=10_000_000, doc="Catalogue: maximum sequence length.")
     max_new_tokens: int | None = setting(None, ge=1, le=1_000_000, doc="Most tokens one request may generate.")
-    max_input_tokens: int | None = setting(None, ge=1, le=10_000_000, doc="Most prompt tokens of one sequence.")
+    max_input_tokens: int | None = setting(
+        None, ge=1, le=10_000_000,
+        doc="Prompt tokens served with max_new_tokens: the two must fit the context (the endpoint itself takes any "
+        "prompt up to the context minus the tokens a request asks for).")
     max_batch_size: int | None = setting(None, ge=1, le=1024, doc="Sequences generated at once.")
     tokens_per_second: float | None = setting(
         None, ge=0.01, le=100000, doc="Assumed decode rate per sequence at max_batch_size (measure it).")
@@ -242,6 +257,19 @@ class LlmConfig:
                               tuple(f"models.{model.name}.{k}" for k in (because[0] if because else ()))))
         return found
 
+    def region_problems(self, region: str | None) -> list[tuple[str, str]]:
+        """With a pinned region: SageMaker must host each enabled model's instance type there."""
+        if region is None or not self.enabled or self.runtime not in profile_names("llm"):
+            return []  # unpinned: the LLM stack's template rule checks the region at deploy time
+        found = []
+        for model in self.resolved_models():
+            problem = hosting_region_problem(model.instance_type, region)
+            if problem:
+                found.append((f"models.{model.name}.instance_type",
+                              f"got {model.instance_type!r} with region {region!r}: {problem}; allowed here: "
+                              f"{_region_alternative(model)}"))
+        return found
+
     def _model_problems(self, model: LlmModel) -> list[tuple]:
         """(key, message) or (key, message, other keys whose values led to it), keys relative to the model."""
         profile = self.profile
@@ -274,11 +302,24 @@ class LlmConfig:
         generation = generation_problem(model.max_new_tokens, model.tokens_per_second, model.max_batch_size)
         if generation:
             found.append(("max_new_tokens", generation, ("tokens_per_second", "max_batch_size")))
-        if model.max_model_len > model.context_length:
+        if model.max_new_tokens >= model.context_length:
+            found.append(("max_new_tokens", f"got {model.max_new_tokens}, allowed: at most "
+                          f"{model.context_length - 1} (the model's context is {model.context_length} tokens, "
+                          "shared by the prompt and the generated tokens)", ("context_length",)))
+        elif model.max_input_tokens + model.max_new_tokens > model.context_length:
             found.append(("max_input_tokens", f"got {model.max_input_tokens} + max_new_tokens {model.max_new_tokens} = "
-                          f"{model.max_model_len}, allowed: at most the model's context length {model.context_length}"))
+                          f"{model.max_input_tokens + model.max_new_tokens}, allowed: at most the model's context "
+                          f"length {model.context_length}, so at most {model.context_length - model.max_new_tokens}"))
         found += _option_problems(model, profile)
         return found
+
+
+def _region_alternative(model: LlmModel) -> str:
+    """What serves the model where its instance type is not hosted."""
+    if model.name == "bloom-176b":
+        return ("ml.p5.48xlarge (8 x H100 80 GB), or runtime 'seed' on ml.p4d.24xlarge (DeepSpeed INT8); "
+                "or deploy to a region listed")
+    return "an instance type hosted in this region, or deploy to a region listed"
 
 
 def _precision_problems(model: LlmModel, profile: RuntimeProfile) -> list[tuple[str, str]]:
@@ -334,3 +375,43 @@ def _resolve(name: str, override: LlmModelSettings | None, runtime: str, profile
     if any(k not in given for k in REQUIRED_FOR_NEW):
         return None  # reported by LlmConfig.problems
     return LlmModel(name=name, **given)
+
+
+# ---- What each runtime profile's container reads (rendered by stacks/llm_stack.py) ----------------
+
+
+def lmi_environment(model: LlmModel) -> dict[str, str]:
+    """The current profile's serving configuration: LMI options as ``OPTION_<KEY>`` variables.
+
+    LMI's own vLLM handler loads the weights SageMaker placed in /opt/ml/model, so no
+    model id is set (djl-serving v0.36.0 serving/docs/lmi/deployment_guide/configurations.md).
+    """
+    options: dict[str, object] = {
+        "tensor_parallel_degree": model.tensor_parallel_degree,
+        "dtype": model.dtype,
+        "max_rolling_batch_size": model.max_batch_size,
+        # The model's context. vLLM 0.15.1 refuses a request whose prompt plus requested max_tokens
+        # exceed it, before the cap below applies (docs/llm.md, "What the endpoint answers").
+        "max_model_len": model.max_model_len,
+        # A server-wide limit on the tokens one request generates: vLLM cuts a larger max_tokens to it.
+        "override_generation_config": json.dumps({"max_new_tokens": model.max_new_tokens}),
+        # LMI's own load timeout (default 1800 s) must not end before SageMaker's health check does.
+        "model_loading_timeout": model.container_startup_health_check_timeout_seconds,
+    }
+    if model.quantize is not None:
+        options["quantize"] = model.quantize
+    options.update(model.serving_options)
+    return {f"OPTION_{key.upper()}": str(value) for key, value in options.items()}
+
+
+def deepspeed_environment(model: LlmModel) -> dict[str, str]:
+    """The seed profile's configuration: DJL Serving 0.19 reads the degree and load timeout, model.py the rest."""
+    return {
+        "TENSOR_PARALLEL_DEGREE": str(model.tensor_parallel_degree),
+        "MODEL_DTYPE": model.dtype,
+        "MAX_NEW_TOKENS": str(model.max_new_tokens),
+        "MAX_BATCH_SIZE": str(model.max_batch_size),
+        # DJL 0.19 gives up loading after 240 s unless told otherwise (PyEnv.java getModelLoadingTimeout,
+        # 0.19.0-dlc); loading BLOOM-176B takes longer, and SageMaker waits the health check's 2400 s.
+        "MODEL_LOADING_TIMEOUT": str(model.container_startup_health_check_timeout_seconds),
+    }

@@ -154,3 +154,51 @@ def generation_problem(max_new_tokens: int, tokens_per_second: float, max_batch_
             f"sequence with max_batch_size {max_batch_size} ({max_new_tokens} tokens take about {seconds:.0f} s; a "
             f"real-time invocation must answer within {INVOKE_LIMIT_SECONDS} s, {GENERATION_BUDGET_SECONDS:g} s "
             "of which are budgeted for generation). For longer generations use asynchronous inference (docs/llm.md)")
+
+
+def checkpoint_bits(quantization: dict) -> int | None:
+    """Weight bits a ``config.json`` ``quantization_config`` declares (None: not stated)."""
+    method = str(quantization.get("quant_method", "")).lower()
+    if method == "bitsandbytes":
+        return 8 if quantization.get("load_in_8bit") else 4
+    if method == "fp8":
+        return 8
+    for key in ("bits", "w_bit"):
+        if isinstance(quantization.get(key), int):
+            return quantization[key]
+    for group in (quantization.get("config_groups") or {}).values():  # compressed-tensors
+        bits = (group.get("weights") or {}).get("num_bits") if isinstance(group, dict) else None
+        if isinstance(bits, int):
+            return bits
+    return None
+
+
+def checkpoint_problem(quantization: dict | None, tensor_parallel_degree: int, prequantized_bits: int | None) -> str | None:
+    """Why vLLM 0.15.1 (LMI 20) cannot serve a checkpoint as configured, from its config.json, or None.
+
+    From vLLM 0.15.1's loaders: a pre-quantized bitsandbytes checkpoint is refused with tensor
+    parallelism (``model_executor/model_loader/bitsandbytes_loader.py``); AWQ is 4-bit only
+    (``model_executor/layers/quantization/awq.py``). The configured ``prequantized_bits`` must
+    match the checkpoint, since the fit check sized the GPUs with it.
+    """
+    if quantization is None:
+        if prequantized_bits is not None:
+            return (f"config.json has no quantization_config, but prequantized_bits is {prequantized_bits}: stage a "
+                    f"{prequantized_bits}-bit checkpoint, or set prequantized_bits = 0")
+        return None
+    method = str(quantization.get("quant_method", "unknown"))
+    bits = checkpoint_bits(quantization)
+    if method == "bitsandbytes" and tensor_parallel_degree > 1:
+        return (f"a pre-quantized bitsandbytes checkpoint with tensor_parallel_degree {tensor_parallel_degree}: vLLM "
+                "0.15.1 loads those with tensor_parallel_degree 1 only; allowed with tensor parallelism: a GPTQ, "
+                "compressed-tensors (W8A16, W8A8) or FP8 checkpoint, or the unquantized one")
+    if method == "awq" and bits not in (None, 4):
+        return (f"an AWQ checkpoint of {bits} bits: vLLM 0.15.1 loads 4-bit AWQ only; allowed for 8 bits: a GPTQ, "
+                "compressed-tensors (W8A16, W8A8) or FP8 checkpoint")
+    if prequantized_bits is None:
+        return (f"config.json declares {method} quantization ({bits or 'unstated'} bits), but prequantized_bits is not "
+                f"set: set prequantized_bits = {bits or '<its bits>'} so the fit check sizes the GPUs for it")
+    if bits is not None and bits != prequantized_bits:
+        return (f"config.json declares {bits}-bit {method} weights, but prequantized_bits is {prequantized_bits}: set "
+                f"prequantized_bits = {bits}, or stage a {prequantized_bits}-bit checkpoint")
+    return None

@@ -138,6 +138,7 @@ class PlatformConfig:
         found += deployment_problems(self)
         found += image_region_problems(self)
         found += placement_problems(self.training, pinned=self.region is not None)
+        found += [(f"llm.{key}", message) for key, message in self.llm.region_problems(self.region)]
         found += isolation_problems(self)
         found += platform_hosting_problems(self) + price_problems(self)  # config/hosting.py, config/prices.py
         return found

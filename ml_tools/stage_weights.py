@@ -171,6 +171,10 @@ def resolve_destination(args: argparse.Namespace, *, cloudformation: Any = None)
             return [f"--model: got {args.model!r}, allowed: {', '.join(sorted(models)) or 'none'} "
                     f"(the enabled llm.models of environment {args.env!r})"]
         child = models[args.model].weights_prefix
+        if not cfg.llm.profile.settings.get("handler"):  # LMI's vLLM loads it: check the checkpoint first
+            problem = checkpoint_problem_of(args.source, models[args.model])
+            if problem:
+                return [problem]
     if not re.fullmatch(r"[A-Za-z0-9_.\-][A-Za-z0-9_.\-/]*", child.strip("/") or "-") or ".." in child.split("/"):
         return [f"--prefix: got {child!r}, allowed: a relative folder such as my-model/"]
     stack = f"{cfg.stack_prefix}-{cfg.environment}-Storage"
@@ -180,6 +184,22 @@ def resolve_destination(args: argparse.Namespace, *, cloudformation: Any = None)
     bucket, base = parse_s3_prefix(url)
     args.s3_url = (bucket, base + child.strip("/") + "/")
     return []
+
+
+def checkpoint_problem_of(source: Path, model: Any) -> str | None:
+    """Whether vLLM can serve ``source`` as ``model`` is configured (its config.json's quantization_config)."""
+    from config.llm_fit import checkpoint_problem
+
+    config_file = source / "config.json"
+    try:
+        quantization = json.loads(config_file.read_text(encoding="utf-8")).get("quantization_config")
+    except FileNotFoundError:
+        return f"SOURCE: {config_file} not found (a Hugging Face snapshot has one; vLLM reads the model from it)"
+    except (ValueError, AttributeError) as err:
+        return f"SOURCE: {config_file} is not a JSON object: {err}"
+    problem = checkpoint_problem(quantization if isinstance(quantization, dict) else None,
+                                 model.tensor_parallel_degree, model.prequantized_bits)
+    return f"--model {model.name}: {problem} (llm.models.{model.name}, docs/llm.md)" if problem else None
 
 
 def check(args: argparse.Namespace) -> list[str]:

@@ -37,6 +37,8 @@ def write_envs(directory: Path, accounts: dict[str, tuple[str, str] | None], bas
         text += f'account = "{pinned[0]}"\nregion = "{pinned[1]}"\n' if pinned else "retain_data = false\n"
         if pinned:  # a pinned environment names its training cluster's AZ and AMI (config/training.py)
             text += '[training]\navailability_zone = "use1-az1"\nami_id = "ami-0123456789abcdef0"\n'
+            # BLOOM's default ml.p4de.24xlarge is hosted in us-east-1 and us-west-2 only (docs/llm.md, "Regions").
+            text += '[llm.models.bloom-176b]\ninstance_type = "ml.p5.48xlarge"\n'
         (directory / f"{name}.toml").write_text(text)
     return directory
 

@@ -212,7 +212,8 @@ def test_a_pinned_region_without_the_current_stable_diffusion_image_is_a_configu
         assert message.rstrip().endswith("(from defaults)")
         assert "llm.image_tag" not in message
     for region in ("eu-central-2", "ap-southeast-5", "mx-central-1"):  # published there, registry known
-        load_config("prod", overrides=pinned("123456789012", region))
+        # BLOOM on p5 there: its default ml.p4de.24xlarge is hosted in us-east-1 and us-west-2 only (docs/llm.md).
+        load_config("prod", overrides={**pinned("123456789012", region), "llm.models.bloom-176b.instance_type": "ml.p5.48xlarge"})
 
 
 def test_the_current_llm_image_has_the_regions_of_its_djl_release():
@@ -322,4 +323,5 @@ def test_a_compile_image_missing_from_the_pinned_region_is_a_configuration_error
             "djl-inference:0.24.0-neuronx-sdk2.14.1 is not published in af-south-1; regions that have it: "
             "ap-northeast-1,") in str(err.value)
     load_config("prod", overrides={**pinned("123456789012", "eu-west-3"), "stable_diffusion.runtime": "seed",
+                                   "llm.models.bloom-176b.instance_type": "ml.p5.48xlarge",  # no p4de in eu-west-3
                                    "stable_diffusion.compile.image": "djl-inference:0.24.0-neuronx-sdk2.14.1"})

@@ -80,7 +80,7 @@ def test_dev_llms_idle_at_zero_instances_when_turned_on(platform_synth):
     template = assembly.get_stack_by_name("MlAccel-dev-Llm").template
     variants = [c["Properties"]["ProductionVariants"][0]
                 for c in resources_of_type(template, "AWS::SageMaker::EndpointConfig").values()]
-    assert sorted(v["InstanceType"] for v in variants) == ["ml.g5.24xlarge", "ml.p4d.24xlarge"]
+    assert sorted(v["InstanceType"] for v in variants) == ["ml.g5.24xlarge", "ml.p4de.24xlarge"]
     assert all(v["ManagedInstanceScaling"]["MinInstanceCount"] == 0 for v in variants)
     accelerators = sorted(c["Properties"]["Specification"]["ComputeResourceRequirements"]["NumberOfAcceleratorDevicesRequired"]
                           for c in resources_of_type(template, "AWS::SageMaker::InferenceComponent").values())

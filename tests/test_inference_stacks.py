@@ -216,7 +216,7 @@ def test_configured_compiled_artifacts_url_is_read_where_it_points():
 def test_invalid_endpoint_settings_fail_the_platform_synth(platform_synth):
     with pytest.raises(ValueError, match=r"tensor_parallel_degree: got 4, allowed: at most 2 \(ml.inf2.xlarge has 2 NeuronCores\)"):
         platform_synth("dev", stable_diffusion__tensor_parallel_degree="4")
-    with pytest.raises(ValueError, match="volume_size_gb: got 100, allowed: not set: ml.p4d.24xlarge has local NVMe"):
+    with pytest.raises(ValueError, match="volume_size_gb: got 100, allowed: not set: ml.p4de.24xlarge has local NVMe"):
         platform_synth("prod", **{"llm__models__bloom-176b__volume_size_gb": "100"})
     with pytest.raises(ValueError, match="instance_type: got 'ml.inf2.xlarge', allowed: a CPU instance type"):
         platform_synth("dev", multi_model__instance_type="ml.inf2.xlarge")

@@ -15,11 +15,13 @@ def test_prod_defaults_to_the_current_profile_for_both_models():
     cfg = load_config("prod")
     assert cfg.llm.runtime == "current" and cfg.llm.profile.supported
     bloom, opt = models(cfg)["bloom-176b"], models(cfg)["opt-30b"]
-    assert (bloom.instance_type, bloom.tensor_parallel_degree) == ("ml.p4d.24xlarge", 8)
+    assert (bloom.instance_type, bloom.tensor_parallel_degree) == ("ml.p4de.24xlarge", 8)
     assert (opt.instance_type, opt.tensor_parallel_degree, opt.dtype, opt.prequantized_bits) == (
         "ml.g5.24xlarge", 4, "fp16", None)
-    # vLLM has no DeepSpeed INT8: BLOOM-176B comes from an 8-bit pre-quantized checkpoint.
-    assert (bloom.dtype, bloom.prequantized_bits, bloom.quantize) == ("fp16", 8, None)
+    # vLLM has no DeepSpeed INT8: BLOOM-176B is the published checkpoint in bf16 (its training precision),
+    # on 8 x A100 80 GB, in a prefix of its own (the seed's holds DeepSpeed's model.py and serving.properties).
+    assert (bloom.dtype, bloom.prequantized_bits, bloom.quantize) == ("bf16", None, None)
+    assert (bloom.weights_prefix, opt.weights_prefix) == ("bloom-176b-bf16/", "opt-30b/")
     for model in (bloom, opt):
         assert model.inference_ami_version == "al2-ami-sagemaker-inference-gpu-2-1"
         assert model.model_data_download_timeout_seconds == model.container_startup_health_check_timeout_seconds == 2400
@@ -31,6 +33,7 @@ def test_seed_keeps_the_documented_deepspeed_values():
     assert cfg.llm.profile.image == "djl-inference:0.19.0-deepspeed0.7.3-cu113" and not cfg.llm.profile.supported
     bloom, opt = models(cfg)["bloom-176b"], models(cfg)["opt-30b"]
     assert (bloom.dtype, bloom.prequantized_bits, opt.dtype) == ("int8", None, "fp16")
+    assert (bloom.instance_type, bloom.weights_prefix) == ("ml.p4d.24xlarge", "bloom-176b/")
     assert bloom.inference_ami_version is None and opt.inference_ami_version is None
 
 
@@ -41,7 +44,9 @@ def test_generation_limits_fit_the_60_second_invocation_at_the_documented_rates(
     assert (opt.max_batch_size, opt.tokens_per_second) == (4, 22.6)
     for model in (bloom, opt):
         assert model.max_new_tokens / model.tokens_per_second <= 48
-        assert model.max_model_len <= model.context_length == 2048
+        # LMI's max_model_len is the whole context: a smaller one only makes vLLM refuse more requests.
+        assert model.max_model_len == model.context_length == 2048
+        assert model.max_input_tokens + model.max_new_tokens <= 2048
 
 
 def test_one_value_is_overridden_without_restating_the_model():
@@ -68,11 +73,23 @@ def test_models_can_be_disabled_and_added_with_their_catalogue_facts(tmp_path):
     assert dict(added.serving_options) == {"enable_prefix_caching": "true"}
 
 
-def test_bloom_in_fp16_fits_a_p4de_once_the_pre_quantized_default_is_dropped():
-    cfg = load_config("prod", overrides={"llm.models.bloom-176b.prequantized_bits": "0",
-                                          "llm.models.bloom-176b.instance_type": "ml.p4de.24xlarge"})
+def test_bloom_on_a_p4d_fits_with_an_8_bit_checkpoint_of_ones_own():
+    cfg = load_config("prod", overrides={"llm.models.bloom-176b.prequantized_bits": "8",
+                                          "llm.models.bloom-176b.instance_type": "ml.p4d.24xlarge",
+                                          "llm.models.bloom-176b.weights_prefix": "bloom-176b-w8a16/"})
     bloom = models(cfg)["bloom-176b"]
-    assert (bloom.prequantized_bits, bloom.dtype, bloom.instance_type) == (None, "fp16", "ml.p4de.24xlarge")
+    assert (bloom.prequantized_bits, bloom.instance_type) == (8, "ml.p4d.24xlarge")
+
+
+def test_a_pinned_region_without_the_instance_type_is_refused():
+    with pytest.raises(ConfigError) as exc:
+        load_config("prod", overrides={"account": "123456789012", "region": "eu-west-1"})
+    assert ("llm.models.bloom-176b.instance_type: got 'ml.p4de.24xlarge' with region 'eu-west-1': SageMaker hosts "
+            "ml.p4de.24xlarge only in us-east-1, us-west-2; allowed here: ml.p5.48xlarge (8 x H100 80 GB), or "
+            "runtime 'seed' on ml.p4d.24xlarge (DeepSpeed INT8)") in str(exc.value)
+    llm = load_config("prod").llm
+    assert llm.region_problems("us-west-2") == [] and llm.region_problems(None) == []
+    assert [key for key, _ in llm.region_problems("ap-south-1")] == ["models.bloom-176b.instance_type"]
 
 
 def test_weights_sizes_follow_the_precision():
@@ -111,11 +128,11 @@ def test_generation_budget_message_names_the_rate_and_the_way_past_it():
     ("overrides", "expected"),
     [
         # Fit: the documented BLOOM size on the documented instance, without 8-bit weights.
-        ({"llm.models.bloom-176b.prequantized_bits": "0"},
-         "llm.models.bloom-176b.dtype: bloom-176b (176.2 B parameters) as fp16 needs 328.2 GiB of weights"),
+        ({"llm.models.bloom-176b.instance_type": "ml.p4d.24xlarge"},
+         "llm.models.bloom-176b.dtype: bloom-176b (176.2 B parameters) as bf16 needs 328.2 GiB of weights"),
         ({"llm.runtime": "seed", "llm.models.bloom-176b.dtype": "fp16"}, "as fp16 needs 328.2 GiB of weights"),
         # Runtime quantization loads at full precision first.
-        ({"llm.models.bloom-176b.prequantized_bits": "0", "llm.models.bloom-176b.quantize": "fp8"},
+        ({"llm.models.bloom-176b.instance_type": "ml.p4d.24xlarge", "llm.models.bloom-176b.quantize": "fp8"},
          "needs 164.1 GiB of weights, 328.2 GiB while loading before quantization"),
         ({"llm.models.opt-30b.dtype": "fp32"}, "opt-30b (30 B parameters) as fp32 needs 111.8 GiB of weights"),
         # Tensor parallelism: divides the heads, at most the GPUs.
@@ -144,7 +161,9 @@ def test_generation_budget_message_names_the_rate_and_the_way_past_it():
          "llm.models.opt-30b.max_new_tokens: got 1200, allowed: at most 1084 at the assumed 22.6 tokens/s"),
         ({"llm.models.opt-30b.max_input_tokens": "1500"},
          "llm.models.opt-30b.max_input_tokens: got 1500 + max_new_tokens 1024 = 2524, allowed: at most the "
-         "model's context length 2048"),
+         "model's context length 2048, so at most 1024"),
+        ({"llm.models.opt-30b.max_new_tokens": "2048", "llm.models.opt-30b.tokens_per_second": "100"},
+         "llm.models.opt-30b.max_new_tokens: got 2048, allowed: at most 2047 (the model's context is 2048 tokens"),
         ({"llm.models.opt-30b.max_batch_size": "32"},
          "llm.models.opt-30b.tokens_per_second: not set, required when max_batch_size changes"),
         # LMI options.
@@ -161,7 +180,7 @@ def test_generation_budget_message_names_the_rate_and_the_way_past_it():
          "llm.models.opt-30b.dtype: got 'int8', allowed with runtime profile llm/current: fp16, bf16, fp32"),
         ({"llm.runtime": "seed", "llm.models.opt-30b.quantize": "fp8"},
          "llm.models.opt-30b.quantize: got 'fp8', allowed: not set with runtime profile llm/seed"),
-        ({"llm.models.bloom-176b.quantize": "fp8"},
+        ({"llm.models.bloom-176b.quantize": "fp8", "llm.models.bloom-176b.prequantized_bits": "8"},
          "llm.models.bloom-176b.quantize: got 'fp8' with prequantized_bits 8, allowed: not set for a "
          "pre-quantized checkpoint"),
         ({"llm.models.opt-30b.quantize": "awq"}, "llm.models.opt-30b.quantize: got 'awq', allowed: 'fp8', 'bitsandbytes'"),
@@ -175,7 +194,7 @@ def test_generation_budget_message_names_the_rate_and_the_way_past_it():
         ({"llm.models.opt-30b.dtype": "int4"}, "llm.models.opt-30b.dtype: got 'int4', allowed: 'int8', 'fp16', 'bf16', 'fp32'"),
         ({"llm.models.opt-30b.volume_size_gb": "600"}, "llm.models.opt-30b.volume_size_gb: got 600, allowed range: 1 to 512"),
         ({"llm.models.bloom-176b.volume_size_gb": "100"},
-         "llm.models.bloom-176b.volume_size_gb: got 100, allowed: not set: ml.p4d.24xlarge has local NVMe"),
+         "llm.models.bloom-176b.volume_size_gb: got 100, allowed: not set: ml.p4de.24xlarge has local NVMe"),
         ({"llm.models.opt-30b.model_data_download_timeout_seconds": "4000"}, "got 4000, allowed range: 60 to 3600"),
         ({"llm.models.opt-30b.container_startup_health_check_timeout_seconds": "59"}, "got 59, allowed range: 60 to 3600"),
         ({"llm.models.opt-30b.weights_prefix": "opt"}, "llm.models.opt-30b.weights_prefix: got 'opt', which does not match"),
@@ -210,13 +229,13 @@ def test_each_bad_llm_value_names_key_value_allowed_and_source(overrides, expect
 @pytest.mark.parametrize(
     ("overrides", "source"),
     [
-        # dtype (fp16) is bloom's default; the user's prequantized_bits = 0 is what no longer fits.
-        ({"llm.models.bloom-176b.prequantized_bits": "0"},
-         "(from defaults; because of llm.models.bloom-176b.prequantized_bits from "
-         "-c set:llm.models.bloom-176b.prequantized_bits)"),
-        ({"llm.models.bloom-176b.prequantized_bits": "0", "llm.models.bloom-176b.quantize": "fp8"},
-         "(from defaults; because of llm.models.bloom-176b.prequantized_bits from -c set:llm.models.bloom-176b."
-         "prequantized_bits and llm.models.bloom-176b.quantize from -c set:llm.models.bloom-176b.quantize)"),
+        # dtype (bf16) is bloom's default; the user's smaller instance is what no longer fits.
+        ({"llm.models.bloom-176b.instance_type": "ml.p4d.24xlarge"},
+         "(from defaults; because of llm.models.bloom-176b.instance_type from "
+         "-c set:llm.models.bloom-176b.instance_type)"),
+        ({"llm.models.bloom-176b.instance_type": "ml.p4d.24xlarge", "llm.models.bloom-176b.quantize": "fp8"},
+         "(from defaults; because of llm.models.bloom-176b.quantize from -c set:llm.models.bloom-176b."
+         "quantize and llm.models.bloom-176b.instance_type from -c set:llm.models.bloom-176b.instance_type)"),
         # tokens_per_second is nobody's value; max_batch_size made it required.
         ({"llm.models.opt-30b.max_batch_size": "32"},
          "(from defaults; because of llm.models.opt-30b.max_batch_size from -c set:llm.models.opt-30b.max_batch_size)"),

@@ -14,10 +14,10 @@ from tests.model_packages.conftest import PACKAGES, load_module
 from tests.helpers import resources_of_type
 
 WEIGHTS_BUCKET = {"Fn::ImportValue": "MlAccel-prod-Storage-ModelsBucketName"}
-MODELS = {"Bloom176b": ("bloom-176b", "ml.p4d.24xlarge"), "Opt30b": ("opt-30b", "ml.g5.24xlarge")}
-# Weights prefixes on the current runtime: BLOOM's 8-bit checkpoint has a prefix of its own, so the seed's
-# fp16 files (and its DJL serving.properties) never meet it.
-PROD_PREFIXES = {"Bloom176b": "bloom-176b-w8a16/", "Opt30b": "opt-30b/"}
+MODELS = {"Bloom176b": ("bloom-176b", "ml.p4de.24xlarge"), "Opt30b": ("opt-30b", "ml.g5.24xlarge")}
+# Weights prefixes on the current runtime: BLOOM's bf16 snapshot has a prefix of its own, so the seed's
+# files (its DeepSpeed model.py and DJL serving.properties) never meet it.
+PROD_PREFIXES = {"Bloom176b": "bloom-176b-bf16/", "Opt30b": "opt-30b/"}
 
 # Every LMI option the current profile renders, with the page of LMI 20 (djl-serving v0.36.0) that
 # documents it. Environment form: option.<key> -> OPTION_<KEY> (configurations.md, "Environment
@@ -106,10 +106,10 @@ def test_prod_weights_come_uncompressed_from_each_models_prefix(prod):
 def test_prod_lmi_configuration_key_by_key(prod):
     template = llm_template(prod)
     expected = {
-        # BLOOM-176B: an 8-bit pre-quantized checkpoint, so no OPTION_QUANTIZE (vllm_user_guide.md:
-        # "If you bring a pre-quantized model to LMI, you should not set the option.quantize").
-        "Bloom176b": {"OPTION_TENSOR_PARALLEL_DEGREE": "8", "OPTION_DTYPE": "fp16", "OPTION_MAX_ROLLING_BATCH_SIZE": "4",
-                      "OPTION_MAX_MODEL_LEN": "1424", "OPTION_MODEL_LOADING_TIMEOUT": "2400",
+        # BLOOM-176B: the published checkpoint in bf16, its training precision; max_model_len is the
+        # whole 2048-token context of both models (a smaller one only refuses more requests).
+        "Bloom176b": {"OPTION_TENSOR_PARALLEL_DEGREE": "8", "OPTION_DTYPE": "bf16", "OPTION_MAX_ROLLING_BATCH_SIZE": "4",
+                      "OPTION_MAX_MODEL_LEN": "2048", "OPTION_MODEL_LOADING_TIMEOUT": "2400",
                       "OPTION_OVERRIDE_GENERATION_CONFIG": '{"max_new_tokens": 400}'},
         "Opt30b": {"OPTION_TENSOR_PARALLEL_DEGREE": "4", "OPTION_DTYPE": "fp16", "OPTION_MAX_ROLLING_BATCH_SIZE": "4",
                    "OPTION_MAX_MODEL_LEN": "2048", "OPTION_MODEL_LOADING_TIMEOUT": "2400",
@@ -130,6 +130,17 @@ def test_extra_lmi_options_and_runtime_quantization_are_rendered(platform_synth)
     environment = model_of(llm_template(assembly), "Opt30b")["PrimaryContainer"]["Environment"]
     assert (environment["OPTION_ENABLE_PREFIX_CACHING"], environment["OPTION_QUANTIZE"]) == ("true", "fp8")
     assert set(environment) <= set(LMI_20_DOCUMENTED)
+
+
+def test_an_unpinned_prod_refuses_a_region_without_p4de_at_deploy(prod, seed):
+    # The environment-agnostic synth cannot check the region; CloudFormation's rule does, before any resource.
+    rules = llm_template(prod).get("Rules", {})
+    rule = rules["Bloom176bInstanceTypeInThisRegion"]["Assertions"][0]
+    assert rule["Assert"] == {"Fn::Contains": [["us-east-1", "us-west-2"], {"Ref": "AWS::Region"}]}
+    assert rule["AssertDescription"].startswith(
+        "llm.models.bloom-176b.instance_type ml.p4de.24xlarge is hosted by SageMaker only in us-east-1, us-west-2")
+    assert not [k for k in rules if k.startswith("Opt30b")]  # g5 is not restricted by region here
+    assert "Bloom176bInstanceTypeInThisRegion" not in llm_template(seed).get("Rules", {})  # seed: p4d
 
 
 def test_roles_read_their_own_weights_prefix_only(prod):
@@ -168,7 +179,11 @@ def test_seed_environment_is_what_djl_0_19_and_the_handler_read(seed):
         environment = model_of(template, prefix)["PrimaryContainer"]["Environment"]
         # TENSOR_PARALLEL_DEGREE: DJL Serving 0.19 reads it when serving.properties has none
         # (djl-serving 0.19.0-dlc engines/python/src/main/java/ai/djl/python/engine/PyEnv.java).
-        assert set(environment) == {"TENSOR_PARALLEL_DEGREE", "MODEL_DTYPE", "MAX_NEW_TOKENS", "MAX_BATCH_SIZE"}
+        # MODEL_LOADING_TIMEOUT: DJL 0.19's Python worker load timeout, 240 s unless set (PyEnv.java
+        # getModelLoadingTimeout; serving/docs/configurations.md), raised to SageMaker's 2400 s health check.
+        assert set(environment) == {"TENSOR_PARALLEL_DEGREE", "MODEL_DTYPE", "MAX_NEW_TOKENS", "MAX_BATCH_SIZE",
+                                    "MODEL_LOADING_TIMEOUT"}
+        assert environment["MODEL_LOADING_TIMEOUT"] == "2400"
         settings = handler.Settings.from_env(environment, {"dtype": "fp16"})
         assert (str(settings.tensor_parallel_degree), settings.dtype) == (degree, dtype)
         assert handler.Limits.from_env(environment) == handler.Limits(tokens, batch)

@@ -36,9 +36,10 @@ def test_environment_tags_reach_the_resources(platform_synth):
 
 
 def test_account_and_region_pin_the_stack_environment(platform_synth):
-    _, assembly = platform_synth("prod", **{k.replace(".", "__"): v for k, v in pinned("123456789012", "eu-west-1").items()})
+    # us-west-2: a region that hosts every default instance type (BLOOM's ml.p4de.24xlarge: docs/llm.md, "Regions").
+    _, assembly = platform_synth("prod", **{k.replace(".", "__"): v for k, v in pinned("123456789012", "us-west-2").items()})
     stack = assembly.get_stack_by_name("MlAccel-prod-Storage")
-    assert (stack.environment.account, stack.environment.region) == ("123456789012", "eu-west-1")
+    assert (stack.environment.account, stack.environment.region) == ("123456789012", "us-west-2")
 
 
 def test_without_account_the_synth_is_environment_agnostic(platform_synth):
@@ -49,7 +50,7 @@ def test_without_account_the_synth_is_environment_agnostic(platform_synth):
 
 def test_a_pinned_account_and_region_need_no_context_lookup(platform_synth):
     """No AWS credentials at synth: VPCs in the compile and training stacks must not look up AZs."""
-    _, assembly = platform_synth("prod", **{k.replace(".", "__"): v for k, v in pinned("123456789012", "eu-west-1").items()})
+    _, assembly = platform_synth("prod", **{k.replace(".", "__"): v for k, v in pinned("123456789012", "us-west-2").items()})
     manifest = json.loads((Path(assembly.directory) / "manifest.json").read_text())
     assert manifest.get("missing") is None
     assert not (Path(assembly.directory).parent / "cdk.context.json").exists()

@@ -299,7 +299,7 @@ def test_llm_endpoints_are_what_the_configuration_says(platform_synth):
         env = container["Environment"]
         assert (env["OPTION_TENSOR_PARALLEL_DEGREE"], env["OPTION_DTYPE"], env["OPTION_MAX_ROLLING_BATCH_SIZE"]) == (
             str(model.tensor_parallel_degree), model.dtype, str(model.max_batch_size))
-        assert env["OPTION_MAX_MODEL_LEN"] == str(model.max_input_tokens + model.max_new_tokens)
+        assert env["OPTION_MAX_MODEL_LEN"] == str(model.context_length)  # the whole context (docs/llm.md)
         # LMI's load timeout must not end before SageMaker's health check gives up.
         assert env["OPTION_MODEL_LOADING_TIMEOUT"] == str(model.container_startup_health_check_timeout_seconds)
         # The staged weights, copied uncompressed to /opt/ml/model before the container starts.
@@ -310,7 +310,7 @@ def test_llm_endpoints_are_what_the_configuration_says(platform_synth):
     assert cfg.llm.runtime == "current"
     # The documented sizes: what the quota requests in docs/first-deploy.md are for.
     assert {m.name: (m.instance_type, m.tensor_parallel_degree) for m in models} == {
-        "bloom-176b": ("ml.p4d.24xlarge", 8), "opt-30b": ("ml.g5.24xlarge", 4)}
+        "bloom-176b": ("ml.p4de.24xlarge", 8), "opt-30b": ("ml.g5.24xlarge", 4)}
 
 
 # ---------------------------------------------------------------- training: capacity and retention

@@ -62,7 +62,7 @@ def test_round_trip_through_s3_into_the_handler(s3, tmp_path: Path, handler_from
     props = dict(line.split("=", 1) for line in (folder / "serving.properties").read_text().splitlines()
                  if line and not line.startswith("#"))
     assert props == {"engine": "Python", "minWorkers": "1", "maxWorkers": "72", "job_queue_size": "1000",
-                     "max_idle_time": str(prod.max_idle_time_seconds)}
+                     "max_idle_time": str(prod.max_idle_time_seconds), "required_memory_mb": "150"}
 
     handler = handler_from(folder)  # the handler that was shipped, not the repository's copy
     assert handler.handle(Input.load_call(str(folder))) is None

@@ -357,3 +357,22 @@ def neuron_match_problems(instance_type: str, *, neuron_compiled: bool, key: str
         return [(key, f"got {instance_type!r}, allowed: a GPU or CPU instance type: this model is not compiled "
                  "for Neuron, so it cannot run on Inferentia or Trainium NeuronCores")]
     return []
+
+
+# Instance types SageMaker hosts in a few regions only, and those regions; types not listed here
+# are not checked by region. SageMaker hosts a type only where EC2 offers it, and EC2 offers P4de
+# (8 x A100 80 GB) in US East (N. Virginia) and US West (Oregon) (https://aws.amazon.com/ec2/instance-types/p4/;
+# SageMaker's Real-Time Inference price list, https://aws.amazon.com/sagemaker/pricing/, is where
+# to confirm a region before widening this). Recorded, not re-read from the build machines, which
+# have no web access: docs/llm.md says how the first deploy confirms it.
+HOSTING_REGIONS: dict[str, frozenset[str]] = {
+    "ml.p4de.24xlarge": frozenset({"us-east-1", "us-west-2"}),
+}
+
+
+def hosting_region_problem(instance_type: str, region: str) -> str | None:
+    """Why SageMaker cannot host ``instance_type`` in ``region`` (None: it can, or it is not recorded)."""
+    regions = HOSTING_REGIONS.get(instance_type)
+    if regions is None or region in regions:
+        return None
+    return f"SageMaker hosts {instance_type} only in {', '.join(sorted(regions))}"

@@ -6,9 +6,12 @@ each a list of numbers with as many features as the model was trained on
 
 Response (``application/json``): ``{"predictions": [y, ...]}``, one per row.
 
-A body that is not valid JSON, more than ``MAX_ROWS`` rows, or rows of the wrong
+A body that is not valid JSON (including nesting too deep for the parser and
+integers with too many digits), more than ``MAX_ROWS`` rows, or rows of the wrong
 shape or type get HTTP 400 with ``{"error": "..."}`` saying what was wrong; the
-model is never called.
+model is never called. Values so large that a prediction overflows get a 400 as
+well: every malformed body is a 400, never a 424 or 500
+(``contract_tests/multi_model/test_handler_properties.py``).
 
 The model (``model.skops`` next to this file) is loaded once, on the first
 request, and kept for the life of the worker. It is a skops file, not a pickle:
@@ -54,8 +57,10 @@ def load_model(model_dir: str) -> Any:
 def parse_rows(body: bytes, n_features: int) -> list[list[float]]:
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadRequest(f"request body is not valid JSON: {err}") from None
+    # ValueError covers JSONDecodeError, UnicodeDecodeError and Python 3.11+'s limit on the digits
+    # of an integer (4,300 by default); RecursionError: nesting deeper than the interpreter's stack.
+    except (ValueError, RecursionError) as err:
+        raise BadRequest(f"request body is not valid JSON: {str(err)[:200]}") from None
     rows = payload.get("inputs") if isinstance(payload, dict) else payload
     if rows is None:
         raise BadRequest('expected {"inputs": [[number, ...], ...]}, got an object without "inputs"')
@@ -67,10 +72,29 @@ def parse_rows(body: bytes, n_features: int) -> list[list[float]]:
         raise BadRequest(f'"inputs" has {len(rows)} rows, at most {MAX_ROWS} are allowed')
     for index, row in enumerate(rows):
         if not isinstance(row, list) or not all(_is_number(v) for v in row):
-            raise BadRequest(f"row {index} must be a list of finite numbers (integers at most 2**53 in magnitude), got {json.dumps(row)[:80]}")
+            raise BadRequest("row {} must be a list of finite numbers (integers at most 2**53 in magnitude), got {}".format(
+                index, _excerpt(row)))
         if len(row) != n_features:
             raise BadRequest(f"row {index} has {len(row)} values, the model expects {n_features}")
     return rows
+
+
+def _excerpt(row: Any) -> str:
+    """What is wrong in a row, for the error message; never fails, however deep or large the value."""
+    if not isinstance(row, list):
+        return _describe(row)
+    position, bad = next((i, v) for i, v in enumerate(row) if not _is_number(v))
+    return f"{_describe(bad)} at position {position}"
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "an integer beyond 2**53"  # str() of a huge integer may itself raise ValueError
+    return json.dumps(value)[:40]  # a string, a boolean, null or a non-finite float
 
 
 MAX_EXACT_INT = 2**53  # larger integers lose precision as float64 (or do not fit at all)
@@ -109,8 +133,13 @@ def handle(inputs: Input) -> Output | None:
     except Exception:  # noqa: BLE001 - the client gets a message, the log keeps the trace
         logging.exception("prediction failed")
         return _error(500, "prediction failed, see the endpoint's logs")
+    values = [float(p) for p in predictions]
+    overflowed = [i for i, v in enumerate(values) if not math.isfinite(v)]
+    if overflowed:  # finite inputs so large that the model's arithmetic overflows: JSON has no infinity
+        return _error(400, f"row {overflowed[0]}'s prediction is not a finite number: its values are too "
+                      "large in magnitude for the model")
     return (
         Output()
         .add_property("content-type", "application/json")
-        .add_as_json({"predictions": [float(p) for p in predictions]})
+        .add_as_json({"predictions": values})
     )

@@ -134,9 +134,9 @@ class Outputs:
 
 def test_env_and_model_resolve_the_models_weights_prefix(s3, snapshot):
     cloudformation = Outputs("MlAccel-prod-Storage", f"s3://{BUCKET}/weights/")
-    # bloom-176b on the default (current) runtime: its 8-bit checkpoint's own prefix
+    # bloom-176b on the default (current) runtime: the bf16 snapshot's own prefix (the seed's holds DeepSpeed files)
     assert run(str(snapshot), "--env", "prod", "--model", "bloom-176b", client=s3, cloudformation=cloudformation) == 0
-    assert s3.head_object(Bucket=BUCKET, Key="weights/bloom-176b-w8a16/config.json")["Metadata"]["revision"] == REVISION
+    assert s3.head_object(Bucket=BUCKET, Key="weights/bloom-176b-bf16/config.json")["Metadata"]["revision"] == REVISION
     assert run(str(snapshot), "--env", "prod", "--prefix", "sd21/", client=s3, cloudformation=cloudformation) == 0
     assert s3.head_object(Bucket=BUCKET, Key="weights/sd21/config.json")
 
@@ -155,6 +155,42 @@ def test_bad_arguments_exit_2_naming_the_option(s3, snapshot, capsys, argv, mess
     assert run(str(snapshot), *argv, client=s3, cloudformation=cloudformation) == 2
     assert message in capsys.readouterr().err
     assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+
+@pytest.mark.parametrize(("quantization", "message"), [
+    ({"quant_method": "bitsandbytes", "load_in_8bit": True},
+     "--model bloom-176b: a pre-quantized bitsandbytes checkpoint with tensor_parallel_degree 8: vLLM 0.15.1 loads "
+     "those with tensor_parallel_degree 1 only; allowed with tensor parallelism: a GPTQ, compressed-tensors (W8A16, "
+     "W8A8) or FP8 checkpoint, or the unquantized one (llm.models.bloom-176b, docs/llm.md)"),
+    ({"quant_method": "awq", "bits": 8}, "--model bloom-176b: an AWQ checkpoint of 8 bits: vLLM 0.15.1 loads 4-bit AWQ only"),
+    ({"quant_method": "gptq", "bits": 8},
+     "--model bloom-176b: config.json declares gptq quantization (8 bits), but prequantized_bits is not set: set "
+     "prequantized_bits = 8 so the fit check sizes the GPUs for it"),
+])
+def test_a_checkpoint_vllm_cannot_serve_as_configured_is_refused_before_upload(s3, snapshot, capsys, quantization,
+                                                                                message):
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "bloom", "quantization_config": quantization}))
+    cloudformation = Outputs("MlAccel-prod-Storage", f"s3://{BUCKET}/weights/")
+    assert run(str(snapshot), "--env", "prod", "--model", "bloom-176b", client=s3, cloudformation=cloudformation) == 2
+    assert capsys.readouterr().err.startswith(f"stage-weights: {message}")
+    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+
+def test_checkpoint_rules_follow_vllm_0_15_1():
+    from config.llm_fit import checkpoint_problem
+
+    w8a16 = {"quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": {"num_bits": 8}}}}
+    assert checkpoint_problem(w8a16, 8, 8) is None
+    assert checkpoint_problem({"quant_method": "gptq", "bits": 8}, 8, 8) is None
+    assert checkpoint_problem({"quant_method": "fp8"}, 8, 8) is None
+    assert checkpoint_problem({"quant_method": "bitsandbytes", "load_in_4bit": True}, 1, 4) is None  # TP 1 loads
+    assert checkpoint_problem({"quant_method": "awq", "bits": 4}, 4, 4) is None
+    assert checkpoint_problem(None, 8, None) is None
+    assert checkpoint_problem(None, 8, 8) == ("config.json has no quantization_config, but prequantized_bits is 8: "
+                                              "stage a 8-bit checkpoint, or set prequantized_bits = 0")
+    assert checkpoint_problem(w8a16, 8, 4) == ("config.json declares 8-bit compressed-tensors weights, but "
+                                               "prequantized_bits is 4: set prequantized_bits = 8, or stage a 4-bit "
+                                               "checkpoint")
 
 
 def test_missing_source_is_reported(s3, tmp_path: Path, capsys):
