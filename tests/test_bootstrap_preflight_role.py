@@ -7,8 +7,11 @@ What a user would notice: CI's preflight denied a call it makes, or a role that 
 from __future__ import annotations
 
 from ml_tools.preflight.policy import CALLS
-from tests.test_bootstrap_github_oidc import (  # noqa: F401 (the fixture)
-    DEV_ACCOUNT, PROD_ACCOUNT, PROVIDER_HOST, REPO, logical_id, permissions_of, roles, standard)
+from tests import test_bootstrap_github_oidc as oidc
+from tests.test_bootstrap_github_oidc import (
+    DEV_ACCOUNT, PROD_ACCOUNT, PROVIDER_HOST, REPO, logical_id, permissions_of, roles)
+
+standard = oidc.standard  # the bootstrap app synthesized once per module, as in test_bootstrap_github_oidc
 
 
 def _as_set(value) -> set[str]:

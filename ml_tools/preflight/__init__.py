@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any, Callable
 
 from ml_tools.preflight.checks import CANNOT, CHECKS, FAIL, Context, Row, docker_info

@@ -29,5 +29,5 @@ def render(environment: str, account: str, region: str, rows: list[Row]) -> str:
 
 def _line(status: str, check: str, needs: str, has: str) -> str:
     cells = [status, check, needs]
-    padded = "".join(cell.ljust(width - 1)[: max(width - 1, len(cell))] + " " for cell, width in zip(cells, _WIDTHS))
+    padded = "".join(cell.ljust(width - 1)[: max(width - 1, len(cell))] + " " for cell, width in zip(cells, _WIDTHS, strict=True))
     return (padded + has).rstrip()

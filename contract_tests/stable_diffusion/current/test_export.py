@@ -34,8 +34,8 @@ def export_parameters() -> set[str]:
 
 def export_defaults() -> dict[str, object]:
     args = export_function().args
-    positional = dict(zip([a.arg for a in args.args][-len(args.defaults):], args.defaults)) if args.defaults else {}
-    keyword = {a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None}
+    positional = dict(zip([a.arg for a in args.args][-len(args.defaults):], args.defaults, strict=True)) if args.defaults else {}
+    keyword = {a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None}
     return {name: ast.literal_eval(d) for name, d in {**positional, **keyword}.items()
             if isinstance(d, ast.Constant)}
 
