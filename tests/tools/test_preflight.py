@@ -26,7 +26,7 @@ GOOD_ZONE, BAD_ZONE = "use1-az6", "use1-az1"  # moto's offerings: trn1.32xlarge 
 AMI_NAME = "al2023-ami-ecs-neuron-hvm-2023.0.20251201-kernel-6.1-x86_64"
 BUCKET = "mlaccel-prod-storage-modelsbucket-abc123"
 # The ceilings, plus what an update adds at the ceiling (rolling 25 % of 40; blue/green one more of one).
-PROD_ENDPOINT_QUOTAS = {"ml.c5d.18xlarge": 40 + 10, "ml.g5.24xlarge": 2, "ml.inf2.xlarge": 2, "ml.p4d.24xlarge": 2}
+PROD_ENDPOINT_QUOTAS = {"ml.c5d.18xlarge": 40 + 10, "ml.g5.24xlarge": 2, "ml.inf2.xlarge": 2, "ml.p4de.24xlarge": 2}  # BLOOM-176B on current
 PROD_VCPUS = {"L-1945791B": 32, "L-2C3B7624": 4 * 128 + 2 * 8}  # inf2.8xlarge compile host; trn1 training + eval
 DLC = {("huggingface-pytorch-inference-neuronx", REGION): "2.8.0-transformers4.55.4-neuronx-py310-sdk2.26.0-ubuntu22.04",
        ("djl-inference", REGION): "0.36.0-lmi20.0.0-cu128",
@@ -100,7 +100,7 @@ def put_resources(*, bootstrap: str = "30", ami_name: str = AMI_NAME, owner_alia
         json.dumps({"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
                     "Outputs": {"ModelWeightsUrl": {"Value": f"s3://{BUCKET}/weights/"}}}))
     if manifests:
-        for prefix in ("bloom-176b-w8a16", "opt-30b", "stable-diffusion-2-1-base"):
+        for prefix in ("bloom-176b-bf16", "opt-30b", "stable-diffusion-2-1-base"):
             s3.put_object(Bucket=BUCKET, Key=f"weights/{prefix}.staged.json", Body=b"{}")
     return ami
 
