@@ -45,17 +45,42 @@ def write_step(path: Path, step: int) -> None:
     tmp.replace(path)
 
 
-class Heartbeat:
+class _Periodic:
+    """A daemon thread that calls ``_tick`` every ``period`` s until ``stop`` or until ``_tick`` returns True."""
+
+    def __init__(self, name: str, period: float) -> None:
+        self._period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def _tick(self) -> bool:
+        raise NotImplementedError
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._period):
+            if self._tick():
+                return
+
+
+class Heartbeat(_Periodic):
     """Publishes ``TrainingStepsCompleted`` per ``RunId`` every ``period`` s."""
 
     def __init__(
         self, cloudwatch: Any, namespace: str, run_id: str, progress_file: Path, period: float = 60.0
     ) -> None:
         self._cloudwatch, self._namespace, self._run_id = cloudwatch, namespace, run_id
-        self._progress, self._period = progress_file, period
+        super().__init__("heartbeat", period)
+        self._progress = progress_file
         self._last: int | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
 
     def publish_once(self) -> int:
         """Publish the steps completed since the previous call; returns that count."""
@@ -75,18 +100,9 @@ class Heartbeat:
             LOG.warning("heartbeat: could not publish: %s", exc)
         return done
 
-    def start(self) -> "Heartbeat":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._period):
-            self.publish_once()
+    def _tick(self) -> bool:
+        self.publish_once()
+        return False
 
 
 def heartbeat_from_env(env: dict[str, str], run_id: str, client: Callable[[], Any] | None = None) -> Heartbeat | None:
@@ -104,7 +120,7 @@ def heartbeat_from_env(env: dict[str, str], run_id: str, client: Callable[[], An
     return Heartbeat(cloudwatch, namespace, run_id, path, float(env.get("HEARTBEAT_PERIOD_SECONDS", "60")))
 
 
-class Watchdog:
+class Watchdog(_Periodic):
     """Calls ``stop`` once when a run that reported progress completes no step for ``hang_after`` s.
 
     ``check`` is called periodically (``start`` runs it on a thread every ``poll`` s).
@@ -114,13 +130,12 @@ class Watchdog:
 
     def __init__(self, progress_file: Path, hang_after: float, stop: Callable[[str], None], *,
                  poll: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__("watchdog", poll)
         self._progress, self._hang_after, self._stop_run = progress_file, hang_after, stop
-        self._poll, self._clock = poll, clock
+        self._clock = clock
         self._step: int | None = None
         self._since = clock()
         self.stalled: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
 
     def check(self) -> bool:
         """True once the run is stalled (and ``stop`` has been called)."""
@@ -140,19 +155,8 @@ class Watchdog:
         self._stop_run(self.stalled)
         return True
 
-    def start(self) -> "Watchdog":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._poll):
-            if self.check():
-                return
+    def _tick(self) -> bool:
+        return self.check()
 
 
 def watchdog_from_env(env: dict[str, str], stop: Callable[[str], None]) -> Watchdog | None:
