@@ -269,6 +269,9 @@ class SageMakerEndpointBase(Construct, VariantMetrics):
             what=f"SageMaker endpoint {self.endpoint.endpoint_name}",
         )
         self.alarms["ModelErrors"] = alarm
+        # The deployment config names the alarm: it must exist before the endpoint's next update. No cycle:
+        # the alarm's metric names the endpoint by its literal name, and its filter reads the stack's log group.
+        self.endpoint.node.add_dependency(alarm)
         self._guard_with([alarm_name(self, "ModelErrors")])
         self.use_deployment(self.deployment_policy)
         return alarm

@@ -27,6 +27,8 @@ Scaling and CloudWatch constructs for the policies.
 """
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass, field
 from typing import Literal, Mapping, Sequence
 
@@ -209,6 +211,7 @@ class InferenceComponentEndpoint(Construct):
 
         self._logs = logs = logs or EndpointLogs()
         name = endpoint_name or physical_name(self)
+        self._endpoint_literal_name = name
         self.log_group = owned_log_group(self, "Logs", ENDPOINT_LOG_PREFIX + name, logs)
         if role is None:
             role = create_execution_role(self, "ExecutionRole")
@@ -301,7 +304,10 @@ class InferenceComponentEndpoint(Construct):
         grant_log_writes(self.role, log_group)
         component = sagemaker.CfnInferenceComponent(
             scope,
-            "Component",
+            # SageMaker can neither rename a component nor move it to another endpoint, and CloudFormation
+            # updates both properties in place: a logical id per (endpoint, component) name makes a change of
+            # either a new component (the old one is deleted after), e.g. on upgrading from generated names.
+            "Component" + _name_digest(self._endpoint_literal_name, component_name),
             inference_component_name=component_name,
             endpoint_name=self.endpoint_name,
             variant_name=self.variant_name,
@@ -365,6 +371,7 @@ class InferenceComponentEndpoint(Construct):
                 what=f"Inference component {component_name}",
             )
             self.alarms[f"{spec_name}ModelErrors"] = created[spec_name] = alarm
+            self.components[spec_name].node.add_dependency(alarm)  # its deployment config names the alarm
             self._guard_with(spec_name, [alarm_name(scope, "ModelErrors")])
         self.use_deployment(self.deployment_policy)
         return created
@@ -518,6 +525,10 @@ def _scale_out_from_zero(scope: Construct, target: appscaling.ScalableTarget, na
     )
     alarm.add_alarm_action(cloudwatch_actions.ApplicationScalingAction(action))
     return alarm
+
+
+def _name_digest(endpoint_name: str, component_name: str) -> str:
+    return hashlib.sha256(f"{endpoint_name}/{component_name}".encode()).hexdigest()[:8].upper()
 
 
 def _component_alarms(scope: Construct, name: str, latency_ms: float) -> dict[str, cloudwatch.Alarm]:
