@@ -25,6 +25,9 @@ def build(app: cdk.App, plan) -> dict[str, GitHubOidcStack]:
     return {
         account: GitHubOidcStack(
             app, f"{prefix}-GitHubOidc-{account}", plan=plan, account=account,
+            # Deployed with the administrator's own credentials, not through the CDK bootstrap roles: the
+            # CloudFormation execution policy this stack creates may not manage these roles or itself.
+            synthesizer=cdk.CliCredentialsStackSynthesizer(),
             description=f"GitHub OIDC deploy roles for {plan.config.repository} "
                         f"({', '.join(t.name for t in targets)})")
         for account, targets in plan.accounts.items()

@@ -394,3 +394,10 @@ def test_execution_policy_covers_every_resource_type_the_platform_deploys(standa
     missing = sorted(t for t in types if not set(services_for(t)) <= granted)
     assert not missing, missing
     assert "AWS::SageMaker::Endpoint" in types and "AWS::IAM::Role" in types  # the synth is the real platform
+
+
+def test_the_bootstrap_stack_deploys_with_the_administrators_credentials_not_the_execution_role(standard):
+    """Through the bootstrap roles, CloudFormation would act as the execution role, whose policy (created
+    by this very stack) allows IAM only on the workload stacks' names: updating these roles would fail."""
+    for stack in standard.values():
+        assert stack.assume_role_arn is None and stack.cloud_formation_execution_role_arn is None
