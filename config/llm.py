@@ -19,7 +19,7 @@ Checked at synth (docs/llm.md): the weights fit the GPUs the model is sharded ov
 exceed the GPUs, the image's accelerator matches the instance, ``max_new_tokens`` can be
 generated within the 60-second invocation limit, prompt plus new tokens fit the context,
 the inference AMI suits the instance, extra LMI options are ones that LMI version knows, and
-(with a pinned region) SageMaker hosts the instance type there (``hosting_region_problems``).
+(with a pinned region) SageMaker hosts the instance type there (``instances.hosting_region_problem``).
 """
 from __future__ import annotations
 
@@ -317,8 +317,8 @@ class LlmConfig:
 def _region_alternative(model: LlmModel) -> str:
     """What serves the model where its instance type is not hosted."""
     if model.name == "bloom-176b":
-        return ("ml.p5.48xlarge (8 x H100 80 GB), or runtime 'seed' on ml.p4d.24xlarge (DeepSpeed INT8); "
-                "or deploy to a region listed")
+        return ("runtime 'seed' on ml.p4d.24xlarge (DeepSpeed INT8), an 8-bit checkpoint on ml.p4d.24xlarge "
+                "(prequantized_bits = 8), or deploy to a region listed")
     return "an instance type hosted in this region, or deploy to a region listed"
 
 

@@ -85,8 +85,9 @@ def test_a_pinned_region_without_the_instance_type_is_refused():
     with pytest.raises(ConfigError) as exc:
         load_config("prod", overrides={"account": "123456789012", "region": "eu-west-1"})
     assert ("llm.models.bloom-176b.instance_type: got 'ml.p4de.24xlarge' with region 'eu-west-1': SageMaker hosts "
-            "ml.p4de.24xlarge only in us-east-1, us-west-2; allowed here: ml.p5.48xlarge (8 x H100 80 GB), or "
-            "runtime 'seed' on ml.p4d.24xlarge (DeepSpeed INT8)") in str(exc.value)
+            "ml.p4de.24xlarge only in us-east-1, us-west-2; allowed here: runtime 'seed' on ml.p4d.24xlarge "
+            "(DeepSpeed INT8), an 8-bit checkpoint on ml.p4d.24xlarge (prequantized_bits = 8), or deploy to a "
+            "region listed") in str(exc.value)
     llm = load_config("prod").llm
     assert llm.region_problems("us-west-2") == [] and llm.region_problems(None) == []
     assert [key for key, _ in llm.region_problems("ap-south-1")] == ["models.bloom-176b.instance_type"]
