@@ -30,9 +30,10 @@ def unpinned_bases(text: str, pins: dict[str, str]) -> list[str]:
     return [b for b in dockerfile_bases(text) if "@sha256:" not in b and b not in pins]
 
 
+@pytest.mark.parametrize("workload", ["multi_model", "training"])
 @pytest.mark.parametrize("name", ["current", "seed"])
-def test_each_multi_model_base_is_recorded_in_the_lock(name):
-    profile = load_profile("multi_model", name)
+def test_each_base_an_image_is_built_from_is_recorded_in_the_lock(workload, name):
+    profile = load_profile(workload, name)
     pins = load()
     assert profile.settings["base_image"] in pins
     assert unpinned_bases(profile.dockerfile.read_text(), pins) == []

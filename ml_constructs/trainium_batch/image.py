@@ -10,6 +10,7 @@ from aws_cdk import aws_ecs as ecs
 from constructs import Construct
 
 from ml_constructs.trainium_batch.limits import ECR_URI, image_uri_problem
+from runtime_profiles.base_images import pinned_reference
 
 if TYPE_CHECKING:  # the profile reader is pure Python; imported for the type only
     from runtime_profiles import RuntimeProfile
@@ -49,7 +50,8 @@ def training_image(
             raise ValueError(f"runtime profile {profile.key} has no Dockerfile to build the training image from")
         image = ecs.ContainerImage.from_asset(
             str(profile.folder),
-            build_args={"BASE_IMAGE": profile.settings["base_image"]},
+            # FROM tag@digest once `make pin-images` recorded one (runtime_profiles/base-images.lock).
+            build_args={"BASE_IMAGE": pinned_reference(profile.settings["base_image"])},
             exclude=IMAGE_ASSET_EXCLUDE,
             follow_symlinks=cdk.SymlinkFollowMode.ALWAYS,
             platform=ecr_assets.Platform.LINUX_AMD64,
