@@ -51,7 +51,6 @@ from ml_constructs.sagemaker.deployment import (
     VariantShape,
     check_component_policy,
     component_update_room,
-    component_strategy,
     resolve_component,
 )
 from ml_constructs.sagemaker.endpoint_base import (
