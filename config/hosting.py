@@ -34,13 +34,17 @@ class HostingConfig:
     min_instances: int | None = setting(
         None, ge=0, le=1000, doc="Inference components only. None: 0 (scale to zero when idle)."
     )
-    max_instances: int = setting(1, ge=1, le=1000, doc="Inference components only: the instance ceiling.")
+    max_instances: int = setting(
+        2, ge=1, le=1000, doc="Inference components only: the instance ceiling. An update starts its new copies "
+        "beside the old ones, so it must hold them too (2: one copy and its replacement)."
+    )
     copies: int = setting(
         1, ge=0, le=1000, doc="Copies deployed by CloudFormation; 1 proves the model loads before the deploy ends."
     )
     min_copies: int = setting(0, ge=0, le=1000, doc="Copy floor of the scaling policy; 0 lets the endpoint go idle.")
     max_copies: int | None = setting(
-        None, ge=1, le=1000, doc="Copy ceiling. None: as many as max_instances hold."
+        None, ge=1, le=1000, doc="Copy ceiling. None: half of what max_instances hold (at least 1), leaving room "
+        "for an update's new copies."
     )
     accelerators_per_copy: int | None = setting(
         None, ge=1, le=64, doc="NumberOfAcceleratorDevicesRequired: accelerator devices per copy, GPUs or Inferentia2/Trainium chips "
@@ -126,7 +130,10 @@ def resolve_component(hosting: HostingConfig, instance_type: str) -> ResolvedCom
         per_copy_memory = max(128, memory_mb // 2 // (by_accel or 1))
     by_memory = memory_mb // per_copy_memory
     per_instance = max(0, min(x for x in (by_accel, by_memory) if x is not None))
-    max_copies = hosting.max_copies if hosting.max_copies is not None else max(1, per_instance * hosting.max_instances)
+    # Unset: half the slots, so that any update (all new copies at once, or a rolling batch of at most 50 %)
+    # has room for its new copies beside the old ones (rolling_room_problems).
+    max_copies = hosting.max_copies if hosting.max_copies is not None else max(
+        1, per_instance * hosting.max_instances // 2)
     return ResolvedComponent(per_copy_accel, per_copy_memory, max(per_instance, 1), hosting.min_copies, max_copies,
                              hosting.copies)
 
@@ -178,8 +185,9 @@ def hosting_problems(
                           "copies each)"))
         for key, value in (("hosting.copies", hosting.copies), ("hosting.min_copies", hosting.min_copies)):
             if hosting.max_copies is None and value > resolved.max_copies:
-                found.append((key, f"got {value}, allowed: at most {resolved.max_copies} (what max_instances = "
-                              f"{hosting.max_instances} x {instance_type} hold)"))
+                found.append((key, f"got {value}, allowed: at most {resolved.max_copies} (max_copies unset: half "
+                              f"of what max_instances = {hosting.max_instances} x {instance_type} hold, the other "
+                              "half is room for an update), or set hosting.max_copies"))
         per_device = instance.cores_per_device
         if (tensor_parallel_degree is not None and resolved.accelerators_per_copy is not None
                 and tensor_parallel_degree > resolved.accelerators_per_copy * per_device):
@@ -206,19 +214,18 @@ def platform_hosting_problems(cfg: Any) -> list[tuple[str, str]]:
                 model.hosting, model.instance_type, tensor_parallel_degree=model.tensor_parallel_degree)]
     sections = [("stable_diffusion", sd)] if sd.enabled else []
     sections += [(f"llm.models.{m.name}", m) for m in cfg.llm.resolved_models()] if cfg.llm.enabled else []
-    return found or [problem for where, section in sections for problem in _rolling_room_problems(cfg, where, section)]
+    return found + [problem for where, section in sections for problem in _update_room_problems(cfg, where, section)]
 
 
-def _rolling_room_problems(cfg: Any, where: str, section: Any) -> list[tuple[str, str]]:
-    """A component update that rolls needs a free slot at the copy ceiling (the construct checks the same)."""
+def _update_room_problems(cfg: Any, where: str, section: Any) -> list[tuple[str, str]]:
+    """A component update needs room for its new copies at the copy ceiling (the construct checks the same)."""
     from dataclasses import fields
 
     from ml_constructs.sagemaker.deployment import (
         DEFAULT_ALARM_WINDOW_SECONDS,
         DeploymentPolicy,
         VariantShape,
-        component_rolling_room,
-        component_strategy,
+        component_update_room,
     )
 
     hosting = section.hosting
@@ -227,16 +234,13 @@ def _rolling_room_problems(cfg: Any, where: str, section: Any) -> list[tuple[str
         return []
     policy = DeploymentPolicy(**{f.name: getattr(cfg.deployment, f.name) for f in fields(cfg.deployment)})
     shape = VariantShape(resolved.min_copies, resolved.max_copies, True, DEFAULT_ALARM_WINDOW_SECONDS, units="copies")
-    if component_strategy(policy, shape) != "rolling":
-        return []
-    needed, batch = component_rolling_room(policy, shape, resolved.copies_per_instance)
+    needed, _, how = component_update_room(policy, shape, resolved.copies_per_instance)
     if needed <= hosting.max_instances:
         return []
     return [(f"{where}.hosting.max_instances", (
-        f"got {hosting.max_instances}, allowed: at least {needed}: a rolling update starts a batch of {batch} "
-        f"new copies beside the {resolved.max_copies} at the copy ceiling, {resolved.copies_per_instance} per "
-        f"{section.instance_type} (or lower hosting.max_copies, deployment.batch_size, or set "
-        "deployment.strategy = 'blue_green' for SageMaker's own update)"))]
+        f"got {hosting.max_instances}, allowed: at least {needed}: {how} beside the {resolved.max_copies} at the "
+        f"copy ceiling, {resolved.copies_per_instance} per {section.instance_type} (or lower hosting.max_copies, "
+        "or, for a rolling update, deployment.batch_size)"))]
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,13 @@ from tests.helpers import ROOT
 
 # By hand, from the table:
 #   dev floor   = NAT 0.045 + 1 x ml.m5.large 0.115                                   = 0.160
-#   dev ceiling = 1 x ml.inf2.xlarge 0.99 + inf2.8xlarge 1.96786 + NAT 0.045 + 2 x 0.115 = 3.23286
+#   dev ceiling = 2 x ml.inf2.xlarge 0.99 (the second only while an update starts its new copy)
+#                 + inf2.8xlarge 1.96786 + NAT 0.045 + 2 x 0.115                        = 4.22286
 #   prod floor  = SD 0.99 + NAT 0.045 + 20 x c5d.18xlarge 4.147 (82.94) + p4de 53.255 (BLOOM bf16, estimate)
 #                 + g5.24xlarge 10.18 + 9 training VPC endpoints x 0.01               = 147.500
 #   prod ceiling= SD 0.99 + 1.96786 + 0.045 + 40 x 4.147 (165.88) + 53.255 + 10.18 + 4 x trn1.32xlarge 21.50
 #                 + 0.09 + 2 evaluation hosts x trn1.2xlarge 1.34375 (2.6875)         = 321.09536
-EXPECTED = {"dev": (0.160, 3.23286), "prod": (147.5, 321.09536)}
+EXPECTED = {"dev": (0.160, 4.22286), "prod": (147.5, 321.09536)}
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
@@ -33,13 +34,14 @@ def test_floor_and_ceiling_of_each_environment(env):
 def test_dev_stable_diffusion_endpoint_costs_nothing_idle():
     result = estimate(load_config("dev"))
     (endpoint,) = [line for line in result.lines if line.stack == "MlAccel-dev-StableDiffusion" and "endpoint" in line.item]
-    assert (endpoint.floor, endpoint.ceiling) == (0, 0.99)
+    assert (endpoint.floor, endpoint.ceiling) == (0, 2 * 0.99)
 
 
 def test_turning_components_on_for_one_prod_model_lowers_the_floor_by_its_instance():
     on = estimate(load_config("prod", overrides={"llm.models.opt-30b.hosting.mode": "inference-components"}))
     assert round(on.floor, 5) == round(147.5 - 10.18, 5)
-    assert round(on.ceiling, 5) == 321.09536  # max_instances 1: the same ceiling
+    # max_instances 2 (the default): a second g5.24xlarge while an update starts the new copy beside the old.
+    assert round(on.ceiling, 5) == round(321.09536 + 10.18, 5)
 
 
 def test_cli_prints_each_stack_and_the_summary_line():
@@ -50,7 +52,7 @@ def test_cli_prints_each_stack_and_the_summary_line():
     assert "total" in full and "147.500" in full and "321.095" in full
     line = subprocess.run([sys.executable, "-m", "ml_tools", "cost", "--env", "dev", "--summary"], cwd=ROOT,
                           capture_output=True, text=True, check=True).stdout.strip()
-    assert line.startswith("dev: about $0.16/h at the floor, $3.23/h at the ceiling")
+    assert line.startswith("dev: about $0.16/h at the floor, $4.22/h at the ceiling")
 
 
 def test_cli_reports_a_config_error_without_a_traceback():
@@ -89,7 +91,8 @@ def test_a_copy_floor_keeps_the_instances_it_needs():
     cfg = load_config("prod", overrides={"llm.models.opt-30b.hosting.mode": "inference-components",
                                          "llm.models.opt-30b.hosting.min_copies": "1"})
     (opt,) = [line for line in estimate(cfg).lines if "opt-30b" in line.item]
-    assert (opt.floor, opt.ceiling) == (10.18, 10.18)  # one copy needs all 4 GPUs of one g5.24xlarge
+    # One copy needs all 4 GPUs of one g5.24xlarge; an update's new copy needs the second.
+    assert (opt.floor, opt.ceiling) == (10.18, 2 * 10.18)
 
 
 def test_a_malformed_price_entry_is_refused(tmp_path, monkeypatch):

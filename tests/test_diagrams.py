@@ -21,7 +21,7 @@ def _draw(platform_synth, env: str, **overrides: str) -> str:
 def test_dev_diagram_shows_stacks_hosting_and_data_flow(platform_synth):
     text = _draw(platform_synth, "dev")
     assert text.count("subgraph ") == 3  # Storage, StableDiffusion, MultiModel
-    assert "0..1 x ml.inf2.xlarge<br/>1 inference component(s), scales to zero" in text
+    assert "0..2 x ml.inf2.xlarge<br/>1 inference component(s), scales to zero" in text
     assert "1..2 x ml.m5.large<br/>multi-model" in text
     assert "inf2.8xlarge, 0..32 vCPUs" in text
     assert "-->|compiled artifacts| StableDiffusion_Endpoint" in text

@@ -295,15 +295,39 @@ def test_a_component_with_a_copy_floor_of_two_rolls_with_the_environment_policy(
     assert [str(f) for f in findings] == []
 
 
-def test_a_rolling_component_update_without_a_free_slot_is_a_configuration_error():
-    # The copies at their ceiling fill every instance (max_copies unset: all that max_instances hold): the first
-    # batch would wait for room until the update times out.
+@pytest.mark.parametrize("overrides, expected", [
+    # A copy floor of 2 rolls: 2 copies fill 2 ml.inf2.xlarge, the first batch would wait for room until the
+    # update times out.
+    ({"stable_diffusion.hosting.min_instances": "2", "stable_diffusion.hosting.max_instances": "2",
+      "stable_diffusion.hosting.min_copies": "2", "stable_diffusion.hosting.copies": "2",
+      "stable_diffusion.hosting.max_copies": "2"},
+     "stable_diffusion.hosting.max_instances: got 2, allowed: at least 3: a rolling update starts a batch of 1 new "
+     "copies beside the 2 at the copy ceiling, 1 per ml.inf2.xlarge"),
+    # Dev's scale-to-zero component gets SageMaker's own update, which starts its new copy beside the running one:
+    # on one instance it has nowhere to go.
+    ({"stable_diffusion.hosting.max_instances": "1"},
+     "stable_diffusion.hosting.max_instances: got 1, allowed: at least 2: SageMaker's own (blue/green) update starts "
+     "all 1 new copies beside the 1 at the copy ceiling, 1 per ml.inf2.xlarge"),
+    # blue_green is no way out: without a rolling policy every new copy starts at once.
+    ({"deployment.strategy": "blue_green", "stable_diffusion.hosting.max_instances": "3",
+      "stable_diffusion.hosting.max_copies": "2"},
+     "stable_diffusion.hosting.max_instances: got 3, allowed: at least 4: SageMaker's own (blue/green) update starts "
+     "all 2 new copies beside the 2 at the copy ceiling"),
+])
+def test_a_component_update_without_room_for_its_new_copies_is_a_configuration_error(overrides, expected):
     with pytest.raises(ConfigError) as err:
-        load_config("dev", overrides={
-            "stable_diffusion.hosting.min_instances": "2", "stable_diffusion.hosting.max_instances": "2",
-            "stable_diffusion.hosting.min_copies": "2", "stable_diffusion.hosting.copies": "2"})
-    assert ("stable_diffusion.hosting.max_instances: got 2, allowed: at least 3: a rolling update starts a batch "
-            "of 1 new copies beside the 2 at the copy ceiling, 1 per ml.inf2.xlarge") in str(err.value)
+        load_config("dev", overrides=overrides)
+    assert expected in str(err.value)
+    assert "deployment.strategy = 'blue_green'" not in str(err.value)
+
+
+def test_the_update_room_is_reported_with_the_other_hosting_problems():
+    # One run names every problem: the room for the update is not held back until the rest is fixed.
+    with pytest.raises(ConfigError) as err:
+        load_config("dev", overrides={"stable_diffusion.hosting.max_instances": "1",
+                                      "stable_diffusion.hosting.accelerators_per_copy": "4"})
+    problems = {p.path for p in err.value.problems}
+    assert {"stable_diffusion.hosting.max_instances", "stable_diffusion.hosting.accelerators_per_copy"} <= problems
 
 
 def test_rolling_a_component_that_can_reach_zero_copies_is_a_configuration_error():

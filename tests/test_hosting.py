@@ -17,7 +17,8 @@ def test_dev_stable_diffusion_is_an_inference_component_with_a_floor_of_zero_ins
     _, assembly = platform_synth("dev")
     template = assembly.get_stack_by_name("MlAccel-dev-StableDiffusion").template
     variant = _variant(template)
-    assert variant["ManagedInstanceScaling"] == {"Status": "ENABLED", "MinInstanceCount": 0, "MaxInstanceCount": 1}
+    # A second instance only for an update's new copy beside the running one (SageMaker's own update, copy floor 0).
+    assert variant["ManagedInstanceScaling"] == {"Status": "ENABLED", "MinInstanceCount": 0, "MaxInstanceCount": 2}
     assert variant["InstanceType"] == "ml.inf2.xlarge" and "ModelName" not in variant
     (component,) = resources_of_type(template, "AWS::SageMaker::InferenceComponent").values()
     requirements = component["Properties"]["Specification"]["ComputeResourceRequirements"]
@@ -27,7 +28,7 @@ def test_dev_stable_diffusion_is_an_inference_component_with_a_floor_of_zero_ins
     startup = component["Properties"]["Specification"]["StartupParameters"]
     assert startup == {"ContainerStartupHealthCheckTimeoutInSeconds": 360, "ModelDataDownloadTimeoutInSeconds": 600}
     (target,) = resources_of_type(template, "AWS::ApplicationAutoScaling::ScalableTarget").values()
-    assert target["Properties"]["MinCapacity"] == 0
+    assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (0, 1)
     assert any(a["Properties"].get("MetricName") == "NoCapacityInvocationFailures"
                for a in resources_of_type(template, "AWS::CloudWatch::Alarm").values())
 
@@ -56,13 +57,14 @@ def test_prod_keeps_instances_unless_a_model_turns_components_on(platform_synth)
         ({"stable_diffusion.hosting.mode": "inference-components", "stable_diffusion.hosting.memory_per_copy_mb": "20000"},
          "stable_diffusion.hosting.memory_per_copy_mb", "got 20000, allowed: at most 16384"),
         ({"stable_diffusion.hosting.mode": "inference-components", "stable_diffusion.hosting.max_copies": "3"},
-         "stable_diffusion.hosting.max_copies", "got 3, allowed: at most 1"),
+         "stable_diffusion.hosting.max_copies", "got 3, allowed: at most 2 (2 x ml.inf2.xlarge hold 1 copies each)"),
         ({"stable_diffusion.hosting.mode": "inference-components", "stable_diffusion.autoscaling.enabled": "true"},
          "stable_diffusion.autoscaling.enabled", "got true with hosting.mode 'inference-components'"),
-        ({"stable_diffusion.hosting.mode": "inference-components", "stable_diffusion.hosting.min_instances": "2"},
-         "stable_diffusion.hosting.min_instances", "got 2, allowed: at most max_instances (1)"),
+        ({"stable_diffusion.hosting.mode": "inference-components", "stable_diffusion.hosting.min_instances": "3"},
+         "stable_diffusion.hosting.min_instances", "got 3, allowed: at most max_instances (2)"),
         ({"stable_diffusion.hosting.mode": "inference-components", "stable_diffusion.hosting.copies": "2"},
-         "stable_diffusion.hosting.copies", "got 2, allowed: at most 1"),
+         "stable_diffusion.hosting.copies", "got 2, allowed: at most 1 (max_copies unset: half of what max_instances = 2 "
+         "x ml.inf2.xlarge hold"),
     ],
 )
 def test_hosting_mistakes_name_key_value_allowed_and_source(overrides, key, message):

@@ -29,7 +29,8 @@ def _spec(stack: cdk.Stack, name: str = "Opt", **kwargs) -> ComponentSpec:
 
 def _endpoint(stack: cdk.Stack, *, instances: ManagedInstances | None = None, **spec_kwargs):
     return InferenceComponentEndpoint(
-        stack, "Endpoint", instances=instances or ManagedInstances("ml.g5.12xlarge", max_instances=2),
+        # 4 instances: room for an update's new copies beside the copies at their ceiling (up to 2 here).
+        stack, "Endpoint", instances=instances or ManagedInstances("ml.g5.12xlarge", max_instances=4),
         components=[_spec(stack, **spec_kwargs)],
     )
 
@@ -47,7 +48,7 @@ def test_variant_has_managed_instance_scaling_to_zero_routing_and_no_model(built
     _, template = built
     (config,) = resources_of_type(template, "AWS::SageMaker::EndpointConfig").values()
     (variant,) = config["Properties"]["ProductionVariants"]
-    assert variant["ManagedInstanceScaling"] == {"Status": "ENABLED", "MinInstanceCount": 0, "MaxInstanceCount": 2}
+    assert variant["ManagedInstanceScaling"] == {"Status": "ENABLED", "MinInstanceCount": 0, "MaxInstanceCount": 4}
     assert variant["RoutingConfig"] == {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"}
     assert "ModelName" not in variant
     assert variant["InitialInstanceCount"] == 1
@@ -126,7 +127,7 @@ def test_role_reads_model_data_and_the_endpoint_config_waits_for_it(built):
          "memory_per_copy_mb: got 300000, allowed: at most 196608"),
         (ManagedInstances("ml.m5.xlarge"), {"accelerators_per_copy": 1}, "ml.m5.xlarge has no accelerators"),
         (ManagedInstances("ml.g5.12xlarge"), {"scaling": CopyScaling(max_copies=3)},
-         "max_copies: got 3, allowed: at most 1 (1 x ml.g5.12xlarge hold 1 copies each)"),
+         "max_copies: got 3, allowed: at most 2 (2 x ml.g5.12xlarge hold 1 copies each)"),
         (ManagedInstances("ml.g5.12xlarge"), {"tensor_parallel_degree": 8, "accelerators_per_copy": 4},
          "tensor_parallel_degree: got 8, allowed: at most accelerators_per_copy (4)"),
         # Devices are Neuron chips: one inf2 device holds 2 NeuronCores, so tensor parallelism 4 needs 2 devices.
@@ -275,31 +276,35 @@ def test_a_policy_a_component_cannot_hold_fails_at_synth(policy, copies, scaling
 
 @pytest.mark.parametrize("policy, copies, scaling, max_instances, needed", [
     # 4 copies fill one g5.12xlarge (4 GPUs, 1 per copy): the first batch (25 % of 4 = 1 copy) has nowhere to go.
-    ({}, 4, None, 1, "at least 2 for a rolling update of components[Opt]: 4 copies at its ceiling + a batch of 1, "
-     "4 per ml.g5.12xlarge"),
+    ({}, 4, None, 1, "at least 2 for an update of components[Opt]: a rolling update starts a batch of 1 new copies "
+     "beside the 4 at its ceiling, 4 per ml.g5.12xlarge"),
     # Autoscaled to 8 copies on 2 instances; a rollback batch of 50 % (4 copies) needs a third instance.
     ({"rollback_batch_size": 50}, 2, CopyScaling(min_copies=2, max_copies=8), 2,
-     "at least 3 for a rolling update of components[Opt]: 8 copies at its ceiling + a batch of 4"),
+     "at least 3 for an update of components[Opt]: a rolling update starts a batch of 4 new copies beside the 8"),
+    # No rolling policy (strategy blue_green): SageMaker's own update starts all 4 new copies at once.
+    ({"strategy": "blue_green"}, 4, None, 1, "at least 2 for an update of components[Opt]: SageMaker's own "
+     "(blue/green) update starts all 4 new copies beside the 4 at its ceiling, 4 per ml.g5.12xlarge"),
+    # A copy floor of 0 cannot roll: the same update, twice the ceiling of 6 copies is 3 instances.
+    ({}, 1, CopyScaling(min_copies=0, max_copies=6), 2, "at least 3 for an update of components[Opt]: SageMaker's "
+     "own (blue/green) update starts all 6 new copies beside the 6 at its ceiling"),
 ])
-def test_a_rolling_update_without_a_free_slot_fails_at_synth_naming_the_ceiling(policy, copies, scaling, max_instances,
-                                                                                needed):
+def test_an_update_without_room_for_its_new_copies_fails_at_synth_naming_the_ceiling(policy, copies, scaling,
+                                                                                    max_instances, needed):
     from ml_constructs.sagemaker.deployment import DeploymentPolicy
+
+    def endpoint(stack: cdk.Stack, name: str, max_instances: int) -> InferenceComponentEndpoint:
+        return InferenceComponentEndpoint(
+            stack, f"{name}Endpoint", instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=max_instances),
+            components=[_spec(stack, name, accelerators_per_copy=1, memory_per_copy_mb=16384, copies=copies,
+                              scaling=scaling)],
+            deployment=DeploymentPolicy(**policy))
 
     stack = bare_stack()
     with pytest.raises(EndpointValidationError) as err:
-        InferenceComponentEndpoint(
-            stack, "Endpoint", instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=max_instances),
-            components=[_spec(stack, accelerators_per_copy=1, memory_per_copy_mb=16384, copies=copies,
-                              scaling=scaling)],
-            deployment=DeploymentPolicy(**policy),
-        )
+        endpoint(stack, "Opt", max_instances)
     assert f"max_instances: got {max_instances}, allowed: {needed}" in str(err.value)
-    # SageMaker's own (unguarded) update needs no slot: blue_green is accepted on the same instances.
-    InferenceComponentEndpoint(
-        stack, "Other", instances=ManagedInstances("ml.g5.12xlarge", min_instances=1, max_instances=max_instances),
-        components=[_spec(stack, "Other", accelerators_per_copy=1, memory_per_copy_mb=16384, copies=copies,
-                          scaling=scaling)],
-        deployment=DeploymentPolicy(strategy="blue_green"))
+    # The number it names is enough.
+    endpoint(stack, "Other", int(needed.split()[2]))
 
 
 def test_the_environment_policy_reaches_a_component_endpoint():
@@ -373,3 +378,26 @@ def test_without_placement_a_component_endpoint_uses_sagemakers_network(built):
     for resource in [*resources_of_type(template, "AWS::SageMaker::Model").values(),
                      *resources_of_type(template, "AWS::SageMaker::EndpointConfig").values()]:
         assert "VpcConfig" not in resource["Properties"] and "EnableNetworkIsolation" not in resource["Properties"]
+
+
+# --- names: a new endpoint or component name is a new component ----------------------------------------------
+
+
+def _components_by_logical_id(endpoint_name: str, component: str) -> dict[str, dict]:
+    stack = bare_stack()
+    InferenceComponentEndpoint(stack, "Endpoint", instances=ManagedInstances("ml.g5.12xlarge", max_instances=4),
+                               components=[_spec(stack, component)], endpoint_name=endpoint_name)
+    return {logical_id: resource["Properties"] for logical_id, resource in
+            resources_of_type(Template.from_stack(stack).to_json(), "AWS::SageMaker::InferenceComponent").items()}
+
+
+def test_a_component_keeps_its_logical_id_until_its_endpoint_or_its_name_changes():
+    # CloudFormation would update InferenceComponentName/EndpointName in place (the resource schema has no
+    # create-only property), which SageMaker cannot do: a new name must be a new logical id, so that CloudFormation
+    # creates the new component and deletes the old one, and the same names must keep it (no replacement).
+    (first,) = _components_by_logical_id("ep-a", "Opt")
+    assert _components_by_logical_id("ep-a", "Opt").keys() == {first}  # deterministic
+    (moved,) = _components_by_logical_id("ep-b", "Opt")  # same component, another endpoint
+    (renamed,) = _components_by_logical_id("ep-a", "Other")  # same endpoint, another component name
+    assert len({first, moved, renamed}) == 3
+    assert re.fullmatch(r"EndpointOptComponent[0-9A-F]{8}[0-9A-F]{8}", first), first

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from ml_constructs.sagemaker.log_groups import MODEL_ERROR_NAMESPACE, MODEL_ERROR_TOKEN, filter_pattern_matches
-from stacks.stable_diffusion_stack import MODEL_ERROR_LINES
 from tests.helpers import resources_of_type
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,13 +104,18 @@ def test_the_filter_matcher_refuses_pattern_forms_it_does_not_implement():
             filter_pattern_matches(pattern, "anything")
 
 
-def test_every_stable_diffusion_handler_writes_the_token_the_filter_counts():
-    """The handlers we ship (not DJL's built-in one) name the platform token and no variant of it. That each
-    logs it once on a model failure, and never on a bad request, is proven in the profiles' contract tests
+@pytest.mark.parametrize(("runtime", "handler"), [
+    ("current", "model_packages/stable_diffusion_compile/optimum_serving/code/inference.py"),
+    ("seed byo-script", "model_packages/stable_diffusion_inf2_byo/model.py"),
+])
+def test_every_stable_diffusion_handler_writes_the_line_its_deployed_filter_counts(platform_synth, runtime, handler):
+    """The handlers we ship (not DJL's built-in one) spell one token, no variant of it, and the synthesized
+    metric filter of the endpoint that serves the handler counts exactly that token. That each logs it once
+    on a model failure, and never on a bad request, is proven in the profiles' contract tests
     (contract_tests/stable_diffusion/*/)."""
-    handlers = [ROOT / "model_packages/stable_diffusion_compile/optimum_serving/code/inference.py",
-                ROOT / "model_packages/stable_diffusion_inf2_byo/model.py"]
-    for handler in handlers:
-        spelled = set(re.findall(r"ml_platform[._-]model[._-]?errors?", handler.read_text()))
-        assert spelled == {MODEL_ERROR_TOKEN}, f"{handler.relative_to(ROOT)}: {spelled}"
-    assert {term.term for mode, term in MODEL_ERROR_LINES.items() if mode != "no-code"} == {MODEL_ERROR_TOKEN}
+    spelled = set(re.findall(r"ml_platform[._-]model[._-]?errors?", (ROOT / handler).read_text()))
+    assert len(spelled) == 1, f"{handler}: {spelled}"
+    overrides, _ = RUNTIMES[runtime]
+    _, assembly = platform_synth("prod", **overrides)
+    metric_filter, _, _ = _filter_and_alarm(assembly.get_stack_by_name("MlAccel-prod-StableDiffusion").template)
+    assert metric_filter["FilterPattern"] == f'"{spelled.pop()}"'

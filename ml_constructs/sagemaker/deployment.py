@@ -31,7 +31,8 @@ timeout 600-28800 s, rollback all at once unless ``RollbackMaximumBatchSize`` is
 :func:`component_strategy`, :func:`check_component_policy` and :func:`resolve_component`
 translate the same :class:`DeploymentPolicy`: rolling where the component always has 2 or more
 copies (``batch_unit = "instances"`` counts copies there), otherwise no ``DeploymentConfig``
-(SageMaker's own update, without rollback alarms); the blue/green traffic settings do not apply.
+(SageMaker's own update, blue/green without rollback alarms: all new copies beside the old); the
+blue/green traffic settings do not apply. :func:`component_update_room` sizes either.
 
 This module imports aws-cdk-lib only in :func:`resolve` and :func:`resolve_component`, so the
 configuration layer checks policies with the same rules the construct applies.
@@ -241,15 +242,26 @@ def component_strategy(policy: DeploymentPolicy, shape: VariantShape) -> Literal
     return None
 
 
-def component_rolling_room(policy: DeploymentPolicy, shape: VariantShape, copies_per_instance: int) -> tuple[int, int]:
-    """``(instances needed, copies per batch)`` for a rolling update of a component with ``shape`` copies.
+def component_update_room(policy: DeploymentPolicy, shape: VariantShape,
+                          copies_per_instance: int) -> tuple[int, int, str]:
+    """``(instances needed, new copies beside the old, how)`` for an update of a component with ``shape`` copies.
 
-    A batch starts its new copies before the old ones stop: with the copies at their ceiling, the
-    instances must hold one batch more (the larger of the rolling and the rollback batch), or the
-    update waits for a slot until its timeout."""
-    batch = max(batch_instances(policy, shape.max_count),
-                batch_instances(policy, shape.max_count, policy.rollback_batch_size))
-    return math.ceil((shape.max_count + batch) / copies_per_instance), batch
+    Every update starts new copies before the old ones stop, so with the copies at their ceiling
+    the instances must hold the new ones too, or the update waits for a slot until its timeout:
+    a rolling update one batch more (the larger of the rolling and the rollback batch); SageMaker's
+    own update (no ``DeploymentConfig``) is blue/green and provisions every new copy beside the
+    old ones, so it needs twice the ceiling (AWS Machine Learning Blog, "Enhance deployment
+    guardrails with inference component rolling updates for Amazon SageMaker AI inference",
+    2025-03-26: blue/green "requires provisioning resources for both the current (blue) and new
+    (green) environments simultaneously")."""
+    if component_strategy(policy, shape) == "rolling":
+        extra = max(batch_instances(policy, shape.max_count),
+                    batch_instances(policy, shape.max_count, policy.rollback_batch_size))
+        how = f"a rolling update starts a batch of {extra} new copies"
+    else:
+        extra = shape.max_count
+        how = f"SageMaker's own (blue/green) update starts all {extra} new copies"
+    return math.ceil((shape.max_count + extra) / copies_per_instance), extra, how
 
 
 def check_component_policy(policy: DeploymentPolicy, shape: VariantShape) -> list[tuple[str, Any, str]]:

@@ -18,8 +18,10 @@ Four parts make that work, and all four are created here:
 Updates: each component gets the ``DeploymentConfig`` the deployment policy translates to
 (:func:`ml_constructs.sagemaker.deployment.resolve_component`): a rolling update of its copies,
 rolled back on its own 5XX and latency alarms, where it always has 2 or more copies; otherwise
-none (SageMaker's own update, unguarded), which :attr:`InferenceComponentEndpoint.update_strategies`
-states per component.
+none (SageMaker's own update: blue/green, unguarded), which
+:attr:`InferenceComponentEndpoint.update_strategies` states per component. Either starts new copies
+beside the old ones, so synth checks that ``max_instances`` holds them with the copies at their
+ceiling: twice the ceiling without a rolling policy (hence the default of 2 instances).
 
 aws-cdk-lib has no L2 for inference components, so the L1 ``CfnEndpointConfig``,
 ``CfnInferenceComponent`` and ``CfnModel`` are wrapped here, with the L2 Application Auto
@@ -48,8 +50,7 @@ from ml_constructs.sagemaker.deployment import (
     DeploymentPolicy,
     VariantShape,
     check_component_policy,
-    component_rolling_room,
-    component_strategy,
+    component_update_room,
     resolve_component,
 )
 from ml_constructs.sagemaker.endpoint_base import (
@@ -96,7 +97,8 @@ _PREDEFINED = {
 class ManagedInstances:
     """The endpoint's one variant: instance type and the range SageMaker keeps it in.
 
-    Default settings: scale to zero (``min_instances`` 0) and at most one instance; one
+    Default settings: scale to zero (``min_instances`` 0) and at most two instances (room for
+    an update's new copy beside the old one: one copy per instance by default); one
     instance at creation (SageMaker needs at least one to place the first copies); least
     outstanding requests routing; SageMaker's default volume and inference AMI.
     ``inference_ami_version``: ``ProductionVariant.InferenceAmiVersion``, the host image (GPU
@@ -106,7 +108,7 @@ class ManagedInstances:
 
     instance_type: str
     min_instances: int = 0
-    max_instances: int = 1
+    max_instances: int = 2
     initial_instance_count: int = 1
     volume_size_gb: int | None = None
     routing: Literal["LEAST_OUTSTANDING_REQUESTS", "RANDOM"] = "LEAST_OUTSTANDING_REQUESTS"
@@ -167,7 +169,11 @@ class InferenceComponentEndpoint(Construct):
       endpoint_name: default derived from the construct path (as each component's name): the
         log groups ``/aws/sagemaker/Endpoints/<endpoint>`` and
         ``/aws/sagemaker/InferenceComponents/<component>`` are created by the stack before SageMaker
-        writes to them, so the names are known at synth; changing one replaces the resource.
+        writes to them, so the names are known at synth. Changing the endpoint name replaces the
+        endpoint (CloudFormation's EndpointName is create-only) and every component: each component's
+        logical id carries a digest of its endpoint and component name, because CloudFormation would
+        update InferenceComponentName and EndpointName in place, which SageMaker cannot do (a component
+        can be neither renamed nor moved), so a new name creates a new component and deletes the old.
       logs: retention and removal of those log groups (default :class:`EndpointLogs`: three months).
       deployment: how component updates roll (default: :class:`DeploymentPolicy` defaults, which
         an app-wide :class:`~ml_constructs.sagemaker.deployment_defaults.DeploymentDefaults` may
@@ -410,8 +416,7 @@ class InferenceComponentEndpoint(Construct):
         for name, shape in shapes.items():
             for key, value, allowed in check_component_policy(policy, shape):
                 problems.add(key, value, allowed)
-            if component_strategy(policy, shape) == "rolling":
-                self._check_rolling_room(problems, self._specs[name], shape, policy)
+            self._check_update_room(problems, self._specs[name], shape, policy)
         problems.raise_if_any(self.node.path)
         self.deployment_policy = policy
         for name, shape in shapes.items():
@@ -420,21 +425,22 @@ class InferenceComponentEndpoint(Construct):
             self.update_strategies[name] = _describe_update(policy, shape, config is not None)
         return self.update_strategies
 
-    def _check_rolling_room(self, problems: Problems, spec: ComponentSpec, shape: VariantShape,
-                            policy: DeploymentPolicy) -> None:
-        """A rolling batch starts its new copies before the old ones stop: with the copies at their ceiling,
-        the instances at ``max_instances`` must hold one batch more, or the update waits for room that
-        never comes until its timeout."""
+    def _check_update_room(self, problems: Problems, spec: ComponentSpec, shape: VariantShape,
+                           policy: DeploymentPolicy) -> None:
+        """Every update starts its new copies before the old ones stop (a rolling batch, or all of them in
+        SageMaker's own blue/green update): with the copies at their ceiling, the instances at
+        ``max_instances`` must hold those too, or the update waits for room that never comes until its
+        timeout (:func:`~ml_constructs.sagemaker.deployment.component_update_room`)."""
         per_instance = copies_per_instance(self.instance, spec) if self.instance is not None else None
         if not per_instance:
             return
-        needed, batch = component_rolling_room(policy, shape, per_instance)
+        needed, _, how = component_update_room(policy, shape, per_instance)
         if needed > self.instances.max_instances:
             problems.add(
                 "max_instances", self.instances.max_instances,
-                f"at least {needed} for a rolling update of components[{spec.name}]: {shape.max_count} copies at "
-                f"its ceiling + a batch of {batch}, {per_instance} per {self.instances.instance_type} (or fewer "
-                "copies, a smaller batch, or deployment.strategy = 'blue_green' for SageMaker's own update)")
+                f"at least {needed} for an update of components[{spec.name}]: {how} beside the {shape.max_count} "
+                f"at its ceiling, {per_instance} per {self.instances.instance_type} (or fewer copies at the "
+                "ceiling, or a smaller rolling batch)")
 
     def place_in_vpc(self, subnet_ids: Sequence[str], security_group_ids: Sequence[str]) -> None:
         """Run the endpoint's instances and every component's model in these subnets; the role gets the
