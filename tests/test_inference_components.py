@@ -401,3 +401,12 @@ def test_a_component_keeps_its_logical_id_until_its_endpoint_or_its_name_changes
     (renamed,) = _components_by_logical_id("ep-a", "Other")  # same endpoint, another component name
     assert len({first, moved, renamed}) == 3
     assert re.fullmatch(r"EndpointOptComponent[0-9A-F]{8}[0-9A-F]{8}", first), first
+
+
+def test_a_component_on_another_endpoint_gets_another_name():
+    """The new component is created before the old one is deleted, and SageMaker names are unique per account
+    and region: a new endpoint_name alone must also give the component a new name."""
+    (on_a,) = _components_by_logical_id("ep-a", "Opt").values()
+    (on_b,) = _components_by_logical_id("ep-b", "Opt").values()
+    assert on_a["InferenceComponentName"] != on_b["InferenceComponentName"]
+    assert all(len(p["InferenceComponentName"]) <= 63 for p in (on_a, on_b))

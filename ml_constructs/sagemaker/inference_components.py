@@ -65,6 +65,7 @@ from ml_constructs.sagemaker.instances import InstanceType, UnknownInstanceType,
 from ml_constructs.sagemaker.log_groups import (
     COMPONENT_LOG_PREFIX,
     ENDPOINT_LOG_PREFIX,
+    NAME_MAX_LENGTH,
     EndpointLogs,
     LogTerm,
     grant_log_writes,
@@ -305,7 +306,10 @@ class InferenceComponentEndpoint(Construct):
                 model_data_download_timeout_in_seconds=spec.model_data_download_timeout_seconds,
                 container_startup_health_check_timeout_in_seconds=spec.container_startup_health_check_timeout_seconds,
             )
-        component_name = physical_name(scope)
+        # Component names are unique per account and region, and a component is created before the one it
+        # replaces is deleted: the endpoint's name is part of it, so a new endpoint_name gives a new name too.
+        endpoint_digest = _name_digest(self._endpoint_literal_name, "")
+        component_name = f"{physical_name(scope, NAME_MAX_LENGTH - 9)}-{endpoint_digest}"
         log_group = owned_log_group(scope, "Logs", COMPONENT_LOG_PREFIX + component_name, self._logs)
         grant_log_writes(self.role, log_group)
         component = sagemaker.CfnInferenceComponent(

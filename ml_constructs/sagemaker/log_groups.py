@@ -62,10 +62,10 @@ class LogTerm:
         return logs.FilterPattern.all_terms(self.term)
 
 
-def physical_name(scope: Construct) -> str:
+def physical_name(scope: Construct, max_length: int = NAME_MAX_LENGTH) -> str:
     """A deterministic SageMaker name for ``scope``: its path in the app, alphanumerics and
-    hyphens, at most 63 characters, with CDK's hash of the full path (unique per app)."""
-    return cdk.Names.unique_resource_name(scope, max_length=NAME_MAX_LENGTH, separator="-")
+    hyphens, at most ``max_length`` characters, with CDK's hash of the full path (unique per app)."""
+    return cdk.Names.unique_resource_name(scope, max_length=max_length, separator="-")
 
 
 def owned_log_group(scope: Construct, construct_id: str, name: str, settings: EndpointLogs) -> logs.LogGroup:
