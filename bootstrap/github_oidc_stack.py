@@ -18,7 +18,8 @@ What it creates, for each environment whose account is this stack's account:
   their inference components and models (whether a rolled-back update's live model still exists). Kept apart
   so the deploy role holds nothing but the bootstrap roles.
 - ``<prefix>-github-preflight-<env>``: the deploy role's trust; for ``python -m ml_tools preflight``
-  before the deploy: exactly the read-only policy its calls need (``ml_tools.preflight.policy``).
+  before the deploy: exactly the read-only policy ``preflight --env <env> --print-policy`` prints, built
+  from the environment's configuration (its image URIs and compiled-artifact bucket included).
 - The account's GitHub OIDC provider, unless the configuration names an existing one to reuse.
 - ``<prefix>-cdk-execution``: the managed policy to give ``cdk bootstrap
   --cloudformation-execution-policies`` instead of its default ``AdministratorAccess``
@@ -150,17 +151,17 @@ class GitHubOidcStack(cdk.Stack):
     # ---- preflight (issue 23): kept apart from the other roles ----------------------------------
     def _preflight_role(self, target: EnvironmentTarget, provider: iam.IOpenIdConnectProvider,
                         plan: BootstrapPlan) -> iam.Role:
-        """Read-only: the statements of ``ml_tools.preflight.policy``, whose guarded clients refuse any other call."""
-        from ml_tools.preflight.policy import known_repositories, policy_statements
+        """Read-only: the policy ``python -m ml_tools preflight --env <name> --print-policy`` prints for this
+        environment (built from its configuration: its image URIs and compiled-artifact bucket), whose guarded
+        clients refuse any call it does not list."""
+        from ml_tools.preflight import environment_policy
 
         role = self._trusted_role(
             f"Preflight-{target.name}", f"{plan.config.role_name_prefix}-github-preflight-{target.name}",
             plan.subject(target.name), provider, plan,
             f"read-only checks of the account before a deploy of {target.name} (ml_tools preflight)")
-        statements = policy_statements(
-            partition=target.partition, account=target.account, region=target.region,
-            stacks=target.stack_prefix, qualifier=plan.config.cdk_qualifier,
-            ecr_repositories=known_repositories())
+        statements = environment_policy(target.platform, target.region, target.account,
+                                        plan.config.cdk_qualifier)["Statement"]
         for statement in statements:
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
