@@ -270,6 +270,16 @@ def test_a_quota_never_raised_is_judged_by_its_aws_default(aws, default, status)
     assert status == checks.PASS or "--quota-code L-D0000000 --desired-value 2" in row.fix
 
 
+def test_defaults_that_may_not_be_read_are_cannot_check_naming_the_action(aws):
+    account = Account({}, quota_codes=())
+    account.stub.add_client_error("list_aws_default_service_quotas", "AccessDeniedException",
+                                  "not authorized to perform: servicequotas:ListAWSDefaultServiceQuotas")
+    ctx = context({"llm.enabled": "false", "training.enabled": "false", "multi_model.enabled": "false"},
+                  account=account)
+    [row] = checks.sagemaker_quotas(ctx)
+    assert row.status == checks.CANNOT and "servicequotas:ListAWSDefaultServiceQuotas" in row.fix
+
+
 def test_prod_in_a_new_account_with_zero_defaults_fails_every_quota(aws, monkeypatch, capsys):
     # A new account: nothing applied, every default 0 (what ListServiceQuotas leaves out must still fail).
     account = Account({}, endpoint_defaults={name: 0 for name in PROD_ENDPOINT_QUOTAS},
