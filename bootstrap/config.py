@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from config.loader import ENVIRONMENTS_DIR, known_environments, load_config
+from config.schema import PlatformConfig
 from config.typed import Builder, ConfigError, Problem, setting
 
 __all__ = ["BootstrapPlan", "ConfigError", "EnvironmentAccess", "GitHubDeployConfig", "load_bootstrap_plan"]
@@ -90,6 +91,9 @@ class EnvironmentTarget:
     partition: str
     stack_prefix: str
     access: EnvironmentAccess
+    # The environment's validated platform configuration: what its preflight role may read follows from it
+    # (image URIs, compiled-artifact bucket), exactly as `preflight --print-policy --env <name>` builds it.
+    platform: PlatformConfig | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,7 @@ def load_bootstrap_plan(
                                         f"{platform.account} ({partition}, from {env_file})", display))
                 continue
         targets.append(EnvironmentTarget(name, platform.account, platform.region, partition,
-                                         f"{platform.stack_prefix}-{name}-", access))
+                                         f"{platform.stack_prefix}-{name}-", access, platform))
 
     accounts: dict[str, list[EnvironmentTarget]] = {}
     for target in targets:

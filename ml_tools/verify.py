@@ -166,42 +166,68 @@ def _not_found(err: Any) -> bool:
     return error.get("Code") == "ValidationException" and "could not find" in error.get("Message", "").lower()
 
 
-def _missing(call: Callable[[], Any]) -> bool:
-    """Whether SageMaker answers ``call`` with "Could not find ..." (other errors propagate)."""
+# What IAM answers when the caller's policy lacks the action (SageMaker: AccessDeniedException).
+_DENIED = {"AccessDenied", "AccessDeniedException"}
+
+
+def _exists(call: Callable[[], Any]) -> bool | None:
+    """Whether what ``call`` describes exists: False when SageMaker answers "Could not find ...", None when the
+    caller may not describe it (access denied: the rollback diagnosis still stands, only this part is unknown);
+    other errors propagate."""
     from botocore.exceptions import ClientError
 
     try:
         call()
     except ClientError as err:
         if _not_found(err):
-            return True
+            return False
+        if err.response.get("Error", {}).get("Code") in _DENIED:
+            return None
         raise
-    return False
+    return True
+
+
+def _cannot_tell(unknown: list[str], actions: list[str]) -> str:
+    verb = "exists" if len(unknown) == 1 else "exist"
+    return (f"cannot tell whether {' and '.join(unknown)} still {verb}: access denied (the role running verify "
+            f"needs {' and '.join(sorted(set(actions)))}); if CloudFormation deleted it, recreate it under the "
+            f"same name with its previous settings before the next deploy ({RUNBOOK})")
 
 
 def _rollback_recovery(sagemaker: Any, active: str) -> str:
     """What to do about a rolled-back endpoint: whether the live config and its models still exist
     (CloudFormation, believing the update done, deletes the replaced ones), and the next step."""
-    from botocore.exceptions import ClientError
-
     gone: list[str] = []
-    try:
-        described = sagemaker.describe_endpoint_config(EndpointConfigName=active)
-    except ClientError as err:
-        if not _not_found(err):
-            raise
+    unknown: list[str] = []
+    denied: list[str] = []
+    described: dict = {}
+
+    def describe_config() -> None:
+        described.update(sagemaker.describe_endpoint_config(EndpointConfigName=active))
+
+    config = _exists(describe_config)
+    if config is False:
         gone.append(f"endpoint config {active}")
-    else:
-        for model in sorted({v["ModelName"] for v in described.get("ProductionVariants", []) if v.get("ModelName")}):
-            if _missing(lambda model=model: sagemaker.describe_model(ModelName=model)):
-                gone.append(f"model {model}")
-    if not gone:
-        return (f". The live config {active} and its models still exist: fix the cause and deploy again, or deploy "
-                f"the previous commit so that the stack matches what runs ({RUNBOOK})")
-    return (f". What runs no longer exists in SageMaker: {', '.join(gone)} (CloudFormation deletes what an update "
-            "replaced once it thinks the update succeeded); every later update of this endpoint fails with "
-            f"\"Could not find endpoint configuration\" until you recreate {' and '.join(gone)} under the same "
-            f"name(s) with their previous settings, then fix the cause and deploy again ({RUNBOOK})")
+    elif config is None:
+        unknown.append(f"endpoint config {active} (and its models)")
+        denied.append("sagemaker:DescribeEndpointConfig")
+    for model in sorted({v["ModelName"] for v in described.get("ProductionVariants", []) if v.get("ModelName")}):
+        found = _exists(lambda model=model: sagemaker.describe_model(ModelName=model))
+        if found is False:
+            gone.append(f"model {model}")
+        elif found is None:
+            unknown.append(f"model {model}")
+            denied.append("sagemaker:DescribeModel")
+    if gone:
+        also = f"; {_cannot_tell(unknown, denied)}" if unknown else ""
+        return (f". What runs no longer exists in SageMaker: {', '.join(gone)} (CloudFormation deletes what an update "
+                "replaced once it thinks the update succeeded); every later update of this endpoint fails with "
+                f"\"Could not find endpoint configuration\" until you recreate {' and '.join(gone)} under the same "
+                f"name(s) with their previous settings, then fix the cause and deploy again ({RUNBOOK}){also}")
+    if unknown:
+        return f". The live config is {active}; {_cannot_tell(unknown, denied)}"
+    return (f". The live config {active} and its models still exist: fix the cause and deploy again, or deploy "
+            f"the previous commit so that the stack matches what runs ({RUNBOOK})")
 
 
 def _asynchronous(sagemaker: Any, endpoint: DeployedEndpoint) -> bool:
@@ -225,9 +251,13 @@ def check_component(sagemaker: Any, endpoint: DeployedEndpoint, deployed: Deploy
                           f"not on {endpoint.endpoint_name}")
     running = described.get("Specification", {}).get("ModelName")
     if deployed.model_name is not None and running != deployed.model_name:
-        still_there = (f"; the running model {running} still exists: fix the cause and deploy again, or deploy the "
-                       f"previous commit ({RUNBOOK})")
-        if _missing(lambda: sagemaker.describe_model(ModelName=running)):
+        found = _exists(lambda: sagemaker.describe_model(ModelName=running))
+        if found is None:
+            still_there = f"; {_cannot_tell([f'the running model {running}'], ['sagemaker:DescribeModel'])}"
+        elif found:
+            still_there = (f"; the running model {running} still exists: fix the cause and deploy again, or deploy "
+                           f"the previous commit ({RUNBOOK})")
+        else:
             still_there = (f"; the running model {running} no longer exists (CloudFormation deleted it after the update): "
                            f"recreate it under that name with its previous settings before the next deploy ({RUNBOOK})")
         raise VerifyError(f"{where}: the component runs model {running}, but the stack deployed {deployed.model_name}: "

@@ -175,7 +175,10 @@ def test_verify_role_reads_only_its_environments_stacks_and_describes_or_invokes
     assert statements["CheckInferenceComponents"]["Action"] == "sagemaker:DescribeInferenceComponent"
     assert statements["CheckInferenceComponents"]["Resource"] == \
         f"arn:aws:sagemaker:eu-west-1:{PROD_ACCOUNT}:inference-component/*"
-    assert sorted(statements) == ["CheckEndpoints", "CheckInferenceComponents", "ReadEnvironmentStacks"]
+    assert statements["CheckRolledBackModels"]["Action"] == "sagemaker:DescribeModel"
+    assert statements["CheckRolledBackModels"]["Resource"] == f"arn:aws:sagemaker:eu-west-1:{PROD_ACCOUNT}:model/*"
+    assert sorted(statements) == ["CheckEndpoints", "CheckInferenceComponents", "CheckRolledBackModels",
+                                  "ReadEnvironmentStacks"]
 
 
 def test_role_arns_are_stack_outputs_for_the_github_environment_variables(standard):

@@ -144,6 +144,40 @@ def test_a_rolled_back_endpoint_whose_live_model_is_gone_names_the_model(aws, ca
     assert "What runs no longer exists in SageMaker: model sd-endpoint-model (" in capsys.readouterr().err
 
 
+def test_a_rolled_back_endpoint_still_diagnosed_when_the_model_may_not_be_described(aws, capsys):
+    # A verify role without sagemaker:DescribeModel: the rollback is still reported, the model's fate is unknown.
+    create_endpoint(aws.sagemaker, "sd-endpoint", "sd-config-1", ("sd-config-2",))
+    aws.sagemaker.meta.events.register("before-call.sagemaker.DescribeModel", deny)
+    assert run(Args(no_invoke=True), clients=aws) == 1
+    err = capsys.readouterr().err
+    assert ("FAIL  sd-endpoint: active endpoint config sd-config-1, but the stack deployed sd-config-2: "
+            "the update was rolled back") in err
+    assert ("The live config is sd-config-1; cannot tell whether model sd-endpoint-model still exists: access denied "
+            "(the role running verify needs sagemaker:DescribeModel); if CloudFormation deleted it, recreate it under "
+            "the same name with its previous settings before the next deploy "
+            "(docs/operations.md#after-a-rolled-back-update)") in err
+    assert "AccessDeniedException" not in err
+
+
+def test_a_rolled_back_endpoint_whose_config_may_not_be_described_keeps_the_diagnosis(aws, capsys):
+    create_endpoint(aws.sagemaker, "sd-endpoint", "sd-config-1", ("sd-config-2",))
+    aws.sagemaker.meta.events.register("before-call.sagemaker.DescribeEndpointConfig", deny)
+    assert run(Args(no_invoke=True), clients=aws) == 1
+    err = capsys.readouterr().err
+    assert "the update was rolled back" in err
+    assert ("cannot tell whether endpoint config sd-config-1 (and its models) still exists: access denied (the role "
+            "running verify needs sagemaker:DescribeEndpointConfig)") in err
+
+
+def deny(model, **_):
+    """SageMaker's answer to a caller whose policy lacks the action (an HTTP 400 AccessDeniedException)."""
+    from botocore.awsrequest import AWSResponse
+
+    return (AWSResponse(None, 400, {}, None),
+            {"Error": {"Code": "AccessDeniedException", "Message": f"User is not authorized to perform: "
+                                                                   f"sagemaker:{model.name}"}})
+
+
 def test_a_missing_endpoint_or_stack_fails_with_the_reason(aws, capsys):
     assert run(Args(sets=["llm.enabled=true"], no_invoke=True), clients=aws) == 1
     err = capsys.readouterr().err
@@ -356,10 +390,14 @@ def test_a_failed_component_fails_with_its_reason(components, capsys):
             "(The container failed the ping health check)") in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("model_exists", [True, False])
+@pytest.mark.parametrize("model_exists", [True, False, None])  # None: the verify role may not describe it
 def test_a_rolled_back_component_update_fails_naming_both_models(components, capsys, model_exists):
     stubber = stub_component(components.sagemaker, model="sd-model-1")  # the stack deployed sd-model-2
-    if model_exists:
+    if model_exists is None:
+        stubber.add_client_error("describe_model", "AccessDeniedException",
+                                 "User is not authorized to perform: sagemaker:DescribeModel",
+                                 expected_params={"ModelName": "sd-model-1"})
+    elif model_exists:
         stubber.add_response("describe_model", {
             "ModelName": "sd-model-1", "ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/sd-model-1",
             "CreationTime": "2026-01-01T00:00:00Z"}, {"ModelName": "sd-model-1"})
@@ -371,7 +409,9 @@ def test_a_rolled_back_component_update_fails_naming_both_models(components, cap
     err = capsys.readouterr().err
     assert (f"FAIL  sd-endpoint / {COMPONENT}: the component runs model sd-model-1, but the stack deployed sd-model-2: "
             "the update was rolled back") in err
-    assert ("the running model sd-model-1 still exists: fix the cause and deploy again" if model_exists else
+    assert ("cannot tell whether the running model sd-model-1 still exists: access denied (the role running verify "
+            "needs sagemaker:DescribeModel)" if model_exists is None else
+            "the running model sd-model-1 still exists: fix the cause and deploy again" if model_exists else
             "the running model sd-model-1 no longer exists (CloudFormation deleted it after the update): recreate it "
             "under that name with its previous settings before the next deploy") in err
 

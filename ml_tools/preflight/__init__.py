@@ -7,7 +7,7 @@
 One row per check: what the environment needs, what the account has, pass / FAIL / cannot check,
 and the fix. Checked: credentials, account and region against the environment's pins; the CDK
 bootstrap version; SageMaker endpoint-usage quotas of every instance type at its ceiling and the
-EC2 vCPU quotas of the AWS Batch hosts (applied values); instance type offerings in the zones
+EC2 vCPU quotas of the AWS Batch hosts (applied values, else the AWS default); instance type offerings in the zones
 used; the pinned training AMI; the images pulled (or the bases of those built); staged weights
 and compiled artifacts (their manifests); a Docker engine when images are built; the cost floor
 and ceiling (``ml_tools.cost``). Exit 1 when a check fails ("cannot check" too with ``--strict``),

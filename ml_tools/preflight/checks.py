@@ -106,11 +106,14 @@ def sagemaker_quotas(ctx: Context) -> list[Row]:
     endpoint_needs = [n for n in wanted.instance_needs(ctx.cfg) if n.sagemaker and n.count]
     if not endpoint_needs:
         return []
+    quotas = ctx.client("service-quotas")
     try:
-        pages = ctx.client("service-quotas").get_paginator("list_service_quotas").paginate(ServiceCode="sagemaker")
-        applied = {q["QuotaName"]: q for page in pages for q in page["Quotas"]}
+        applied = _quotas_by_name(quotas, "list_service_quotas")
     except Exception as err:
         return [cannot(f"quota {n.instance_type} for endpoint usage", str(n.count), err) for n in endpoint_needs]
+    # ListServiceQuotas leaves out a quota without an applied value (Service Quotas API reference): for those the
+    # AWS default is what the account has, and a default of 0 must fail, not show as "cannot check".
+    defaults: dict[str, dict] | BaseException | None = None
     rows = []
     headroom = wanted.update_headroom(ctx.cfg)
     for need in endpoint_needs:
@@ -118,23 +121,38 @@ def sagemaker_quotas(ctx: Context) -> list[Row]:
         extra = headroom.get(need.instance_type, 0)
         needs = (f"{need.count}{f' (+{extra} during an update)' if extra else ''}: "
                  + "; ".join(u.split(": ", 1)[1] for u in need.uses))
-        quota = applied.get(name)
+        quota, shown = applied.get(name), "{}"
         if quota is None:
-            rows.append(Row(f"quota {name}", needs, f"no applied value listed in {ctx.region}", CANNOT,
-                            f"Service Quotas console > Amazon SageMaker > '{name}' (is {need.instance_type} "
+            if defaults is None:
+                try:
+                    defaults = _quotas_by_name(quotas, "list_aws_default_service_quotas")
+                except Exception as err:
+                    defaults = err
+            if isinstance(defaults, BaseException):
+                rows.append(cannot(f"quota {name}", needs, defaults))
+                continue
+            quota, shown = defaults.get(name), "default {}, never raised"
+        if quota is None:
+            rows.append(Row(f"quota {name}", needs, f"neither an applied nor a default value listed in {ctx.region}",
+                            CANNOT, f"Service Quotas console > Amazon SageMaker > '{name}' (is {need.instance_type} "
                             f"offered for endpoints in {ctx.region}?)"))
             continue
         value = int(quota["Value"])
         fix = (f"aws service-quotas request-service-quota-increase --service-code sagemaker --quota-code "
                f"{quota['QuotaCode']} --desired-value {need.count + extra} --region {ctx.region}")
         if value < need.count:
-            rows.append(Row(f"quota {name}", needs, str(value), FAIL, fix))
+            rows.append(Row(f"quota {name}", needs, shown.format(value), FAIL, fix))
         elif value < need.count + extra:  # the first deploy fits; an update at the ceiling would not
-            rows.append(Row(f"quota {name}", needs, f"{value}: enough to deploy, not to update at the ceiling",
-                            WARN, fix))
+            rows.append(Row(f"quota {name}", needs,
+                            f"{shown.format(value)}: enough to deploy, not to update at the ceiling", WARN, fix))
         else:
-            rows.append(Row(f"quota {name}", needs, str(value), PASS))
+            rows.append(Row(f"quota {name}", needs, shown.format(value), PASS))
     return rows
+
+
+def _quotas_by_name(client: Any, operation: str) -> dict[str, dict]:
+    pages = client.get_paginator(operation).paginate(ServiceCode="sagemaker")
+    return {q["QuotaName"]: q for page in pages for q in page["Quotas"]}
 
 
 def ec2_vcpu_quotas(ctx: Context) -> list[Row]:
@@ -142,15 +160,22 @@ def ec2_vcpu_quotas(ctx: Context) -> list[Row]:
     for family, (vcpus, uses) in sorted(wanted.vcpu_needs(ctx.cfg).items()):
         code, name = wanted.EC2_VCPU_QUOTAS[family]
         check, needs = f"quota {name} (vCPUs)", f"{vcpus} ({' + '.join(uses)}, AWS Batch ceilings)"
+        quotas, shown = ctx.client("service-quotas"), "{}"
         try:
-            value = int(ctx.client("service-quotas").get_service_quota(
-                ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"])
+            try:
+                value = int(quotas.get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"])
+            except Exception as err:
+                if _code(err) != "NoSuchResourceException":  # no applied value: the AWS default applies
+                    raise
+                value = int(quotas.get_aws_default_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"])
+                shown = "default {}, never raised"
         except Exception as err:
             rows.append(cannot(check, needs, err))
             continue
         fix = (f"aws service-quotas request-service-quota-increase --service-code ec2 --quota-code {code} "
                f"--desired-value {vcpus} --region {ctx.region}")
-        rows.append(Row(check, needs, str(value), PASS if value >= vcpus else FAIL, "" if value >= vcpus else fix))
+        rows.append(Row(check, needs, shown.format(value), PASS if value >= vcpus else FAIL,
+                        "" if value >= vcpus else fix))
     return rows
 
 

@@ -15,6 +15,9 @@ CALLS: dict[tuple[str, str], str] = {
     ("ssm", "GetParameter"): "ssm:GetParameter",
     ("service-quotas", "ListServiceQuotas"): "servicequotas:ListServiceQuotas",
     ("service-quotas", "GetServiceQuota"): "servicequotas:GetServiceQuota",
+    # A quota never raised has no applied value (ListServiceQuotas leaves it out): its AWS default applies.
+    ("service-quotas", "ListAWSDefaultServiceQuotas"): "servicequotas:ListAWSDefaultServiceQuotas",
+    ("service-quotas", "GetAWSDefaultServiceQuota"): "servicequotas:GetAWSDefaultServiceQuota",
     ("ec2", "DescribeAvailabilityZones"): "ec2:DescribeAvailabilityZones",
     ("ec2", "DescribeInstanceTypeOfferings"): "ec2:DescribeInstanceTypeOfferings",
     ("ec2", "DescribeSubnets"): "ec2:DescribeSubnets",
@@ -26,6 +29,7 @@ CALLS: dict[tuple[str, str], str] = {
 }
 # Actions without resource-level permissions (the service authorizes them on "*" only).
 _ACCOUNT_WIDE = ("sts:GetCallerIdentity", "servicequotas:ListServiceQuotas", "servicequotas:GetServiceQuota",
+                 "servicequotas:ListAWSDefaultServiceQuotas", "servicequotas:GetAWSDefaultServiceQuota",
                  "ec2:DescribeAvailabilityZones", "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeSubnets",
                  "ec2:DescribeImages")
 

@@ -47,7 +47,11 @@ class Account:
     """A moto account whose Service Quotas answers come from a Stubber; records every call made."""
 
     def __init__(self, endpoint_quotas: dict[str, float] | None = None, vcpu_quotas: dict[str, float] | None = None,
-                 *, quota_codes: tuple[str, ...] = ("L-1945791B", "L-2C3B7624"), lists_sagemaker: bool = True):
+                 *, quota_codes: tuple[str, ...] = ("L-1945791B", "L-2C3B7624"), lists_sagemaker: bool = True,
+                 endpoint_defaults: dict[str, float] | None = None, vcpu_defaults: dict[str, float] | None = None):
+        """``endpoint_defaults``: the AWS defaults listed for SageMaker (asked for when a needed quota has no applied
+        value); ``vcpu_defaults``: EC2 quotas without an applied value (GetServiceQuota answers
+        NoSuchResourceException) and their AWS defaults."""
         self.session = boto3.session.Session(region_name=REGION)
         self.region_name = REGION
         self.calls: list[tuple[str, str]] = []
@@ -58,7 +62,20 @@ class Account:
                   for i, (name, value) in enumerate(sorted((endpoint_quotas or {}).items()))]
         if lists_sagemaker:
             self.stub.add_response("list_service_quotas", {"Quotas": listed}, {"ServiceCode": "sagemaker"})
+        if endpoint_defaults is not None:
+            self.stub.add_response("list_aws_default_service_quotas", {"Quotas": [
+                {"ServiceCode": "sagemaker", "ServiceName": "Amazon SageMaker", "QuotaCode": f"L-D{i:07X}",
+                 "QuotaName": f"{name} for endpoint usage", "Value": float(value)}
+                for i, (name, value) in enumerate(sorted(endpoint_defaults.items()))]}, {"ServiceCode": "sagemaker"})
         for code in quota_codes:
+            if code in (vcpu_defaults or {}):
+                self.stub.add_client_error("get_service_quota", "NoSuchResourceException",
+                                           "The request failed because the specified service quota does not exist.",
+                                           expected_params={"ServiceCode": "ec2", "QuotaCode": code})
+                self.stub.add_response("get_aws_default_service_quota", {"Quota": {
+                    "ServiceCode": "ec2", "QuotaCode": code, "Value": float(vcpu_defaults[code])}},
+                    {"ServiceCode": "ec2", "QuotaCode": code})
+                continue
             quota = {"ServiceCode": "ec2", "QuotaCode": code, "Value": float((vcpu_quotas or {}).get(code, 0))}
             self.stub.add_response("get_service_quota", {"Quota": quota}, {"ServiceCode": "ec2", "QuotaCode": code})
         self.stub.activate()
@@ -234,10 +251,58 @@ def test_a_one_instance_endpoint_needs_a_second_for_its_blue_green_update(aws, q
     assert status == checks.PASS or "--desired-value 2" in row.fix
 
 
-def test_sagemaker_quota_not_listed_is_cannot_check(aws):
+def test_sagemaker_quota_in_neither_the_applied_nor_the_default_list_is_cannot_check(aws):
     ctx = context({"llm.enabled": "false", "training.enabled": "false", "multi_model.enabled": "false"},
-                  account=Account({}, quota_codes=()))
+                  account=Account({}, quota_codes=(), endpoint_defaults={}))
     assert statuses(checks.sagemaker_quotas(ctx)) == {"quota ml.inf2.xlarge for endpoint usage": checks.CANNOT}
+
+
+@pytest.mark.parametrize("default, status", [(0, checks.FAIL), (1, checks.WARN), (2, checks.PASS)])
+def test_a_quota_never_raised_is_judged_by_its_aws_default(aws, default, status):
+    # ListServiceQuotas leaves out a quota without an applied value: the AWS default is what the account has.
+    account = Account({"ml.g5.xlarge": 4}, quota_codes=(), endpoint_defaults={"ml.inf2.xlarge": default})
+    ctx = context({"llm.enabled": "false", "training.enabled": "false", "multi_model.enabled": "false"},
+                  account=account)
+    [row] = checks.sagemaker_quotas(ctx)
+    account.stub.assert_no_pending_responses()
+    assert (row.check, row.status) == ("quota ml.inf2.xlarge for endpoint usage", status)
+    assert row.has.startswith(f"default {default}, never raised")
+    assert status == checks.PASS or "--quota-code L-D0000000 --desired-value 2" in row.fix
+
+
+def test_defaults_that_may_not_be_read_are_cannot_check_naming_the_action(aws):
+    account = Account({}, quota_codes=())
+    account.stub.add_client_error("list_aws_default_service_quotas", "AccessDeniedException",
+                                  "not authorized to perform: servicequotas:ListAWSDefaultServiceQuotas")
+    ctx = context({"llm.enabled": "false", "training.enabled": "false", "multi_model.enabled": "false"},
+                  account=account)
+    [row] = checks.sagemaker_quotas(ctx)
+    assert row.status == checks.CANNOT and "servicequotas:ListAWSDefaultServiceQuotas" in row.fix
+
+
+def test_prod_in_a_new_account_with_zero_defaults_fails_every_quota(aws, monkeypatch, capsys):
+    # A new account: nothing applied, every default 0 (what ListServiceQuotas leaves out must still fail).
+    account = Account({}, endpoint_defaults={name: 0 for name in PROD_ENDPOINT_QUOTAS},
+                      vcpu_defaults={"L-1945791B": 0, "L-2C3B7624": 0})
+    assert preflight(account, ["--env", "prod", *pinned(put_resources())], monkeypatch) == 1
+    out = capsys.readouterr().out
+    rows = rows_of(out)
+    for name in PROD_ENDPOINT_QUOTAS:
+        assert rows[f"quota {name} for endpoint usage"] == checks.FAIL
+    assert rows["quota Running On-Demand Trn instances (vCPUs)"] == checks.FAIL
+    assert rows["quota Running On-Demand Inf instances (vCPUs)"] == checks.FAIL
+    assert "default 0, never raised" in out
+    assert ("service-quotas", "ListAWSDefaultServiceQuotas") in account.calls
+    assert ("service-quotas", "GetAWSDefaultServiceQuota") in account.calls
+
+
+@pytest.mark.parametrize("trn, status", [(528, checks.PASS), (512, checks.FAIL)])
+def test_ec2_vcpu_quota_without_an_applied_value_uses_the_default(aws, trn, status):
+    ctx = context(account=Account({}, {"L-1945791B": 32}, lists_sagemaker=False, vcpu_defaults={"L-2C3B7624": trn}))
+    rows = {row.check: row for row in checks.ec2_vcpu_quotas(ctx)}
+    trn_row = rows["quota Running On-Demand Trn instances (vCPUs)"]
+    assert (trn_row.status, trn_row.has) == (status, f"default {trn}, never raised")
+    assert rows["quota Running On-Demand Inf instances (vCPUs)"].status == checks.PASS
 
 
 @pytest.mark.parametrize("trn, status", [(528, checks.PASS), (512, checks.FAIL)])
