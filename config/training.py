@@ -34,7 +34,8 @@ class ExistingVpcConfig:
 
     vpc_id: str = setting(pattern=r"vpc-[0-9a-f]{8,17}", doc="The VPC holding the subnets.")
     subnet_ids: tuple[str, ...] = setting(
-        doc="Private subnets with egress (NAT or VPC endpoints), all in `availability_zone`."
+        doc="Private subnets with egress, all in `availability_zone`; `training.egress` says which kind "
+        "(a NAT, which installing EFA at boot needs, or VPC endpoints only).",
     )
     default_security_group_id: str = setting(
         pattern=r"sg-[0-9a-f]{8,17}",
