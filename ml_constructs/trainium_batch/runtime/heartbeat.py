@@ -45,8 +45,11 @@ def _read(path: Path) -> str | None:
 
 def read_step(path: Path) -> int | None:
     """The last step the program reported; None before the first report, or once it is done."""
+    text = _read(path)
+    if text is None:
+        return None
     try:
-        return int(_read(path) or "0")
+        return int(text or "0")
     except ValueError:
         return None
 
