@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from config.runtime import profile_for, runtime_setting
 from config.typed import setting
@@ -34,7 +34,8 @@ class ExistingVpcConfig:
 
     vpc_id: str = setting(pattern=r"vpc-[0-9a-f]{8,17}", doc="The VPC holding the subnets.")
     subnet_ids: tuple[str, ...] = setting(
-        doc="Private subnets with egress (NAT or VPC endpoints), all in `availability_zone`."
+        doc="Private subnets with egress, all in `availability_zone`; `training.egress` says which kind "
+        "(a NAT, which installing EFA at boot needs, or VPC endpoints only).",
     )
     default_security_group_id: str = setting(
         pattern=r"sg-[0-9a-f]{8,17}",
@@ -94,9 +95,17 @@ class TrainingConfig:
     # ---- network ----------------------------------------------------------
     vpc_cidr: str = setting("10.64.0.0/16", pattern=r"\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-4])", doc="New VPC only.")
     egress: Literal["vpc_endpoints", "nat_gateway"] = setting(
-        "vpc_endpoints",
-        doc="New VPC only. vpc_endpoints: isolated subnets reaching ECR, S3, Logs, ECS and STS privately; "
-        "nat_gateway: private subnets with a NAT gateway (internet access, e.g. for pip or Hugging Face).",
+        "nat_gateway",
+        doc="nat_gateway: private subnets with a NAT gateway (internet access: the EFA installer at boot, pip, "
+        "Hugging Face) and the S3 gateway endpoint; vpc_endpoints: isolated subnets reaching ECR, S3, Logs, ECS, "
+        "STS, CloudWatch and EC2 privately, no internet (needs efa_software = \"in-ami\"). With existing_vpc "
+        "nothing is created: say which of the two its subnets have.",
+    )
+    efa_software: Literal["install-at-boot", "in-ami"] = setting(
+        "install-at-boot",
+        doc="install-at-boot: each host installs aws-efa-installer at boot unless its EFA devices exist (needs "
+        "egress = \"nat_gateway\"); in-ami: the AMI carries the EFA driver, nothing is downloaded "
+        "(docs/training.md, What the first deploy checks on a host).",
     )
     existing_vpc: ExistingVpcConfig | None = setting(None, doc="None: a new VPC is created.")
     log_retention_days: int = setting(
@@ -159,8 +168,9 @@ class TrainingConfig:
         doc="Step Functions execution limit. None: the worst case, attempts x (compile + training + 2 x single-node).",
     )
 
-    def problems(self) -> list[tuple[str, str]]:
-        found = []
+    def problems(self) -> list[tuple[Any, ...]]:
+        # (key, message) or (key, message, keys whose values caused it): config/typed.py
+        found: list[tuple[Any, ...]] = []
         if self.image_uri is not None and image_uri_problem(self.image_uri):
             found.append(("image_uri", str(image_uri_problem(self.image_uri))))
         for problem in neuron_cc_flag_problems(self.neuron_cc_flags, allowed_targets=TRAINIUM_TARGETS):
@@ -200,6 +210,11 @@ class TrainingConfig:
         if self.existing_vpc is None and int(self.vpc_cidr.rsplit("/", 1)[1]) > 19:
             found.append(("vpc_cidr", f"got {self.vpc_cidr!r}, allowed: a /16 to /19 (the cluster subnet is a /20 and "
                           "the NAT option adds a /24)"))
+        if self.efa_software == "install-at-boot" and self.egress != "nat_gateway":
+            found.append(("efa_software", f"got {self.efa_software!r} with egress {self.egress!r}: the hosts download "
+                          "aws-efa-installer from efa-installer.amazonaws.com (and its kernel module's OS packages), "
+                          "which isolated subnets cannot reach; allowed: egress = \"nat_gateway\", or an AMI that "
+                          "carries EFA with efa_software = \"in-ami\"", ("egress",)))
         if self.shared_memory_gib >= self.container_memory_gib:
             found.append(("shared_memory_gib", f"got {self.shared_memory_gib}, must be below container_memory_gib"))
         return found

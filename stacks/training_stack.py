@@ -74,6 +74,7 @@ class TrainingStack(PlatformStack):
             instance_tags=cluster_tag,
             root_volume_gib=training.root_volume_gib,
             capacity_reservation_id=training.capacity_reservation_id,
+            efa_software=training.efa_software,
         )
         self.single_node_compute = SingleNodeComputeEnvironment(
             self,

@@ -19,10 +19,10 @@ from tests.helpers import ROOT
 #   dev ceiling = 2 x ml.inf2.xlarge 0.99 (the second only while an update starts its new copy)
 #                 + inf2.8xlarge 1.96786 + NAT 0.045 + 2 x 0.115                        = 4.22286
 #   prod floor  = SD 0.99 + NAT 0.045 + 20 x c5d.18xlarge 4.147 (82.94) + p4de 53.255 (BLOOM bf16, estimate)
-#                 + g5.24xlarge 10.18 + 9 training VPC endpoints x 0.01               = 147.500
+#                 + g5.24xlarge 10.18 + the training VPC's NAT 0.045                  = 147.455
 #   prod ceiling= SD 0.99 + 1.96786 + 0.045 + 40 x 4.147 (165.88) + 53.255 + 10.18 + 4 x trn1.32xlarge 21.50
-#                 + 0.09 + 2 evaluation hosts x trn1.2xlarge 1.34375 (2.6875)         = 321.09536
-EXPECTED = {"dev": (0.160, 4.22286), "prod": (147.5, 321.09536)}
+#                 + 0.045 + 2 evaluation hosts x trn1.2xlarge 1.34375 (2.6875)        = 321.05036
+EXPECTED = {"dev": (0.160, 4.22286), "prod": (147.455, 321.05036)}
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
@@ -39,9 +39,9 @@ def test_dev_stable_diffusion_endpoint_costs_nothing_idle():
 
 def test_turning_components_on_for_one_prod_model_lowers_the_floor_by_its_instance():
     on = estimate(load_config("prod", overrides={"llm.models.opt-30b.hosting.mode": "inference-components"}))
-    assert round(on.floor, 5) == round(147.5 - 10.18, 5)
+    assert round(on.floor, 5) == round(147.455 - 10.18, 5)
     # max_instances 2 (the default): a second g5.24xlarge while an update starts the new copy beside the old.
-    assert round(on.ceiling, 5) == round(321.09536 + 10.18, 5)
+    assert round(on.ceiling, 5) == round(321.05036 + 10.18, 5)
 
 
 def test_cli_prints_each_stack_and_the_summary_line():
@@ -49,7 +49,7 @@ def test_cli_prints_each_stack_and_the_summary_line():
                           text=True, check=True).stdout
     for stack in ("MlAccel-prod-StableDiffusion", "MlAccel-prod-MultiModel", "MlAccel-prod-Llm", "MlAccel-prod-Training"):
         assert stack in full
-    assert "total" in full and "147.500" in full and "321.095" in full
+    assert "total" in full and "147.455" in full and "321.050" in full
     line = subprocess.run([sys.executable, "-m", "ml_tools", "cost", "--env", "dev", "--summary"], cwd=ROOT,
                           capture_output=True, text=True, check=True).stdout.strip()
     assert line.startswith("dev: about $0.16/h at the floor, $4.22/h at the ceiling")

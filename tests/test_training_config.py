@@ -19,7 +19,9 @@ def test_defaults_are_the_documented_w4_values():
     )
     assert training.compile_steps == 5  # "4-5 training steps" are enough to trace every graph
     assert 1 <= training.retry_attempts <= 10
-    assert training.existing_vpc is None and training.egress == "vpc_endpoints"
+    # The hosts install EFA at boot (the pinned AMI may lack it), which needs the NAT gateway's internet egress.
+    assert training.existing_vpc is None and training.egress == "nat_gateway"
+    assert training.efa_software == "install-at-boot"
     assert training.capacity_nodes == training.node_count
     assert dict(training.shares) == {"training": 1.0} and training.pipeline_share == "training"
 
@@ -91,6 +93,32 @@ def test_timeouts_follow_the_jobs_unless_set():
     assert raised.update_timeout == 4320 and raised.pipeline_timeout == 270  # 3 x (6 + 72 + 6 + 6)
 
 
+EXISTING_VPC = json.dumps({"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0123456789abcdef0"],
+                           "default_security_group_id": "sg-0123456789abcdef0"})
+
+
+@pytest.mark.parametrize("overrides", [
+    {"training.egress": "vpc_endpoints"},
+    # An existing VPC's subnets: egress says what they have; endpoints only cannot reach the installer.
+    {"training.egress": "vpc_endpoints", "training.existing_vpc": EXISTING_VPC, "training.availability_zone": "us-west-2d"},
+])
+def test_installing_efa_at_boot_without_internet_egress_is_refused(overrides):
+    with pytest.raises(ConfigError) as exc:
+        load_config("prod", overrides=overrides)
+    (problem,) = exc.value.problems
+    assert problem.path == "training.efa_software"
+    assert problem.message.startswith("got 'install-at-boot' with egress 'vpc_endpoints': the hosts download "
+                                      "aws-efa-installer from efa-installer.amazonaws.com")
+    assert problem.message.endswith('allowed: egress = "nat_gateway", or an AMI that carries EFA with '
+                                    'efa_software = "in-ami"')
+    assert problem.source == "defaults; because of training.egress from -c set:training.egress"
+
+
+def test_an_ami_that_carries_efa_may_run_in_isolated_subnets():
+    training = load_config("prod", overrides={"training.egress": "vpc_endpoints", "training.efa_software": "in-ami"}).training
+    assert (training.egress, training.efa_software) == ("vpc_endpoints", "in-ami")
+
+
 def test_existing_vpc_is_read_with_its_az():
     cfg = load_config(
         "prod",
@@ -133,6 +161,7 @@ def test_existing_vpc_is_read_with_its_az():
         ({"job_timeout_seconds": "59"}, "job_timeout_seconds: got 59, allowed range: 60 to inf"),
         ({"instance_type": "trn2.48xlarge"}, "instance_type: got 'trn2.48xlarge', allowed: 'trn1.32xlarge', 'trn1n.32xlarge'"),
         ({"egress": "internet"}, "egress: got 'internet', allowed: 'vpc_endpoints', 'nat_gateway'"),
+        ({"efa_software": "dkms"}, "efa_software: got 'dkms', allowed: 'install-at-boot', 'in-ami'"),
         ({"availability_zone": "us-west-2"}, "availability_zone: got 'us-west-2', which does not match"),
         ({"capacity_reservation_id": "cr-1"}, "capacity_reservation_id: got 'cr-1', which does not match"),
         ({"vpc_cidr": "10.0.0.0/8"}, "vpc_cidr: got '10.0.0.0/8', which does not match"),

@@ -19,8 +19,10 @@ def dev_template(platform_synth):
 
 
 # A pinned environment: account and region set, so the AZ and the AMI are literal config values.
+# Isolated subnets (VPC endpoints, no internet): only with an AMI that carries EFA (config/training.py).
 DEV_TRAINING = dict(training__enabled="true", training__availability_zone="us-west-2d",
-                    training__ami_id="ami-0abcdef0123456789", account="111111111111", region="us-west-2")
+                    training__ami_id="ami-0abcdef0123456789", account="111111111111", region="us-west-2",
+                    training__egress="vpc_endpoints", training__efa_software="in-ami")
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +134,15 @@ def test_hosts_install_the_efa_driver_at_boot_where_the_ami_has_none(prod_templa
     assert "if ls /dev/infiniband/uverbs*" in user_data  # an AMI that has EFA is left alone
     assert "gpg --verify aws-efa-installer-latest.tar.gz.sig" in user_data
     assert "./efa_installer.sh -y --minimal" in user_data
+    # The download needs the internet: prod's cluster subnets route through a NAT gateway.
+    assert len(resources_of_type(prod_template, "AWS::EC2::NatGateway")) == 1
+    routes = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::Route").values()]
+    assert any("NatGatewayId" in r and r["DestinationCidrBlock"] == "0.0.0.0/0" for r in routes)
+
+
+def test_hosts_of_an_isolated_cluster_only_check_the_amis_efa(dev_template):
+    user_data = efa_launch_template(dev_template)["LaunchTemplateData"]["UserData"]["Fn::Base64"]
+    assert "efa-installer.amazonaws.com" not in user_data and "EFA_SETUP_FAILED" in user_data
 
 
 def test_the_training_job_stops_a_run_that_stopped_progressing(prod_template):
@@ -200,8 +211,10 @@ def test_an_environment_agnostic_synth_asks_for_the_ami_and_az_at_deploy(prod_te
         assert environment["ComputeResources"]["Ec2Configuration"] == [
             {"ImageType": "ECS_AL2023", "ImageIdOverride": {"Ref": "AmiId"}}
         ]
-    (subnet,) = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::Subnet").values()]
-    assert subnet["AvailabilityZoneId"] == {"Ref": "AvailabilityZoneId"} and "AvailabilityZone" not in subnet
+    subnets = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::Subnet").values()]
+    assert len(subnets) == 2  # the cluster's and the NAT gateway's
+    for subnet in subnets:
+        assert subnet["AvailabilityZoneId"] == {"Ref": "AvailabilityZoneId"} and "AvailabilityZone" not in subnet
 
 
 @pytest.mark.parametrize("value, allowed", [("usw2-az4", True), ("use1-az6", True), ("apne1-az1", True),
@@ -317,12 +330,12 @@ def test_compute_environments_let_updates_wait_for_the_longest_job(prod_template
         assert environment["ReplaceComputeEnvironment"] is False
 
 
-def test_node_containers_default_group_allows_cluster_tcp_and_https_only(prod_template):
-    (vpc_id,) = resources_of_type(prod_template, "AWS::EC2::VPC")
+def test_node_containers_default_group_allows_cluster_tcp_and_https_only(dev_template):
+    (vpc_id,) = resources_of_type(dev_template, "AWS::EC2::VPC")
     default = {"Fn::GetAtt": [vpc_id, "DefaultSecurityGroup"]}
-    ingress = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::SecurityGroupIngress").values()
+    ingress = [r["Properties"] for r in resources_of_type(dev_template, "AWS::EC2::SecurityGroupIngress").values()
                if r["Properties"]["GroupId"] == default]
-    egress = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::SecurityGroupEgress").values()
+    egress = [r["Properties"] for r in resources_of_type(dev_template, "AWS::EC2::SecurityGroupEgress").values()
               if r["Properties"]["GroupId"] == default]
     assert [(r["IpProtocol"], r["FromPort"], r["ToPort"], r["SourceSecurityGroupId"]) for r in ingress] == [
         ("tcp", 0, 65535, default)
@@ -330,9 +343,9 @@ def test_node_containers_default_group_allows_cluster_tcp_and_https_only(prod_te
     assert sorted((r["IpProtocol"], r["FromPort"], r["ToPort"], json.dumps(r.get("DestinationSecurityGroupId", r.get("CidrIp"))))
                   for r in egress) == sorted([("tcp", 0, 65535, json.dumps(default)), ("tcp", 443, 443, '"0.0.0.0/0"')])
     # AWS's own default rules are stripped (the restrict-default-group custom resource).
-    assert resources_of_type(prod_template, "Custom::VpcRestrictDefaultSG")
-    # ...and the interface endpoints accept HTTPS from the node containers.
-    endpoint_ingress = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::SecurityGroupIngress").values()
+    assert resources_of_type(dev_template, "Custom::VpcRestrictDefaultSG")
+    # ...and the interface endpoints (isolated subnets) accept HTTPS from the node containers.
+    endpoint_ingress = [r["Properties"] for r in resources_of_type(dev_template, "AWS::EC2::SecurityGroupIngress").values()
                         if r["Properties"].get("SourceSecurityGroupId") == default and r["Properties"]["GroupId"] != default]
     assert [(r["FromPort"], r["ToPort"]) for r in endpoint_ingress] == [(443, 443)]
 
@@ -419,22 +432,25 @@ def test_pipeline_may_submit_only_under_its_share_to_this_queue(prod_template):
     assert len(statement["Resource"]) == 6  # the two queues and the four job definitions
 
 
-def test_new_vpc_is_private_in_one_az_with_endpoints_and_flow_logs(prod_template):
-    subnets = [r["Properties"] for r in resources_of_type(prod_template, "AWS::EC2::Subnet").values()]
+def test_an_isolated_vpc_is_private_in_one_az_with_endpoints_and_flow_logs(dev_template):
+    subnets = [r["Properties"] for r in resources_of_type(dev_template, "AWS::EC2::Subnet").values()]
     assert len(subnets) == 1 and subnets[0]["MapPublicIpOnLaunch"] is False
-    assert not resources_of_type(prod_template, "AWS::EC2::NatGateway")
-    assert not resources_of_type(prod_template, "AWS::EC2::InternetGateway")
-    endpoints = [r["Properties"]["ServiceName"] for r in resources_of_type(prod_template, "AWS::EC2::VPCEndpoint").values()]
+    assert not resources_of_type(dev_template, "AWS::EC2::NatGateway")
+    assert not resources_of_type(dev_template, "AWS::EC2::InternetGateway")
+    endpoints = [r["Properties"]["ServiceName"] for r in resources_of_type(dev_template, "AWS::EC2::VPCEndpoint").values()]
     names = json.dumps(endpoints)
     for service in ("ecr.api", "ecr.dkr", ".logs", ".ecs\"", "ecs-agent", "ecs-telemetry", ".sts", ".s3", ".monitoring", ".ec2\""):
         assert service in names, service
-    assert one(prod_template, "AWS::EC2::FlowLog")["TrafficType"] == "ALL"
+    assert one(dev_template, "AWS::EC2::FlowLog")["TrafficType"] == "ALL"
 
 
 def test_nat_gateway_egress_and_a_fixed_az(custom_template):
     template = custom_template
     assert len(resources_of_type(template, "AWS::EC2::NatGateway")) == 1
-    assert not resources_of_type(template, "AWS::EC2::VPCEndpoint")
+    # Only the S3 gateway endpoint (free): checkpoints and image layers stay off the NAT's per-GB charge.
+    (endpoint,) = [r["Properties"] for r in resources_of_type(template, "AWS::EC2::VPCEndpoint").values()]
+    assert endpoint["VpcEndpointType"] == "Gateway" and ".s3" in json.dumps(endpoint["ServiceName"])
+    assert one(template, "AWS::EC2::FlowLog")["TrafficType"] == "ALL"
     azs = {r["Properties"]["AvailabilityZone"] for r in resources_of_type(template, "AWS::EC2::Subnet").values()}
     assert azs == {"us-west-2d"}
 

@@ -45,8 +45,36 @@ def test_cluster_network_is_reusable_on_its_own_and_nag_clean():
     scope = stack(checked=True)
     net = network(scope)
     template = Template.from_stack(scope)  # raises on an unacknowledged cdk-nag finding
+    # Default: a NAT gateway (the hosts' EFA install needs the internet) and the free S3 gateway endpoint.
+    template.resource_count_is("AWS::EC2::Subnet", 2)
+    template.resource_count_is("AWS::EC2::NatGateway", 1)
+    (endpoint,) = template.find_resources("AWS::EC2::VPCEndpoint").values()
+    assert endpoint["Properties"]["VpcEndpointType"] == "Gateway" and "s3" in str(endpoint["Properties"]["ServiceName"])
+    assert len(net.subnets) == 1 and net.endpoint_security_group is None and net.egress == "nat_gateway"
+
+
+def test_an_isolated_network_is_nag_clean_and_needs_efa_in_the_ami():
+    scope = stack(checked=True)
+    net = ClusterNetwork(scope, "Net", availability_zone="us-west-2a", egress="vpc_endpoints")
+    with pytest.raises(ValueError, match="efa_software: got 'install-at-boot' with egress 'vpc_endpoints'.*"
+                                         "allowed: a network with egress='nat_gateway', or efa_software='in-ami'"):
+        TrainiumComputeEnvironment(scope, "Compute", network=net, instance=TRN1, max_nodes=1, **PINNED)
+    TrainiumComputeEnvironment(scope, "Compute2", network=net, instance=TRN1, max_nodes=1,
+                               efa_software="in-ami", **PINNED)
+    template = Template.from_stack(scope)
     template.resource_count_is("AWS::EC2::Subnet", 1)
-    assert len(net.subnets) == 1 and net.endpoint_security_group is not None
+    template.resource_count_is("AWS::EC2::NatGateway", 0)
+    assert net.endpoint_security_group is not None
+    (launch_template,) = template.find_resources("AWS::EC2::LaunchTemplate").values()
+    script = launch_template["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]
+    assert "efa-installer.amazonaws.com" not in script and "EFA_SETUP_FAILED" in script
+
+
+def test_launch_template_efa_software_choices():
+    scope = stack()
+    with pytest.raises(ValueError, match="efa_software: got 'dkms', allowed: 'install-at-boot', 'in-ami'"):
+        EfaLaunchTemplate(scope, "Lt", instance=TRN1, security_group=network(scope).efa_security_group,
+                          efa_software="dkms")
 
 
 def test_fair_share_grant_restricts_a_team_to_its_share():
@@ -236,5 +264,7 @@ def test_a_new_vpc_writes_a_deploy_time_az_as_an_az_id():
     scope = stack()
     zone = cdk.CfnParameter(scope, "Zone", type="String").value_as_string
     ClusterNetwork(scope, "Net", availability_zone=zone)
-    (subnet,) = Template.from_stack(scope).find_resources("AWS::EC2::Subnet").values()
-    assert subnet["Properties"]["AvailabilityZoneId"] == {"Ref": "Zone"} and "AvailabilityZone" not in subnet["Properties"]
+    subnets = Template.from_stack(scope).find_resources("AWS::EC2::Subnet").values()
+    assert len(subnets) == 2  # the cluster's and the NAT gateway's
+    for subnet in subnets:
+        assert subnet["Properties"]["AvailabilityZoneId"] == {"Ref": "Zone"} and "AvailabilityZone" not in subnet["Properties"]

@@ -330,7 +330,9 @@ def test_training_capacity_and_retention_are_what_the_configuration_says(platfor
     assert single["InstanceTypes"] == [training.evaluation_instance_type]
     assert single["MaxvCpus"] == {"trn1.2xlarge": 8, "trn1.32xlarge": 128}[
         training.evaluation_instance_type] * training.evaluation_max_instances
-    [subnet] = resources_of_type(stack, "AWS::EC2::Subnet").values()
+    # The cluster's subnet: the one without public IPs (the NAT gateway's subnet is the other).
+    [subnet] = [s for s in resources_of_type(stack, "AWS::EC2::Subnet").values()
+                if not s["Properties"]["MapPublicIpOnLaunch"]]
     # prod pins no account or region, so its AZ and AMI are deploy-time parameters without defaults:
     # a deploy must name real ones (CloudFormation checks that the AMI exists), never a placeholder.
     assert training.availability_zone is None and training.ami_id is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -17,7 +18,9 @@ from trainium_runtime import entrypoint
 from trainium_runtime.barrier import BarrierResult, gather, report
 from trainium_runtime.checkpoints import CheckpointStore
 from trainium_runtime.collective_check import bus_bandwidth_gbps, expected_sum, verdict
-from trainium_runtime.heartbeat import METRIC_NAME, Heartbeat, Watchdog, watchdog_from_env, write_step
+from trainium_runtime.heartbeat import (
+    METRIC_NAME, STALLED_MARKER, Heartbeat, Watchdog, watchdog_from_env, write_done, write_step,
+)
 from trainium_runtime.preflight import Preflight, average_bus_bandwidth
 from trainium_runtime.quarantine import take_out_of_service
 from trainium_runtime.supervise import Outcome, Transcript, classify, read_error_file, retryable_reason, supervise
@@ -123,6 +126,8 @@ def test_infrastructure_failures_in_torchruns_output_are_retryable(line, reason)
         # What the surviving ranks print when one rank died of a bug: says nothing about the hosts.
         "RuntimeError: [1] is setting up NCCL communicator... Connection reset by peer",
         "ConnectionResetError: [Errno 104] Connection reset by peer", "BrokenPipeError: [Errno 32] Broken pipe",
+        # A provider warning of a healthy run (libfabric's format; libfabric#9683): not a failure.
+        "libfabric:451707:1708520807::efa:ep_ctrl:efa_rdm_ep_open():512<warn> endpoint created",
     ],
 )
 def test_program_bugs_and_generic_socket_errors_are_not_retryable(line):
@@ -343,12 +348,23 @@ def test_a_program_that_never_reports_progress_is_never_called_hung(tmp_path):
     assert not dog.check() and stopped == []
 
 
+def test_a_program_that_reported_done_is_not_stopped_during_its_final_upload(tmp_path):
+    clock, stopped = Clock(), []
+    progress = tmp_path / "progress"
+    dog = Watchdog(progress, 600, stopped.append, clock=clock)
+    write_step(progress, 99)
+    assert not dog.check()
+    write_done(progress)  # training over; an export or upload of hours follows
+    clock.now = 10 ** 5
+    assert not dog.check() and stopped == []
+
+
 def test_no_hang_after_setting_means_no_watchdog(tmp_path):
     assert watchdog_from_env({}, lambda reason: None) is None
     assert watchdog_from_env({"HANG_AFTER_SECONDS": "3600", "PROGRESS_FILE": str(tmp_path / "p")}, print) is not None
 
 
-def test_a_stalled_run_is_stopped_and_the_main_node_exits_for_a_retry(tmp_path, monkeypatch):
+def test_a_stalled_run_is_stopped_and_the_main_node_exits_for_a_retry(tmp_path, monkeypatch, caplog):
     # The real supervisor and watchdog around a program that reports two steps, then hangs.
     monkeypatch.setattr(entrypoint, "STOP_GRACE_SECONDS", 2)
     progress = tmp_path / "progress"
@@ -364,8 +380,11 @@ def test_a_stalled_run_is_stopped_and_the_main_node_exits_for_a_retry(tmp_path, 
     monkeypatch.setattr(entrypoint, "plan", lambda argv, env, local_address: entrypoint.Plan(
         "train", Preflight(0, 0, 0, collectives=False), [sys.executable, "-c", program], env, None))
     started = __import__("time").monotonic()
-    assert entrypoint.main(["train"], env, services) == 75
+    with caplog.at_level(logging.INFO):
+        assert entrypoint.main(["train"], env, services) == 75
     assert __import__("time").monotonic() - started < 60  # not the program's 600 s
+    # The stack's metric filter counts marker lines: one stopped run is one line.
+    assert sum(STALLED_MARKER in record.getMessage() for record in caplog.records) == 1
 
 
 def test_a_lost_data_point_never_stops_training(tmp_path):

@@ -12,7 +12,7 @@ from constructs import Construct
 
 from ml_constructs import nag
 from ml_constructs.trainium_batch.instances import TrainiumInstance
-from ml_constructs.trainium_batch.launch_template import EfaLaunchTemplate
+from ml_constructs.trainium_batch.launch_template import EfaLaunchTemplate, EfaSoftware
 from ml_constructs.trainium_batch.network import ClusterNetwork
 
 # ECS-optimized AL2023 with the Neuron driver and tools (Batch has no Neuron image type); it has no
@@ -114,7 +114,8 @@ def on_demand_environment(
 class TrainiumComputeEnvironment(Construct):
     """On-demand Trainium hosts for multi-node parallel jobs.
 
-    Creates: an EFA launch template (:class:`EfaLaunchTemplate`), a cluster placement
+    Creates: an EFA launch template (:class:`EfaLaunchTemplate`; ``efa_software``
+    ``"install-at-boot"``, the default, needs ``network.egress == "nat_gateway"``), a cluster placement
     group, and a managed EC2 compute environment with exactly ``instance.name`` (never
     ``optimal``), ``BEST_FIT_PROGRESSIVE``, min vCPUs 0 and max vCPUs ``max_nodes`` x the
     instance's vCPUs, the pinned ``ami_id`` as ``ECS_AL2023``, an ``UpdatePolicy`` whose
@@ -148,10 +149,15 @@ class TrainiumComputeEnvironment(Construct):
         instance_tags: Mapping[str, str] | None = None,
         root_volume_gib: int = 200,
         capacity_reservation_id: str | None = None,
+        efa_software: EfaSoftware = "install-at-boot",
     ) -> None:
         super().__init__(scope, construct_id)
         if not 1 <= max_nodes <= 256:
             raise ValueError(f"max_nodes: got {max_nodes}, allowed range: 1 to 256")
+        if efa_software == "install-at-boot" and network.egress != "nat_gateway":
+            raise ValueError(f"efa_software: got 'install-at-boot' with egress {network.egress!r}: the hosts download "
+                             "aws-efa-installer, which isolated subnets cannot reach; allowed: a network with "
+                             "egress='nat_gateway', or efa_software='in-ami' on an AMI that carries EFA")
         self.launch_template = EfaLaunchTemplate(
             self,
             "LaunchTemplate",
@@ -159,6 +165,7 @@ class TrainiumComputeEnvironment(Construct):
             security_group=network.efa_security_group,
             root_volume_gib=root_volume_gib,
             capacity_reservation_id=capacity_reservation_id,
+            efa_software=efa_software,
         )
         check_pins(ami_id, update_timeout)
         self.placement_group = ec2.PlacementGroup(self, "PlacementGroup", strategy=ec2.PlacementGroupStrategy.CLUSTER)

@@ -40,12 +40,15 @@ class ClusterNetwork(Construct):
     Creates (new VPC):
       - a VPC with private subnets in ``availability_zone`` only (a cluster placement
         group and EFA need one AZ);
-      - ``egress="vpc_endpoints"`` (default): isolated subnets, an S3 gateway endpoint and
-        interface endpoints for ECR (api, dkr), CloudWatch Logs, ECS (incl. agent and
-        telemetry) and STS; ``"nat_gateway"``: a public subnet with one NAT gateway;
+      - an S3 gateway endpoint (free: image layers, data and checkpoints stay off the NAT's
+        per-GB charge);
+      - ``egress="nat_gateway"`` (default): a public subnet with one NAT gateway (internet
+        egress, which the hosts' EFA install at boot needs); ``"vpc_endpoints"``: isolated
+        subnets and interface endpoints for ECR (api, dkr), CloudWatch Logs and metrics, ECS
+        (incl. agent and telemetry), STS and EC2;
       - VPC flow logs (all traffic) to a CloudWatch log group.
     Imported VPC: the EFA security group and the node container rules below; the subnets
-    must already have egress.
+    must already have egress, and ``egress`` says which kind (``egress`` attribute).
 
     Node containers: a multi-node job's containers run in ``awsvpc`` mode, each with its own
     network interface carrying the compute environment's security groups, or the VPC's
@@ -60,9 +63,9 @@ class ClusterNetwork(Construct):
     ``availability_zone`` may be an AZ name (``us-west-2d``), an AZ ID (``usw2-az4``) or a token
     that resolves to an AZ ID at deploy (a ``CfnParameter``).
 
-    Default settings: ``egress="vpc_endpoints"``, flow log retention 30 days.
+    Default settings: ``egress="nat_gateway"``, flow log retention 30 days.
 
-    Attributes: ``vpc``, ``subnets`` (the cluster subnets), ``efa_security_group``
+    Attributes: ``vpc``, ``egress``, ``subnets`` (the cluster subnets), ``efa_security_group``
     (allows all traffic from and to itself, as EFA requires), ``node_security_group_id``
     (the default group the node containers get), ``endpoint_security_group`` (None without
     endpoints), ``flow_log_group`` (None if imported).
@@ -76,13 +79,14 @@ class ClusterNetwork(Construct):
         availability_zone: str | None = None,
         existing_vpc: ExistingVpc | None = None,
         cidr: str = "10.64.0.0/16",
-        egress: Egress = "vpc_endpoints",
+        egress: Egress = "nat_gateway",
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
         super().__init__(scope, construct_id)
         if egress not in ("vpc_endpoints", "nat_gateway"):
             raise ValueError(f"egress: got {egress!r}, allowed: 'vpc_endpoints', 'nat_gateway'")
+        self.egress: Egress = egress
         self.flow_log_group: logs.LogGroup | None = None
         if availability_zone is None and existing_vpc is None:
             raise ValueError("availability_zone: required (trn1 is offered in some AZs only); an AZ name or ID")
@@ -117,6 +121,8 @@ class ClusterNetwork(Construct):
         self.efa_security_group.add_ingress_rule(self.efa_security_group, ec2.Port.all_traffic(), "EFA from cluster")
         self.efa_security_group.add_egress_rule(self.efa_security_group, ec2.Port.all_traffic(), "EFA to cluster")
         self.efa_security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs and ECR")
+        if existing_vpc is None:
+            self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
         if existing_vpc is None and egress == "vpc_endpoints":
             self._add_endpoints()
         self._add_node_rules()
@@ -164,7 +170,6 @@ class ClusterNetwork(Construct):
 
     def _add_endpoints(self) -> None:
         assert isinstance(self.vpc, ec2.Vpc)
-        self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
         # Only the cluster's hosts and containers may reach the endpoints (not the whole VPC CIDR).
         self.endpoint_security_group = ec2.SecurityGroup(
             self, "EndpointSecurityGroup", vpc=self.vpc, description="VPC endpoints: HTTPS from the cluster", allow_all_outbound=False

@@ -58,6 +58,31 @@ def test_a_program_without_an_error_file_falls_back_to_the_output(tmp_path, xla_
     assert outcome.root_cause is None and outcome.retryable_reason == "EFA"
 
 
+def test_a_script_imports_its_sibling_modules_as_under_plain_python(tmp_path, xla_env):
+    # `python train.py` puts train.py's folder first on sys.path; the worker must too, or a
+    # helper module next to train.py is a ModuleNotFoundError classified as the program's bug.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "helper.py").write_text("ANSWER = 42\n")
+    (project / "train.py").write_text("import helper\nprint('helper answered', helper.ANSWER, flush=True)\n")
+    lines: list[str] = []
+    outcome = supervise(torchrun(1, [str(project / "train.py")]), xla_env, out=_Lines(lines))
+    assert outcome.returncode == 0, "".join(lines)[-3000:]
+    assert "helper answered 42" in "".join(lines)
+
+
+def test_a_harmless_efa_warning_does_not_make_a_later_kill_retryable(tmp_path, xla_env):
+    # A healthy run's provider warning (libfabric's log format; libfabric#9683 downgraded such a
+    # noisy endpoint-creation warning), then the rank is killed (an OOM kill: exit 137, no error file).
+    script = tmp_path / "program.py"
+    script.write_text("import os, signal\nprint('libfabric:451707:1708520807::efa:ep_ctrl:efa_rdm_ep_open():512"
+                      "<warn> endpoint created', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    lines: list[str] = []
+    outcome = supervise(torchrun(1, [str(script)]), xla_env, out=_Lines(lines))
+    assert outcome.returncode != 0 and outcome.root_cause is None
+    assert outcome.retryable_reason is None and outcome.exit_code(75) != 75
+
+
 class _Lines:
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines

@@ -198,8 +198,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             if started is not None:
                 started.stop()
     if watchdog is not None and watchdog.stalled:
-        LOG.error("%s; exiting with %d for a retry on other hosts (resuming from the newest checkpoint)",
-                  watchdog.stalled, retryable)
+        # The watchdog logged the marker line; the stack's metric filter counts one per stopped run.
+        LOG.error("the run was stopped by the watchdog; exiting with %d for a retry on other hosts "
+                  "(resuming from the newest checkpoint)", retryable)
         return retryable
     code = outcome.exit_code(retryable)
     if outcome.returncode != 0:

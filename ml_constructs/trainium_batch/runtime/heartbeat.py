@@ -14,7 +14,8 @@ program does; :func:`write_step`). On the main node the entrypoint then
   the next attempt resumes from the newest checkpoint on other hosts.
 
 A program that never writes the file is never called hung (it has the job's timeout only);
-neither is a run still compiling its first step.
+neither is a run still compiling its first step, nor one that wrote :func:`write_done` after
+its last step (a final export or upload can outlast ``HANG_AFTER_SECONDS``).
 """
 from __future__ import annotations
 
@@ -31,18 +32,51 @@ RUN_DIMENSION = "RunId"
 STALLED_MARKER = "TRAINING STALLED"
 
 
-def read_step(path: Path) -> int | None:
+# What write_done puts in the progress file: training is over, the watchdog stands down.
+DONE = "done"
+
+
+def _read(path: Path) -> str | None:
     try:
-        return int(path.read_text().strip() or "0")
-    except (OSError, ValueError):
+        return path.read_text().strip()
+    except OSError:
         return None
 
 
-def write_step(path: Path, step: int) -> None:
+def read_step(path: Path) -> int | None:
+    """The last step the program reported; None before the first report, or once it is done."""
+    text = _read(path)
+    if text is None:
+        return None
+    try:
+        return int(text or "0")
+    except ValueError:
+        return None
+
+
+def is_done(path: Path) -> bool:
+    """True once the program wrote :func:`write_done`."""
+    return _read(path) == DONE
+
+
+def _replace(path: Path, text: str) -> None:
     """Atomically replace the progress file (the publisher never reads half a number)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(str(step))
+    tmp.write_text(text)
     tmp.replace(path)
+
+
+def write_step(path: Path, step: int) -> None:
+    """Report the last completed training step (global rank 0 only)."""
+    _replace(path, str(step))
+
+
+def write_done(path: Path) -> None:
+    """Report that training is over: what follows (a final export, an upload) may take any time.
+
+    The watchdog is disarmed for the rest of the run; the job's timeout still bounds it.
+    """
+    _replace(path, DONE)
 
 
 class _Periodic:
@@ -125,7 +159,7 @@ class Watchdog(_Periodic):
 
     ``check`` is called periodically (``start`` runs it on a thread every ``poll`` s).
     Before the program's first report the watchdog is unarmed: compiling the first graphs
-    or loading data takes as long as it takes.
+    or loading data takes as long as it takes; after :func:`write_done` it is disarmed.
     """
 
     def __init__(self, progress_file: Path, hang_after: float, stop: Callable[[str], None], *,
@@ -141,6 +175,8 @@ class Watchdog(_Periodic):
         """True once the run is stalled (and ``stop`` has been called)."""
         if self.stalled is not None:
             return True
+        if is_done(self._progress):
+            return False  # training is over: the program's export or upload is not a hang
         step, now = read_step(self._progress), self._clock()
         if step is None:
             return False  # not reporting (yet): unarmed

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .checkpoints import CheckpointStore, run_id_from_env, should_checkpoint
-from .heartbeat import write_step
+from .heartbeat import write_done, write_step
 
 CLASSES = 16
 STATE_FILE = "state.pt"
@@ -112,8 +112,10 @@ def train(args: argparse.Namespace) -> None:
                 loss_value = float(loss.detach().cpu())  # a sync point: only every log_every steps
                 if progress is not None:
                     print(f"step {step} loss {loss_value:.4f}", flush=True)
-            if progress is not None:
+            if progress is not None and step < args.max_steps:
                 write_step(progress, step)
+            elif progress is not None:  # the last step: the final checkpoint's upload may outlast the watchdog
+                write_done(progress)
             if should_checkpoint(step, every) or step == args.max_steps:
                 save(torch, xm, store, step, model, optimizer)
             if step >= args.max_steps:

@@ -13,6 +13,7 @@ guessing from the other ranks' socket errors.
 """
 from __future__ import annotations
 
+import os
 import runpy
 import sys
 from typing import Sequence
@@ -36,6 +37,9 @@ def run(argv: Sequence[str]) -> None:
     if kind == "module":
         runpy.run_module(target, run_name="__main__", alter_sys=True)
     else:
+        # As `python train.py` does: the script's folder comes first on sys.path, so a train.py
+        # can import its sibling modules (runpy.run_path alone does not add it).
+        sys.path[0] = os.path.dirname(os.path.abspath(target))
         runpy.run_path(target, run_name="__main__")
 
 
