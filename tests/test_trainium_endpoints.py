@@ -32,7 +32,8 @@ def test_the_cost_estimate_of_prod_counts_the_endpoints_without_starting_jsii():
     probe = (
         "import sys\n"
         "from ml_tools.__main__ import main\n"
-        "code = main(['cost', '--env', 'prod'])\n"
+        "code = main(['cost', '--env', 'prod', '--set', 'training.egress=vpc_endpoints',\n"
+        "             '--set', 'training.efa_software=in-ami'])\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('aws_cdk', 'jsii', 'constructs'))\n"
         "print('LOADED', loaded)\n"
         "sys.exit(code)\n"
