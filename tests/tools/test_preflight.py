@@ -144,16 +144,20 @@ def rows_of(out: str) -> dict[str, str]:
 # ---------------------------------------------------------------- the "done when"
 
 
-def test_prod_with_default_quotas_fails_naming_every_quota_it_needs(aws, monkeypatch, capsys):
-    account = Account({name: 0 for name in PROD_ENDPOINT_QUOTAS})  # a new account: zero for all of them
-    ami = put_resources()
-    assert preflight(account, ["--env", "prod", *pinned(ami)], monkeypatch) == 1
-    out = capsys.readouterr().out
+def assert_every_prod_quota_fails(out: str) -> None:
     rows = rows_of(out)
     for name in PROD_ENDPOINT_QUOTAS:
         assert rows[f"quota {name} for endpoint usage"] == checks.FAIL
     assert rows["quota Running On-Demand Trn instances (vCPUs)"] == checks.FAIL
     assert rows["quota Running On-Demand Inf instances (vCPUs)"] == checks.FAIL
+
+
+def test_prod_with_default_quotas_fails_naming_every_quota_it_needs(aws, monkeypatch, capsys):
+    account = Account({name: 0 for name in PROD_ENDPOINT_QUOTAS})  # a new account: zero for all of them
+    ami = put_resources()
+    assert preflight(account, ["--env", "prod", *pinned(ami)], monkeypatch) == 1
+    out = capsys.readouterr().out
+    assert_every_prod_quota_fails(out)
     assert "--quota-code L-2C3B7624 --desired-value 528" in out  # 4 x trn1.32xlarge + 2 x trn1.2xlarge
     # the multi-model endpoint's autoscaling ceiling (40, not its 20 at start) plus a rolling batch of 25 %
     assert "--desired-value 50" in out
@@ -286,11 +290,7 @@ def test_prod_in_a_new_account_with_zero_defaults_fails_every_quota(aws, monkeyp
                       vcpu_defaults={"L-1945791B": 0, "L-2C3B7624": 0})
     assert preflight(account, ["--env", "prod", *pinned(put_resources())], monkeypatch) == 1
     out = capsys.readouterr().out
-    rows = rows_of(out)
-    for name in PROD_ENDPOINT_QUOTAS:
-        assert rows[f"quota {name} for endpoint usage"] == checks.FAIL
-    assert rows["quota Running On-Demand Trn instances (vCPUs)"] == checks.FAIL
-    assert rows["quota Running On-Demand Inf instances (vCPUs)"] == checks.FAIL
+    assert_every_prod_quota_fails(out)
     assert "default 0, never raised" in out
     assert ("service-quotas", "ListAWSDefaultServiceQuotas") in account.calls
     assert ("service-quotas", "GetAWSDefaultServiceQuota") in account.calls
