@@ -109,6 +109,14 @@ def _rolling(name: str, policy: dict[str, Any], start: int, text: str, count: in
                   f"{batches} batch(es) x ({text} + bake {bake}); rollback {back} x {start}")
 
 
+def _scaled_ceiling(resources: dict[str, Any], lid: str, count: int) -> int:
+    """An autoscaled variant or component can be updated at its scaling target's maximum, not its start count."""
+    for target in resources.values():
+        if target["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget" and lid in json.dumps(target["Properties"]):
+            count = max(count, int(target["Properties"]["MaxCapacity"]))
+    return count
+
+
 def _endpoint(template: dict[str, Any], lid: str) -> Update:
     resources = template["Resources"]
     props = resources[lid]["Properties"]
@@ -121,9 +129,7 @@ def _endpoint(template: dict[str, Any], lid: str) -> Update:
         download, startup = (v.get("ModelDataDownloadTimeoutInSeconds"), v.get("ContainerStartupHealthCheckTimeoutInSeconds"))
         starts.append(_start(download, startup) if "ModelName" in v else (LAUNCH_SECONDS, f"launch {LAUNCH_SECONDS}"))
         count = max(count, int(v.get("InitialInstanceCount", 1)), int(v.get("ManagedInstanceScaling", {}).get("MaxInstanceCount", 1)))
-    for target in resources.values():  # an autoscaled variant can update at its maximum count
-        if target["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget" and lid in json.dumps(target["Properties"]):
-            count = max(count, int(target["Properties"]["MaxCapacity"]))
+    count = _scaled_ceiling(resources, lid, count)
     start, text = max(starts, default=(LAUNCH_SECONDS, f"launch {LAUNCH_SECONDS}"))
     deployment = props.get("DeploymentConfig", {})
     if "RollingUpdatePolicy" in deployment:
@@ -149,7 +155,8 @@ def _component(template: dict[str, Any], lid: str) -> Update:
                          startup.get("ContainerStartupHealthCheckTimeoutInSeconds"))
     rolling = props.get("DeploymentConfig", {}).get("RollingUpdatePolicy")
     if rolling:
-        return _rolling(lid, rolling, start, text, int(props.get("RuntimeConfig", {}).get("CopyCount", 1)))
+        copies = _scaled_ceiling(template["Resources"], lid, int(props.get("RuntimeConfig", {}).get("CopyCount", 1)))
+        return _rolling(lid, rolling, start, text, copies)
     return Update(lid, "SageMaker default", start, start, f"{text}; rollback {start}")
 
 

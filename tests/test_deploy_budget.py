@@ -92,3 +92,20 @@ def test_the_environment_comes_from_the_assembly_and_a_mismatch_is_refused(platf
     assert deploy_budget.main([assembly.directory]) == 0
     assert deploy_budget.main([assembly.directory, "--env", "prod"]) == 1
     assert "holds the stacks of dev; got --env prod" in capsys.readouterr().err
+
+
+def test_a_rolling_component_update_is_counted_at_its_copy_ceiling():
+    # 1 copy at deploy, autoscaled up to 4: an update while scaled out rolls 4 batches of one copy each.
+    template = {"Resources": {
+        "Comp": {"Type": "AWS::SageMaker::InferenceComponent", "Properties": {
+            "RuntimeConfig": {"CopyCount": 1},
+            "DeploymentConfig": {"RollingUpdatePolicy": {
+                "MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1}, "WaitIntervalInSeconds": 300}}}},
+        "CompCopyScaling": {"Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
+            "MinCapacity": 0, "MaxCapacity": 4,
+            "ResourceId": {"Fn::Join": ["", ["inference-component/", {"Fn::Select": [1, {"Fn::Split": [
+                "/", {"Fn::GetAtt": ["Comp", "InferenceComponentArn"]}]}]}]]}}},
+    }}
+    (update,) = deploy_budget.stack_budget("MlAccel-dev-X", template, []).updates
+    # each batch: launch 600 + download and startup unset (3600 each) + bake 300
+    assert (update.strategy, update.update) == ("rolling", 4 * (600 + 3600 + 3600 + 300))
