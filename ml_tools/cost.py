@@ -179,15 +179,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            print(f"cost: --set {item!r}: expected KEY=VALUE", file=sys.stderr)
-            return 2
-        overrides[key] = value
+    from ml_tools.runtime import set_overrides
+
     try:
-        cfg = load_config(args.env, overlay_file=args.config, overrides=overrides)
+        cfg = load_config(args.env, overlay_file=args.config, overrides=set_overrides(args.set))
     except ConfigError as err:
         print(f"cost: nothing estimated.\n{err}", file=sys.stderr)
         return 2

@@ -57,6 +57,17 @@ class ToolError(Exception):
     """A problem the user can fix, already phrased as one line with what to do (exit code 2)."""
 
 
+def set_overrides(items: list[str]) -> dict[str, str]:
+    """The ``--set KEY=VALUE`` settings of cost, verify and preflight (``cdk synth -c set:KEY=VALUE``)."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ToolError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = value
+    return overrides
+
+
 _CREDENTIALS_HINT = ("configure credentials: `aws configure`, `aws sso login --profile NAME` with AWS_PROFILE=NAME, "
                      "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
 TRAINING_STACK_HINT = ("deploy the training stack (`npx cdk deploy -c env=<env> MlAccel-<env>-Training`) and pass the "

@@ -399,7 +399,9 @@ def _client_error(err: Any) -> str:
 def run(args: argparse.Namespace, *, clients: Clients | None = None) -> int:
     from config import ConfigError, load_config
 
-    overrides = dict(item.split("=", 1) for item in args.set if "=" in item)
+    from ml_tools.runtime import set_overrides
+
+    overrides = set_overrides(args.set)
     try:
         cfg = load_config(args.env, overlay_file=args.config, overrides=overrides)
     except ConfigError as err:

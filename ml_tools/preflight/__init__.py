@@ -74,16 +74,11 @@ def run(args: argparse.Namespace, *, session: Any = None,
 def _load(args: argparse.Namespace) -> Any:
     """The validated environment; an unknown environment or a bad setting is one line (exit 2)."""
     from config import ConfigError, load_config
-    from ml_tools.runtime import ToolError
+    from ml_tools.runtime import ToolError, set_overrides
 
-    overrides = {}
-    for item in getattr(args, "set", []):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ToolError(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = value
     try:
-        return load_config(args.env, overlay_file=getattr(args, "config", None), overrides=overrides,
+        return load_config(args.env, overlay_file=getattr(args, "config", None),
+                           overrides=set_overrides(getattr(args, "set", [])),
                            env_source="--env")
     except ConfigError as err:
         raise ToolError(" ".join(str(err).split("\n  - ")).replace("\n", " ")) from err

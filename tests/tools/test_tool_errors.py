@@ -187,3 +187,10 @@ def test_invoke_mme_offers_no_cold_start_options_it_would_ignore(capsys):
     with pytest.raises(SystemExit):
         cli_main(["invoke-mme", "--endpoint-name", "mme", "--cold-start-wait", "60", "1"])
     assert "unrecognized arguments: --cold-start-wait" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["cost", "verify", "preflight"])
+def test_a_setting_without_a_value_is_one_line_naming_it(no_aws_setup, capsys, command):
+    # Before any AWS call: the configuration is read first.
+    assert cli_main([command, "--env", "dev", "--set", "multi_model.instance_count"]) == 2
+    assert capsys.readouterr().err.strip() == f"{command}: --set 'multi_model.instance_count': expected KEY=VALUE"
